@@ -1,0 +1,164 @@
+//! Configuration: every flag also comes from an environment variable `BATON_<FLAG>`.
+//!
+//! Each limit documents its default, its worst case and the error a client gets at it.
+//! Add a setting by adding a field here with `#[arg(long, env = "BATON_...")]`; `Config` is
+//! passed by `Arc` to everything that needs it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::resp::DecodeLimits;
+
+/// When the append-only log is flushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AppendFsync {
+    /// Every acknowledged change is on disk before its reply (group commit).
+    #[default]
+    Always,
+    /// Flushed once a second: up to about a second of changes can be lost in a crash.
+    Everysec,
+    /// Flushing is left to the OS.
+    No,
+}
+
+/// On or off, for `--persistence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Switch {
+    /// Enabled.
+    #[default]
+    On,
+    /// Disabled.
+    Off,
+}
+
+/// baton's configuration (flags, `BATON_*` env vars, embedded defaults).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "baton",
+    version,
+    about = "A fair, fenced, durable lock server that speaks RESP"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "BATON_BIND", default_value = "127.0.0.1")]
+    pub bind: String,
+
+    /// TCP port to listen on (0 picks a free one).
+    #[arg(long, env = "BATON_PORT", default_value_t = 6379)]
+    pub port: u16,
+
+    /// Lock table shards, a power of two (0: 16 per core, rounded up to a power of two).
+    #[arg(long, env = "BATON_SHARDS", default_value_t = 0)]
+    pub shards: usize,
+
+    /// Worker threads of the runtime (0: one per core).
+    #[arg(long, env = "BATON_THREADS", default_value_t = 0)]
+    pub threads: usize,
+
+    /// Most open client connections. At the limit a new connection gets
+    /// `-ERR max clients reached` and is closed. Worst case about 70 KiB per idle connection.
+    #[arg(long, env = "BATON_MAX_CLIENTS", default_value_t = 10_000)]
+    pub max_clients: usize,
+
+    /// Most blocked requests (WAIT) server-wide; over it: `-ERR max waiters reached`.
+    /// An MLOCK counts as one. Worst case about 300 bytes per waiter.
+    #[arg(long, env = "BATON_MAX_WAITERS", default_value_t = 1_000_000)]
+    pub max_waiters: usize,
+
+    /// Longest key, in bytes; longer or empty keys get `-ERR invalid key`.
+    #[arg(long, env = "BATON_MAX_KEY_BYTES", default_value_t = 1024)]
+    pub max_key_bytes: usize,
+
+    /// Longest lease, in ms; longer (or below 1) gets `-ERR invalid ttl`.
+    #[arg(long, env = "BATON_MAX_TTL_MS", default_value_t = 86_400_000)]
+    pub max_ttl_ms: u64,
+
+    /// Largest bulk string in a request (exactly this size is allowed); over it the
+    /// connection gets `-ERR Protocol error: invalid bulk length` and is closed.
+    #[arg(long, env = "BATON_MAX_BULK_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_bulk_bytes: usize,
+
+    /// Most arguments in one command; over it: `-ERR Protocol error: invalid multibulk
+    /// length` and the connection is closed.
+    #[arg(long, env = "BATON_MAX_ARGS", default_value_t = 1024 * 1024)]
+    pub max_args: usize,
+
+    /// Longest inline command line; over it: `-ERR Protocol error: too big inline request`.
+    #[arg(long, env = "BATON_MAX_INLINE_BYTES", default_value_t = 64 * 1024)]
+    pub max_inline_bytes: usize,
+
+    /// Input read but not yet executed per connection (pipelined behind a blocked WAIT);
+    /// over it the connection is closed. Worst case memory per connection.
+    #[arg(long, env = "BATON_MAX_PENDING_INPUT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_pending_input_bytes: usize,
+
+    /// Replies a client does not read, per connection; over it the connection is closed.
+    #[arg(long, env = "BATON_MAX_UNREAD_REPLY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_unread_reply_bytes: usize,
+
+    /// Data directory for the append-only log and snapshots.
+    #[arg(long, env = "BATON_DIR", default_value = "./data")]
+    pub dir: PathBuf,
+
+    /// Keep state on disk (`off`: a restart forgets every hold; see --restart-delay-ms).
+    #[arg(long, env = "BATON_PERSISTENCE", value_enum, default_value_t = Switch::On)]
+    pub persistence: Switch,
+
+    /// When the log is flushed to disk.
+    #[arg(long, env = "BATON_APPENDFSYNC", value_enum, default_value_t = AppendFsync::Always)]
+    pub appendfsync: AppendFsync,
+
+    /// Refuse grants for this long after start (with persistence off), so holds given out
+    /// before a crash run out first.
+    #[arg(long, env = "BATON_RESTART_DELAY_MS")]
+    pub restart_delay_ms: Option<u64>,
+
+    /// Start even if the log is damaged in the middle, dropping what follows the damage.
+    #[arg(long, env = "BATON_REPAIR", default_value_t = false)]
+    pub repair: bool,
+
+    /// Password clients must give with AUTH or HELLO ... AUTH.
+    #[arg(long, env = "BATON_REQUIREPASS")]
+    pub requirepass: Option<String>,
+
+    /// Log filter (error, warn, info, debug, trace or a tracing directive).
+    #[arg(long, env = "BATON_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["baton"])
+    }
+}
+
+impl Config {
+    /// Defaults for tests and embedding: port 0 on loopback, persistence off.
+    pub fn ephemeral() -> Self {
+        Config {
+            port: 0,
+            persistence: Switch::Off,
+            ..Config::default()
+        }
+    }
+
+    /// The shard count actually used: `--shards`, or 16 per core rounded to a power of two.
+    pub fn shard_count(&self) -> usize {
+        let wanted = if self.shards == 0 {
+            16 * std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.shards
+        };
+        wanted.next_power_of_two()
+    }
+
+    /// The limits the request decoder enforces.
+    pub fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_bulk_bytes: self.max_bulk_bytes,
+            max_args: self.max_args,
+            max_inline_bytes: self.max_inline_bytes,
+        }
+    }
+}

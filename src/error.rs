@@ -1,0 +1,152 @@
+//! Typed errors, one enum per layer.
+//!
+//! - [`RespError`]: a reply with a Redis prefix (`ERR`, `WRONGTYPE`, `NOSCRIPT`, ...); the
+//!   connection stays open.
+//! - [`ProtoError`]: a malformed or oversized frame; the connection gets
+//!   `-ERR Protocol error: ...` and is closed.
+//! - [`StartupError`]: the server cannot start (bad config, port in use, damaged data dir).
+
+use std::borrow::Cow;
+
+/// An error reply, sent to the client as `-<text>\r\n`. `text` starts with its Redis prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text}")]
+pub struct RespError {
+    text: Cow<'static, str>,
+}
+
+impl RespError {
+    /// An error whose full text (prefix included) is a static string.
+    pub const fn fixed(text: &'static str) -> Self {
+        RespError {
+            text: Cow::Borrowed(text),
+        }
+    }
+
+    /// An error with a computed text; `text` must start with its prefix (`ERR ...`).
+    pub fn new(text: impl Into<Cow<'static, str>>) -> Self {
+        RespError { text: text.into() }
+    }
+
+    /// The full text, prefix included, without the leading `-`.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// `-ERR syntax error`.
+    pub const SYNTAX: RespError = RespError::fixed("ERR syntax error");
+    /// `-ERR value is not an integer or out of range`.
+    pub const NOT_INTEGER: RespError =
+        RespError::fixed("ERR value is not an integer or out of range");
+    /// `-WRONGTYPE ...`: a command against a key of another kind.
+    pub const WRONGTYPE: RespError =
+        RespError::fixed("WRONGTYPE Operation against a key holding the wrong kind of value");
+    /// `-ERR invalid ttl`.
+    pub const INVALID_TTL: RespError = RespError::fixed("ERR invalid ttl");
+    /// `-ERR invalid owner`.
+    pub const INVALID_OWNER: RespError = RespError::fixed("ERR invalid owner");
+    /// `-ERR invalid key`.
+    pub const INVALID_KEY: RespError = RespError::fixed("ERR invalid key");
+    /// `-ERR invalid wait`.
+    pub const INVALID_WAIT: RespError = RespError::fixed("ERR invalid wait");
+    /// `-ERR invalid numkeys`.
+    pub const INVALID_NUMKEYS: RespError = RespError::fixed("ERR invalid numkeys");
+    /// `-ERR owner already holds this key in another mode`.
+    pub const OTHER_MODE: RespError =
+        RespError::fixed("ERR owner already holds this key in another mode");
+    /// `-ERR max waiters reached`.
+    pub const MAX_WAITERS: RespError = RespError::fixed("ERR max waiters reached");
+    /// `-ERR max clients reached`.
+    pub const MAX_CLIENTS: RespError = RespError::fixed("ERR max clients reached");
+    /// `-ERR keyspace flushed`: the reply of every waiter when FLUSHALL/FLUSHDB runs.
+    pub const FLUSHED: RespError = RespError::fixed("ERR keyspace flushed");
+    /// `-ERR semaphore deleted`: the reply of every waiter of a deleted semaphore.
+    pub const SEM_DELETED: RespError = RespError::fixed("ERR semaphore deleted");
+    /// `-ERR no such semaphore`.
+    pub const NO_SUCH_SEM: RespError = RespError::fixed("ERR no such semaphore");
+    /// `-ERR permits exceed capacity`.
+    pub const PERMITS_EXCEED: RespError = RespError::fixed("ERR permits exceed capacity");
+    /// `-ERR owner already holds other permits`.
+    pub const OTHER_PERMITS: RespError = RespError::fixed("ERR owner already holds other permits");
+    /// `-ERR invalid capacity`.
+    pub const INVALID_CAPACITY: RespError = RespError::fixed("ERR invalid capacity");
+    /// `-ERR invalid permits`.
+    pub const INVALID_PERMITS: RespError = RespError::fixed("ERR invalid permits");
+    /// `-NOAUTH Authentication required.`
+    pub const NOAUTH: RespError = RespError::fixed("NOAUTH Authentication required.");
+
+    /// `-ERR wrong number of arguments for 'name' command` (name in lower case, as Redis).
+    pub fn arity(name: &str) -> Self {
+        RespError::new(format!(
+            "ERR wrong number of arguments for '{}' command",
+            name.to_ascii_lowercase()
+        ))
+    }
+
+    /// `-ERR unknown command 'X', with args beginning with: 'a' 'b' ` as Redis words it.
+    pub fn unknown_command(name: &[u8], args: &[bytes::Bytes]) -> Self {
+        let mut text = format!(
+            "ERR unknown command '{}', with args beginning with: ",
+            printable(name, 128)
+        );
+        for arg in args.iter().take(16) {
+            text.push('\'');
+            text.push_str(&printable(arg, 128));
+            text.push_str("' ");
+        }
+        RespError::new(text)
+    }
+}
+
+/// Lossy, single-line rendering of client bytes for an error text (Redis cuts at 128 bytes
+/// and never lets a newline into an error line).
+pub fn printable(bytes: &[u8], max: usize) -> String {
+    let cut = &bytes[..bytes.len().min(max)];
+    String::from_utf8_lossy(cut)
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect()
+}
+
+/// A frame that breaks the protocol or its limits. The connection replies
+/// `-ERR Protocol error: <self>` and closes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    /// A bulk length that is not a number, negative (other than -1) or over `--max-bulk-bytes`.
+    #[error("invalid bulk length")]
+    InvalidBulkLength,
+    /// An array count that is not a number or over `--max-args`.
+    #[error("invalid multibulk length")]
+    InvalidMultibulkLength,
+    /// The byte where a `$` was expected inside a command array.
+    #[error("expected '$', got '{0}'")]
+    ExpectedBulk(char),
+    /// An inline command line longer than `--max-inline-bytes`.
+    #[error("too big inline request")]
+    InlineTooBig,
+    /// Quotes in an inline command that do not balance.
+    #[error("unbalanced quotes in request")]
+    UnbalancedQuotes,
+    /// Any other malformed frame, with the decoder's words.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The data directory could not be read or is damaged.
+    #[error("{0}")]
+    Persistence(String),
+}

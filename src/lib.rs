@@ -1,0 +1,21 @@
+//! baton: a fair, fenced, durable lock server that speaks the Redis protocol.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! server::conn ─► resp::decode ─► cmd::parse ─► cmd::apply ─► table (shards, waiters,
+//!   (socket)        (frames)        (typed)      (per family)   wheel, tokens)
+//!        ▲                                                          │
+//!        └──────────── resp::reply ◄──── Reply / blocked wait ◄─────┘
+//! ```
+//!
+//! Imports only point down that chain: `table` knows nothing above it and reads no clock
+//! (every operation takes `now`). `persist` consumes the records the table emits through its
+//! one mutation path; `lua` sits above `cmd` and calls into it.
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod config;
+pub mod error;
+pub mod persist;
+pub mod resp;
+pub mod wheel;

@@ -1,0 +1,1 @@
+//! A generic hierarchical timer wheel (placeholder: implemented on the `wheel` branch).
