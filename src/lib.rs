@@ -16,6 +16,8 @@
 
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod persist;
 pub mod resp;
+pub mod table;
 pub mod wheel;

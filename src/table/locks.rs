@@ -1,0 +1,237 @@
+//! Locks: LOCK / WLOCK / RLOCK (one key), MLOCK / MUNLOCK (several), REFRESH, UNLOCK,
+//! LOCK.INFO. Modes and their compatibility live in `entry.rs` ([`KindExt`]).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::entry::{Entry, KindExt};
+use super::waiters::Waiter;
+use super::{Blocked, Outcome, Tx};
+use crate::error::RespError;
+use crate::persist::HoldKind;
+use crate::resp::Reply;
+
+impl Tx<'_> {
+    /// LOCK / WLOCK / RLOCK: grants `kind` on `key` to `owner` now, queues it (`wait`), or
+    /// answers nil. A repeated grant in the same mode resets the lease and returns the same
+    /// token.
+    ///
+    /// # Errors
+    /// WRONGTYPE for a string or semaphore key; `owner already holds this key in another
+    /// mode`; `max waiters reached`.
+    pub fn lock_acquire(
+        &mut self,
+        key: &Bytes,
+        owner: &Bytes,
+        kind: HoldKind,
+        ttl_ms: u64,
+        wait: bool,
+    ) -> Result<Outcome, RespError> {
+        let existing = match self.entry(key) {
+            Some(Entry::Lock(holds)) => holds.holder(owner).map(|h| (h.kind, h.token)),
+            Some(_) => return Err(RespError::WRONGTYPE),
+            None => None,
+        };
+        if let Some((held_kind, token)) = existing {
+            if held_kind != kind {
+                return Err(RespError::OTHER_MODE);
+            }
+            let token = self.renew_hold(key, owner, ttl_ms).unwrap_or(token);
+            return Ok(Reply::Int(token).into());
+        }
+        self.ensure_lock(key);
+        let grantable = match self.entry(key) {
+            Some(Entry::Lock(holds)) => holds.queue.is_empty() && holds.lock_fits(&kind),
+            _ => return Err(RespError::WRONGTYPE),
+        };
+        if grantable {
+            let token = self.grant_hold(key, owner, kind, ttl_ms);
+            return Ok(Reply::Int(token).into());
+        }
+        if !wait {
+            self.gc(key);
+            return Ok(Reply::Nil.into());
+        }
+        let seq = match self.admit_waiter() {
+            Ok(seq) => seq,
+            Err(err) => {
+                self.gc(key);
+                return Err(err);
+            }
+        };
+        let (waiter, rx) = Waiter::new(
+            seq,
+            owner.clone(),
+            kind,
+            ttl_ms,
+            vec![key.clone()],
+            vec![true],
+            false,
+        );
+        let waiter = Arc::new(waiter);
+        if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
+            holds.queue.push_back(waiter.clone());
+        }
+        Ok(Outcome::Blocked(Blocked { waiter, rx }))
+    }
+
+    /// REFRESH: renews the owner's lease on a lock or semaphore. 1 if renewed, 0 if the
+    /// owner holds nothing there.
+    ///
+    /// # Errors
+    /// WRONGTYPE on a string key.
+    pub fn refresh(&mut self, key: &Bytes, owner: &[u8], ttl_ms: u64) -> Result<Reply, RespError> {
+        if matches!(self.entry(key), Some(Entry::Str(_))) {
+            return Err(RespError::WRONGTYPE);
+        }
+        Ok(Reply::Int(i64::from(
+            self.renew_hold(key, owner, ttl_ms).is_some(),
+        )))
+    }
+
+    /// UNLOCK: ends the owner's hold (lock, or all its permits) and serves the queue.
+    /// 1 if it held something, else 0.
+    ///
+    /// # Errors
+    /// WRONGTYPE on a string key.
+    pub fn unlock(&mut self, key: &Bytes, owner: &[u8]) -> Result<Reply, RespError> {
+        if matches!(self.entry(key), Some(Entry::Str(_))) {
+            return Err(RespError::WRONGTYPE);
+        }
+        let released = self.release_hold(key, owner).is_some();
+        if released {
+            self.pump(key);
+        }
+        Ok(Reply::Int(i64::from(released)))
+    }
+
+    /// LOCK.INFO: nil, or mode, holders and waiter count.
+    ///
+    /// # Errors
+    /// WRONGTYPE on a string or semaphore key.
+    pub fn lock_info(&mut self, key: &[u8]) -> Result<Reply, RespError> {
+        let now = self.now;
+        let holds = match self.entry(key) {
+            None => return Ok(Reply::Nil),
+            Some(Entry::Lock(h)) => h,
+            Some(_) => return Err(RespError::WRONGTYPE),
+        };
+        if holds.is_idle() {
+            return Ok(Reply::Nil);
+        }
+        let mode = holds.holders.first().map_or("none", |h| h.kind.mode_name());
+        let holders = holds
+            .holders
+            .iter()
+            .map(|h| {
+                Reply::map_static(vec![
+                    ("owner", Reply::Bulk(h.owner.clone())),
+                    ("mode", Reply::bulk_static(h.kind.mode_name())),
+                    ("token", Reply::Int(h.token)),
+                    ("ttl", Reply::Int(now.ms_until(h.deadline))),
+                ])
+            })
+            .collect();
+        Ok(Reply::map_static(vec![
+            ("mode", Reply::bulk_static(mode)),
+            ("holders", Reply::Array(holders)),
+            ("waiters", Reply::Int(holds.queue.len() as i64)),
+        ]))
+    }
+
+    /// MLOCK: all `keys` exclusively or none. Keys the owner holds exclusively already count
+    /// as granted (lease reset, same token). Granted: an array of tokens in key order.
+    ///
+    /// # Errors
+    /// WRONGTYPE if any key is a string or semaphore; `owner already holds this key in
+    /// another mode`; `max waiters reached`.
+    pub fn mlock(
+        &mut self,
+        keys: &[Bytes],
+        owner: &Bytes,
+        ttl_ms: u64,
+        wait: bool,
+    ) -> Result<Outcome, RespError> {
+        let mut held = Vec::with_capacity(keys.len());
+        let mut all_free = true;
+        for key in keys {
+            match self.entry(key) {
+                None => held.push(false),
+                Some(Entry::Lock(holds)) => match holds.holder(owner) {
+                    Some(h) if h.kind == HoldKind::Exclusive => held.push(true),
+                    Some(_) => return Err(RespError::OTHER_MODE),
+                    None => {
+                        all_free &= holds.is_idle();
+                        held.push(false);
+                    }
+                },
+                Some(_) => return Err(RespError::WRONGTYPE),
+            }
+        }
+        if all_free {
+            let mut tokens = Vec::with_capacity(keys.len());
+            for (key, held) in keys.iter().zip(&held) {
+                let renewed = if *held {
+                    self.renew_hold(key, owner, ttl_ms)
+                } else {
+                    None
+                };
+                let token = match renewed {
+                    Some(t) => t,
+                    None => {
+                        self.ensure_lock(key);
+                        self.grant_hold(key, owner, HoldKind::Exclusive, ttl_ms)
+                    }
+                };
+                tokens.push(Reply::Int(token));
+            }
+            return Ok(Reply::Array(tokens).into());
+        }
+        if !wait {
+            return Ok(Reply::NilArray.into());
+        }
+        let seq = self.admit_waiter()?;
+        let queued: Vec<bool> = held.iter().map(|h| !h).collect();
+        let (waiter, rx) = Waiter::new(
+            seq,
+            owner.clone(),
+            HoldKind::Exclusive,
+            ttl_ms,
+            keys.to_vec(),
+            queued.clone(),
+            true,
+        );
+        let waiter = Arc::new(waiter);
+        for (key, queued) in keys.iter().zip(queued) {
+            if queued {
+                self.ensure_lock(key);
+                if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
+                    holds.queue.push_back(waiter.clone());
+                }
+            }
+        }
+        Ok(Outcome::Blocked(Blocked { waiter, rx }))
+    }
+
+    /// MUNLOCK: releases each key the owner holds (a semaphore: all its permits). Returns how
+    /// many it held.
+    ///
+    /// # Errors
+    /// WRONGTYPE if any key is a string (nothing is released then).
+    pub fn munlock(&mut self, keys: &[Bytes], owner: &[u8]) -> Result<Reply, RespError> {
+        for key in keys {
+            if matches!(self.entry(key), Some(Entry::Str(_))) {
+                return Err(RespError::WRONGTYPE);
+            }
+        }
+        let mut released = 0;
+        for key in keys {
+            if self.release_hold(key, owner).is_some() {
+                released += 1;
+                self.pump(key);
+            }
+        }
+        Ok(Reply::Int(released))
+    }
+}

@@ -1,0 +1,504 @@
+//! The lock table: every key's lock, semaphore or string, their holders, FIFO waiters and
+//! leases, sharded by key hash.
+//!
+//! The table is sans-IO: no `async`, no sockets, no clock reads. Every operation takes a
+//! [`Now`] and returns a value (usually an [`Outcome`]); the server layer reads the clock,
+//! awaits blocked waits and writes replies.
+//!
+//! # API
+//! - [`LockTable::run`] locks the shards of the given keys (in shard order, so any two calls
+//!   agree on the order) and hands a [`Tx`] to a closure; every command and every lease
+//!   expiry goes through it. The operations of each family live in their own file:
+//!   `locks.rs` (LOCK, RLOCK, WLOCK, REFRESH, UNLOCK, MLOCK, LOCK.INFO), `sems.rs` (SEM.*),
+//!   `strings.rs` (SET, GET, expiry of strings), `keyspace.rs` (DEL, EXISTS, TYPE, SCAN...).
+//! - Every state change passes one set of primitives in `shard.rs` (`grant_hold`,
+//!   `renew_hold`, `release_hold`, `put_str`, `remove_key`, ...), which update the state,
+//!   schedule or cancel the lease timer and emit the [`Record`] to the [`RecordSink`]. Replay
+//!   of those records after a restart goes through [`LockTable::replay`].
+//! - [`LockTable::expire`] fires due leases with a budget; [`LockTable::next_deadline`] tells
+//!   the expirer when to wake.
+//!
+//! # Hand-off
+//! When a hold ends (UNLOCK, expiry, DEL, undone grant) the key's queue is *pumped* in the
+//! same critical section: head waiters that fit are granted and their replies sent through
+//! their oneshot channels. A multi-key (MLOCK) waiter at the head needs the shards of all its
+//! keys; if the current [`Tx`] does not hold them it is deferred, and `run` re-examines it
+//! under a new `Tx` with the right shards once the current shards are released.
+//!
+//! To add a command family: add a file with an `impl Tx<'_>` block that uses the
+//! primitives, never touching `Shard` maps directly for holds.
+
+mod entry;
+mod keyspace;
+mod locks;
+mod sems;
+mod shard;
+mod strings;
+mod token;
+mod waiters;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::oneshot;
+
+pub use entry::{Entry, Holder, Holds, KindExt, Semaphore, StrValue};
+pub use keyspace::glob_match;
+pub use sems::SemAcquire;
+pub use shard::Shard;
+pub use strings::{ExpireCondition, SetCondition, SetExpiry, SetOptions};
+pub use token::{TokenCounter, TOKEN_BLOCK};
+pub use waiters::{WaitResult, Waiter};
+
+use crate::persist::Record;
+use crate::resp::Reply;
+
+/// The clock, as passed in by the caller: monotonic for leases, wall for disk and tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Monotonic time: leases end by it.
+    pub mono: Instant,
+    /// Wall-clock ms since the Unix epoch: only written to disk.
+    pub wall_ms: u64,
+}
+
+impl Now {
+    /// The monotonic deadline and the wall-clock deadline `ttl_ms` from now.
+    pub fn deadline(&self, ttl_ms: u64) -> (Instant, u64) {
+        (
+            self.mono + Duration::from_millis(ttl_ms),
+            self.wall_ms.saturating_add(ttl_ms),
+        )
+    }
+
+    /// Ms left until `deadline`, rounded up (0 when passed).
+    pub fn ms_until(&self, deadline: Instant) -> i64 {
+        let left = deadline.saturating_duration_since(self.mono);
+        let ms = left.as_millis() as i64;
+        if Duration::from_millis(ms as u64) < left {
+            ms + 1
+        } else {
+            ms
+        }
+    }
+}
+
+/// Where the table sends the records of its state changes (the append-only log).
+pub trait RecordSink: Send + Sync {
+    /// Appends `record` and returns its log sequence number. Called under a shard lock: it
+    /// must be quick and must not block on I/O.
+    fn append(&self, record: &Record) -> u64;
+}
+
+/// What a command gets from the table.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The answer, to send now.
+    Reply(Reply),
+    /// The request waits in one or more queues.
+    Blocked(Blocked),
+}
+
+impl From<Reply> for Outcome {
+    fn from(reply: Reply) -> Outcome {
+        Outcome::Reply(reply)
+    }
+}
+
+/// A queued request: the connection awaits `rx` and cancels with [`LockTable::cancel`].
+#[derive(Debug)]
+pub struct Blocked {
+    /// The waiter as queued.
+    pub waiter: Arc<Waiter>,
+    /// Receives the grant or the error.
+    pub rx: oneshot::Receiver<WaitResult>,
+}
+
+/// The result of [`LockTable::run`]: the closure's value plus the log position to await.
+#[derive(Debug)]
+pub struct Ran<R> {
+    /// What the closure returned.
+    pub value: R,
+    /// Highest log sequence number of the records the call emitted (0: none).
+    pub lsn: u64,
+}
+
+/// Table-wide settings.
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    /// Shards (rounded up to a power of two).
+    pub shards: usize,
+    /// Most waiters at once; beyond it `-ERR max waiters reached`.
+    pub max_waiters: usize,
+    /// Time zero of the lease wheels.
+    pub origin: Instant,
+    /// Lowest first token: the wall clock in µs or the disk high-water mark.
+    pub token_seed: i64,
+}
+
+/// State shared by all shards.
+pub(crate) struct Shared {
+    pub(crate) tokens: TokenCounter,
+    pub(crate) sink: Option<Arc<dyn RecordSink>>,
+    /// Waiters queued now, server-wide.
+    pub(crate) waiters: AtomicUsize,
+    pub(crate) max_waiters: usize,
+    /// Global arrival order of waiters.
+    pub(crate) seq: AtomicU64,
+    pub(crate) origin: Instant,
+    /// Ms after `origin` at which the expirer will wake next (u64::MAX: not armed).
+    pub(crate) armed_ms: AtomicU64,
+    /// Called when a deadline earlier than `armed_ms` is scheduled.
+    pub(crate) wake: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+/// The sharded lock table. Cheap to share behind an `Arc`.
+pub struct LockTable {
+    shards: Box<[Mutex<Shard>]>,
+    shared: Shared,
+    mask: usize,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl std::fmt::Debug for LockTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockTable")
+            .field("shards", &self.shards.len())
+            .finish()
+    }
+}
+
+impl LockTable {
+    /// An empty table.
+    pub fn new(config: TableConfig, sink: Option<Arc<dyn RecordSink>>) -> Self {
+        let n = config.shards.max(1).next_power_of_two();
+        let shards = (0..n)
+            .map(|_| Mutex::new(Shard::new(config.origin)))
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        LockTable {
+            shards,
+            mask: n - 1,
+            hasher: foldhash::fast::FixedState::with_seed(0x6261_746f_6e21),
+            shared: Shared {
+                tokens: TokenCounter::seeded(config.token_seed, 0),
+                sink,
+                waiters: AtomicUsize::new(0),
+                max_waiters: config.max_waiters,
+                seq: AtomicU64::new(0),
+                origin: config.origin,
+                armed_ms: AtomicU64::new(u64::MAX),
+                wake: Mutex::new(None),
+            },
+        }
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard that owns `key`.
+    pub fn shard_for(&self, key: &[u8]) -> usize {
+        use std::hash::BuildHasher;
+        (self.hasher.hash_one(key) as usize) & self.mask
+    }
+
+    /// Sets the function called when a lease earlier than the expirer's wake-up is scheduled.
+    pub fn set_wake(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        *self.shared.wake.lock() = Some(wake);
+    }
+
+    /// Tells the table when the expirer will wake next (None: it sleeps until woken).
+    pub fn set_armed(&self, at: Option<Instant>) {
+        let ms = at.map_or(u64::MAX, |at| {
+            at.saturating_duration_since(self.shared.origin).as_millis() as u64
+        });
+        self.shared.armed_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// The last fencing token handed out.
+    pub fn last_token(&self) -> i64 {
+        self.shared.tokens.last()
+    }
+
+    /// Waiters queued now, server-wide.
+    pub fn waiter_count(&self) -> usize {
+        self.shared.waiters.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` with the shards of `keys` locked (in shard order), then re-examines any
+    /// multi-key waiter the call could not finish with those shards.
+    pub fn run<R>(&self, keys: &[&[u8]], now: Now, f: impl FnOnce(&mut Tx<'_>) -> R) -> Ran<R> {
+        let mut idx: Vec<usize> = keys.iter().map(|k| self.shard_for(k)).collect();
+        self.run_on(&mut idx, now, f)
+    }
+
+    /// Like [`run`](Self::run) with every shard locked (FLUSHALL, scripts without keys).
+    pub fn run_all<R>(&self, now: Now, f: impl FnOnce(&mut Tx<'_>) -> R) -> Ran<R> {
+        let mut idx: Vec<usize> = (0..self.shards.len()).collect();
+        self.run_on(&mut idx, now, f)
+    }
+
+    fn run_on<R>(
+        &self,
+        idx: &mut Vec<usize>,
+        now: Now,
+        f: impl FnOnce(&mut Tx<'_>) -> R,
+    ) -> Ran<R> {
+        let mut tx = self.begin(idx, now);
+        let value = f(&mut tx);
+        let mut lsn = tx.lsn;
+        let mut deferred = std::mem::take(&mut tx.deferred);
+        drop(tx);
+        while let Some(waiter) = deferred.pop() {
+            if !waiter.is_pending() {
+                continue;
+            }
+            let mut idx: Vec<usize> = waiter.keys.iter().map(|k| self.shard_for(k)).collect();
+            let mut tx = self.begin(&mut idx, now);
+            tx.examine_multi(&waiter);
+            lsn = lsn.max(tx.lsn);
+            deferred.append(&mut tx.deferred);
+        }
+        Ran { value, lsn }
+    }
+
+    fn begin(&self, idx: &mut Vec<usize>, now: Now) -> Tx<'_> {
+        idx.sort_unstable();
+        idx.dedup();
+        let guards = idx.iter().map(|&i| (i, self.shards[i].lock())).collect();
+        Tx {
+            table: self,
+            guards,
+            now,
+            lsn: 0,
+            deferred: Vec::new(),
+            replaying: false,
+        }
+    }
+
+    /// Takes a waiter out of its queues (its deadline passed or its connection closed).
+    ///
+    /// Returns true if it was still waiting; false if it was granted or failed meanwhile, in
+    /// which case the outcome is in its channel.
+    pub fn cancel(&self, waiter: &Arc<Waiter>, now: Now) -> Ran<bool> {
+        let keys: Vec<&[u8]> = waiter.keys.iter().map(|k| k.as_ref()).collect();
+        self.run(&keys, now, |tx| tx.cancel_waiter(waiter))
+    }
+
+    /// The earliest lease deadline over all shards (at or before the true deadline).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().next_deadline())
+            .min()
+    }
+
+    /// Ends the leases (and string expiries) due at `now`, at most `budget` of them.
+    /// Returns how many ended; when it equals `budget`, more may be due.
+    pub fn expire(&self, now: Now, budget: usize) -> usize {
+        let mut done = 0;
+        for i in 0..self.shards.len() {
+            if done >= budget {
+                break;
+            }
+            let mut idx = vec![i];
+            let ran = self.run_on(&mut idx, now, |tx| tx.expire_shard(i, budget - done));
+            done += ran.value;
+        }
+        done
+    }
+
+    /// Re-applies a recovered record (restart). Leases whose wall deadline passed are dropped.
+    pub fn replay(&self, record: &Record, now: Now) {
+        let key: Option<&[u8]> = match record {
+            Record::Grant { key, .. }
+            | Record::Refresh { key, .. }
+            | Record::Release { key, .. }
+            | Record::SemCreate { key, .. }
+            | Record::Delete { key }
+            | Record::StrSet { key, .. }
+            | Record::StrExpire { key, .. } => Some(key),
+            Record::FlushAll => None,
+            Record::TokenHighWater { upto } => {
+                self.shared.tokens.observe(*upto);
+                return;
+            }
+        };
+        match key {
+            Some(key) => {
+                self.run(&[key], now, |tx| tx.replay(record));
+            }
+            None => {
+                self.run_all(now, |tx| tx.replay(record));
+            }
+        }
+    }
+
+    /// Calls `f` with every live key's state as records (for a snapshot), shard by shard.
+    pub fn dump(&self, now: Now, f: &mut dyn FnMut(Record)) {
+        f(Record::TokenHighWater {
+            upto: self.shared.tokens.last() + TOKEN_BLOCK,
+        });
+        for shard in self.shards.iter() {
+            shard.lock().dump(now, f);
+        }
+    }
+
+    /// Counts of what the table holds, for INFO.
+    pub fn stats(&self) -> TableStats {
+        let mut stats = TableStats {
+            waiters: self.waiter_count(),
+            last_token: self.last_token(),
+            ..TableStats::default()
+        };
+        for shard in self.shards.iter() {
+            shard.lock().add_stats(&mut stats);
+        }
+        stats
+    }
+}
+
+/// Counts for INFO.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Keys holding a lock.
+    pub locks: usize,
+    /// Keys holding a semaphore.
+    pub semaphores: usize,
+    /// String keys.
+    pub strings: usize,
+    /// Holds of locks and semaphores.
+    pub holders: usize,
+    /// Queued waiters.
+    pub waiters: usize,
+    /// Pending lease timers.
+    pub timers: usize,
+    /// The last fencing token handed out.
+    pub last_token: i64,
+}
+
+impl TableStats {
+    /// All keys.
+    pub fn keys(&self) -> usize {
+        self.locks + self.semaphores + self.strings
+    }
+}
+
+/// A critical section over some shards: the only handle through which state changes.
+pub struct Tx<'a> {
+    table: &'a LockTable,
+    guards: Vec<(usize, MutexGuard<'a, Shard>)>,
+    now: Now,
+    lsn: u64,
+    deferred: Vec<Arc<Waiter>>,
+    /// Set while replaying recovered records: nothing is emitted again.
+    replaying: bool,
+}
+
+impl<'a> Tx<'a> {
+    /// The clock this section runs at.
+    pub fn now(&self) -> Now {
+        self.now
+    }
+
+    /// Whether this section holds the shard of `key` (scripts may touch only those).
+    pub fn covers(&self, key: &[u8]) -> bool {
+        let i = self.table.shard_for(key);
+        self.guards.iter().any(|(j, _)| *j == i)
+    }
+
+    /// The shard of `key`.
+    ///
+    /// # Panics
+    /// If the section does not hold that shard: callers lock the shards of every key they
+    /// name before they touch it (scripts check [`covers`](Self::covers) first).
+    fn shard(&mut self, key: &[u8]) -> &mut Shard {
+        let i = self.table.shard_for(key);
+        match self.guards.iter_mut().find(|(j, _)| *j == i) {
+            Some((_, guard)) => guard,
+            None => panic!("key's shard {i} is not locked by this section"),
+        }
+    }
+
+    /// The entry of `key`, if any.
+    pub fn entry(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.shard(key).entries.get_mut(key)
+    }
+
+    fn shared(&self) -> &'a Shared {
+        &self.table.shared
+    }
+
+    fn emit(&mut self, record: Record) {
+        if self.replaying {
+            return;
+        }
+        if let Some(sink) = &self.table.shared.sink {
+            self.lsn = self.lsn.max(sink.append(&record));
+        }
+    }
+
+    /// Hands out the next fencing token, reserving a block on disk when one starts.
+    fn next_token(&mut self) -> i64 {
+        let (token, reserve) = self.shared().tokens.next();
+        if let Some(upto) = reserve {
+            self.emit(Record::TokenHighWater { upto });
+        }
+        token
+    }
+
+    /// A waiter number in the global arrival order, and a place in the waiter budget.
+    fn admit_waiter(&mut self) -> Result<u64, crate::error::RespError> {
+        let shared = self.shared();
+        let prev = shared.waiters.fetch_add(1, Ordering::Relaxed);
+        if prev >= shared.max_waiters {
+            shared.waiters.fetch_sub(1, Ordering::Relaxed);
+            return Err(crate::error::RespError::MAX_WAITERS);
+        }
+        Ok(shared.seq.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// A waiter left every queue (granted, failed or cancelled).
+    fn waiter_left(&mut self) {
+        self.shared().waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Schedules a timer and wakes the expirer if it fires before the expirer's wake-up.
+    fn schedule(
+        &mut self,
+        key: &[u8],
+        deadline: Instant,
+        due: shard::Due,
+    ) -> crate::wheel::TimerId {
+        let shared = self.shared();
+        let id = self.shard(key).wheel.insert(deadline, due);
+        let ms = deadline
+            .saturating_duration_since(shared.origin)
+            .as_millis() as u64;
+        if ms < shared.armed_ms.load(Ordering::SeqCst) {
+            shared.armed_ms.store(ms, Ordering::SeqCst);
+            if let Some(wake) = shared.wake.lock().as_ref() {
+                wake();
+            }
+        }
+        id
+    }
+
+    fn reschedule(&mut self, key: &[u8], timer: crate::wheel::TimerId, deadline: Instant) {
+        let shared = self.shared();
+        self.shard(key).wheel.reschedule(timer, deadline);
+        let ms = deadline
+            .saturating_duration_since(shared.origin)
+            .as_millis() as u64;
+        if ms < shared.armed_ms.load(Ordering::SeqCst) {
+            shared.armed_ms.store(ms, Ordering::SeqCst);
+            if let Some(wake) = shared.wake.lock().as_ref() {
+                wake();
+            }
+        }
+    }
+}

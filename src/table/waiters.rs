@@ -1,0 +1,103 @@
+//! Waiters: a blocked request, queued on one key (LOCK, SEM.ACQUIRE) or several (MLOCK).
+//!
+//! A waiter sits in the FIFO of every key it waits on, ordered by a global arrival number
+//! (`seq`), which keeps all queues consistent with one order and so rules out deadlock for
+//! multi-key waits. The connection that asked keeps the receiving end of a oneshot channel;
+//! the table sends the grant (or an error) through it inside the critical section that made
+//! the grant. When the send fails the connection is gone and the grant is undone at once.
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use crate::error::RespError;
+use crate::persist::HoldKind;
+use crate::resp::Reply;
+
+/// What a blocked request finally receives.
+#[derive(Debug)]
+pub enum WaitResult {
+    /// Granted: the reply (a token, or MLOCK's array of tokens) and the log position that
+    /// must be durable before the reply is sent.
+    Granted {
+        /// The reply to send.
+        reply: Reply,
+        /// Log sequence number of the grant's records (0: none).
+        lsn: u64,
+    },
+    /// The wait ended with an error (semaphore deleted, keyspace flushed, capacity shrunk).
+    Failed(RespError),
+}
+
+/// A queued request.
+#[derive(Debug)]
+pub struct Waiter {
+    /// Global arrival number: queue order on every key.
+    pub seq: u64,
+    /// Who asks.
+    pub owner: Bytes,
+    /// Mode or permits asked for.
+    pub kind: HoldKind,
+    /// Lease to give on grant.
+    pub ttl_ms: u64,
+    /// Every key of the request, in the order the client named them.
+    pub keys: Vec<Bytes>,
+    /// Whether this is an MLOCK (reply is an array).
+    pub multi: bool,
+    pub(crate) state: Mutex<WaiterState>,
+}
+
+#[derive(Debug)]
+pub(crate) struct WaiterState {
+    /// Where to send the outcome; None once sent or cancelled.
+    pub(crate) sender: Option<oneshot::Sender<WaitResult>>,
+    /// Per key of `keys`: whether the waiter sits in that key's queue (MLOCK leaves out keys
+    /// the owner already holds exclusively).
+    pub(crate) queued: Vec<bool>,
+}
+
+impl Waiter {
+    /// A new waiter and the receiver its connection awaits.
+    pub(crate) fn new(
+        seq: u64,
+        owner: Bytes,
+        kind: HoldKind,
+        ttl_ms: u64,
+        keys: Vec<Bytes>,
+        queued: Vec<bool>,
+        multi: bool,
+    ) -> (Waiter, oneshot::Receiver<WaitResult>) {
+        let (tx, rx) = oneshot::channel();
+        let waiter = Waiter {
+            seq,
+            owner,
+            kind,
+            ttl_ms,
+            keys,
+            multi,
+            state: Mutex::new(WaiterState {
+                sender: Some(tx),
+                queued,
+            }),
+        };
+        (waiter, rx)
+    }
+
+    /// Whether the waiter still waits (not granted, failed or cancelled).
+    pub fn is_pending(&self) -> bool {
+        self.state.lock().sender.is_some()
+    }
+
+    /// Sends the outcome. False when the receiver is gone (the grant must be undone).
+    pub(crate) fn deliver(&self, result: WaitResult) -> bool {
+        match self.state.lock().sender.take() {
+            Some(tx) => tx.send(result).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Marks the waiter finished without a reply (cancelled); true if it was pending.
+    pub(crate) fn close(&self) -> bool {
+        self.state.lock().sender.take().is_some()
+    }
+}
