@@ -14,6 +14,7 @@
 //! one mutation path; `lua` sits above `cmd` and calls into it.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -21,3 +22,7 @@ pub mod persist;
 pub mod resp;
 pub mod table;
 pub mod wheel;
+
+/// baton's version, as HELLO and INFO report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub mod server;

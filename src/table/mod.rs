@@ -502,3 +502,6 @@ impl<'a> Tx<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

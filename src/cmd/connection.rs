@@ -1,0 +1,384 @@
+//! Connection commands: the ones client libraries send on their own.
+//!
+//! ```text
+//! PING [message]      ECHO message        SELECT index        QUIT        RESET
+//! HELLO [protover [AUTH username password] [SETNAME name]]
+//! AUTH [username] password
+//! CLIENT SETNAME name | GETNAME | ID | SETINFO LIB-NAME|LIB-VER value | INFO | LIST
+//!        | NO-EVICT on|off | NO-TOUCH on|off
+//! ```
+
+use bytes::Bytes;
+
+use super::args::{parse_int, Args};
+use super::{ClientInfo, Effect, Executed, Server, Session};
+use crate::error::RespError;
+use crate::resp::{Protocol, Reply, Request};
+
+/// A parsed connection command.
+#[derive(Debug, Clone)]
+pub enum ConnCommand {
+    /// PING [message].
+    Ping(Option<Bytes>),
+    /// ECHO message.
+    Echo(Bytes),
+    /// HELLO.
+    Hello {
+        /// Protocol asked for.
+        proto: Option<Protocol>,
+        /// AUTH username password.
+        auth: Option<(Bytes, Bytes)>,
+        /// SETNAME name.
+        name: Option<Bytes>,
+    },
+    /// AUTH [username] password.
+    Auth {
+        /// Username (default: `default`).
+        user: Bytes,
+        /// Password.
+        pass: Bytes,
+    },
+    /// SELECT index.
+    Select(i64),
+    /// CLIENT subcommand.
+    Client(ClientSub),
+    /// QUIT.
+    Quit,
+    /// RESET.
+    Reset,
+}
+
+/// CLIENT subcommands.
+#[derive(Debug, Clone)]
+pub enum ClientSub {
+    /// SETNAME name.
+    SetName(Bytes),
+    /// GETNAME.
+    GetName,
+    /// ID.
+    Id,
+    /// SETINFO LIB-NAME|LIB-VER value.
+    SetInfo {
+        /// LIB-NAME (true) or LIB-VER.
+        lib_name: bool,
+        /// The value.
+        value: Bytes,
+    },
+    /// INFO.
+    Info,
+    /// LIST.
+    List,
+    /// Accepted and ignored (NO-EVICT, NO-TOUCH).
+    Ok,
+}
+
+/// Commands a connection may send before AUTH when a password is set.
+pub fn allowed_before_auth(req: &Request) -> bool {
+    req.args.first().is_some_and(|name| {
+        [&b"AUTH"[..], b"HELLO", b"QUIT", b"RESET"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+    })
+}
+
+fn valid_client_name(name: &[u8]) -> Result<(), RespError> {
+    if name.iter().all(|&c| (b'!'..=b'~').contains(&c)) {
+        Ok(())
+    } else {
+        Err(RespError::fixed(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ))
+    }
+}
+
+impl ConnCommand {
+    /// Parses the arguments of `name` (upper case, arity already checked).
+    ///
+    /// # Errors
+    /// Redis's texts for each command.
+    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let cmd = match name {
+            "PING" => {
+                if args.remaining() > 1 {
+                    return Err(RespError::arity("ping"));
+                }
+                ConnCommand::Ping(args.next().cloned())
+            }
+            "ECHO" => ConnCommand::Echo(args.bytes()?),
+            "SELECT" => ConnCommand::Select(
+                parse_int(&args.bytes()?)
+                    .map_err(|_| RespError::fixed("ERR value is not an integer or out of range"))?,
+            ),
+            "QUIT" => {
+                while args.next().is_some() {}
+                ConnCommand::Quit
+            }
+            "RESET" => ConnCommand::Reset,
+            "AUTH" => match args.remaining() {
+                1 => ConnCommand::Auth {
+                    user: Bytes::from_static(b"default"),
+                    pass: args.bytes()?,
+                },
+                2 => ConnCommand::Auth {
+                    user: args.bytes()?,
+                    pass: args.bytes()?,
+                },
+                _ => return Err(RespError::SYNTAX),
+            },
+            "HELLO" => {
+                let mut proto = None;
+                let mut auth = None;
+                let mut name = None;
+                if let Some(v) = args.next() {
+                    let v = parse_int(v).map_err(|_| {
+                        RespError::fixed("ERR Protocol version is not an integer or out of range")
+                    })?;
+                    proto = Some(match v {
+                        2 => Protocol::Resp2,
+                        3 => Protocol::Resp3,
+                        _ => return Err(RespError::fixed("NOPROTO unsupported protocol version")),
+                    });
+                    while let Some(opt) = args.peek_upper() {
+                        args.next();
+                        match opt.as_slice() {
+                            b"AUTH" if args.remaining() >= 2 => {
+                                auth = Some((args.bytes()?, args.bytes()?));
+                            }
+                            b"SETNAME" if args.remaining() >= 1 => {
+                                let n = args.bytes()?;
+                                valid_client_name(&n)?;
+                                name = Some(n);
+                            }
+                            _ => {
+                                return Err(RespError::new(format!(
+                                    "ERR Syntax error in HELLO option '{}'",
+                                    crate::error::printable(&opt, 64).to_ascii_lowercase()
+                                )))
+                            }
+                        }
+                    }
+                }
+                ConnCommand::Hello { proto, auth, name }
+            }
+            "CLIENT" => {
+                let sub = args.bytes()?.to_ascii_uppercase();
+                let arity = |n: usize, args: &Args<'_>| {
+                    if args.remaining() == n {
+                        Ok(())
+                    } else {
+                        Err(RespError::new(format!(
+                            "ERR wrong number of arguments for 'client|{}' command",
+                            String::from_utf8_lossy(&sub).to_ascii_lowercase()
+                        )))
+                    }
+                };
+                let sub = match sub.as_slice() {
+                    b"SETNAME" => {
+                        arity(1, args)?;
+                        let n = args.bytes()?;
+                        valid_client_name(&n)?;
+                        ClientSub::SetName(n)
+                    }
+                    b"GETNAME" => {
+                        arity(0, args)?;
+                        ClientSub::GetName
+                    }
+                    b"ID" => {
+                        arity(0, args)?;
+                        ClientSub::Id
+                    }
+                    b"INFO" => {
+                        arity(0, args)?;
+                        ClientSub::Info
+                    }
+                    b"LIST" => {
+                        while args.next().is_some() {}
+                        ClientSub::List
+                    }
+                    b"SETINFO" => {
+                        arity(2, args)?;
+                        let attr = args.bytes()?.to_ascii_uppercase();
+                        let value = args.bytes()?;
+                        let lib_name = match attr.as_slice() {
+                            b"LIB-NAME" => true,
+                            b"LIB-VER" => false,
+                            _ => {
+                                return Err(RespError::new(format!(
+                                    "ERR Unrecognized option '{}'",
+                                    crate::error::printable(&attr, 64)
+                                )))
+                            }
+                        };
+                        if value.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+                            return Err(RespError::fixed(
+                                "ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.",
+                            ));
+                        }
+                        ClientSub::SetInfo { lib_name, value }
+                    }
+                    b"NO-EVICT" | b"NO-TOUCH" => {
+                        arity(1, args)?;
+                        args.next();
+                        ClientSub::Ok
+                    }
+                    other => {
+                        return Err(RespError::new(format!(
+                            "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                            crate::error::printable(other, 64)
+                        )))
+                    }
+                };
+                ConnCommand::Client(sub)
+            }
+            _ => return Err(RespError::SYNTAX),
+        };
+        Ok(cmd)
+    }
+
+    /// Applies the command to the session.
+    pub fn apply(&self, server: &Server, session: &mut Session) -> Executed {
+        let reply = match self {
+            ConnCommand::Ping(None) => Reply::simple("PONG"),
+            ConnCommand::Ping(Some(msg)) | ConnCommand::Echo(msg) => Reply::Bulk(msg.clone()),
+            ConnCommand::Select(0) => Reply::ok(),
+            ConnCommand::Select(_) => RespError::fixed("ERR DB index is out of range").into(),
+            ConnCommand::Quit => {
+                return Executed {
+                    effect: Effect::Close(Reply::ok()),
+                    lsn: 0,
+                }
+            }
+            ConnCommand::Reset => {
+                session.proto = Protocol::Resp2;
+                session.authenticated = server.config.requirepass.is_none();
+                let mut info = session.info.lock();
+                info.name = None;
+                info.proto = Protocol::Resp2;
+                Reply::simple("RESET")
+            }
+            ConnCommand::Auth { user, pass } => match auth(server, user, pass) {
+                Ok(()) => {
+                    session.authenticated = true;
+                    Reply::ok()
+                }
+                Err(err) => err.into(),
+            },
+            ConnCommand::Hello {
+                proto,
+                auth: creds,
+                name,
+            } => {
+                if let Some((user, pass)) = creds {
+                    if let Err(err) = auth(server, user, pass) {
+                        return Executed::reply(err.into());
+                    }
+                    session.authenticated = true;
+                }
+                if !session.authenticated {
+                    return Executed::reply(
+                        RespError::fixed(
+                            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+                        )
+                        .into(),
+                    );
+                }
+                if let Some(p) = proto {
+                    session.proto = *p;
+                }
+                let mut info = session.info.lock();
+                info.proto = session.proto;
+                if let Some(n) = name {
+                    info.name = Some(n.clone());
+                }
+                drop(info);
+                hello_reply(session)
+            }
+            ConnCommand::Client(sub) => client(sub, server, session),
+        };
+        Executed::reply(reply)
+    }
+}
+
+fn auth(server: &Server, user: &[u8], pass: &[u8]) -> Result<(), RespError> {
+    match &server.config.requirepass {
+        None => Err(RespError::fixed(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        )),
+        Some(want) if user == b"default" && pass == want.as_bytes() => Ok(()),
+        Some(_) => Err(RespError::fixed(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        )),
+    }
+}
+
+fn hello_reply(session: &Session) -> Reply {
+    Reply::map_static(vec![
+        ("server", Reply::bulk_static("baton")),
+        ("version", Reply::bulk_static(crate::VERSION)),
+        (
+            "proto",
+            Reply::Int(if session.proto == Protocol::Resp3 {
+                3
+            } else {
+                2
+            }),
+        ),
+        ("id", Reply::Int(session.id as i64)),
+        ("mode", Reply::bulk_static("standalone")),
+        ("role", Reply::bulk_static("master")),
+        ("modules", Reply::Array(Vec::new())),
+    ])
+}
+
+/// One CLIENT LIST / CLIENT INFO line.
+pub fn client_line(c: &ClientInfo) -> String {
+    let s = |b: &Option<Bytes>| {
+        b.as_ref()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    let age = c.since.elapsed().as_secs();
+    format!(
+        "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        c.id,
+        c.addr,
+        c.laddr,
+        s(&c.name),
+        age,
+        if c.last_cmd.is_empty() { "NULL" } else { &c.last_cmd },
+        if c.proto == Protocol::Resp3 { 3 } else { 2 },
+        s(&c.lib_name),
+        s(&c.lib_ver),
+    )
+}
+
+fn client(sub: &ClientSub, server: &Server, session: &mut Session) -> Reply {
+    match sub {
+        ClientSub::SetName(name) => {
+            session.info.lock().name = (!name.is_empty()).then(|| name.clone());
+            Reply::ok()
+        }
+        ClientSub::GetName => session
+            .info
+            .lock()
+            .name
+            .clone()
+            .map_or(Reply::Nil, Reply::Bulk),
+        ClientSub::Id => Reply::Int(session.id as i64),
+        ClientSub::SetInfo { lib_name, value } => {
+            let mut info = session.info.lock();
+            if *lib_name {
+                info.lib_name = Some(value.clone());
+            } else {
+                info.lib_ver = Some(value.clone());
+            }
+            Reply::ok()
+        }
+        ClientSub::Info => Reply::Verbatim(Bytes::from(client_line(&session.info.lock()))),
+        ClientSub::List => {
+            let text: String = server.clients.all().iter().map(client_line).collect();
+            Reply::Verbatim(Bytes::from(text))
+        }
+        ClientSub::Ok => Reply::ok(),
+    }
+}

@@ -1,0 +1,193 @@
+//! What commands run against: [`Server`] (state shared by every connection, owned here
+//! once) and [`Session`] (one connection's own state).
+
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+
+use super::args::ArgLimits;
+use crate::config::Config;
+use crate::resp::Protocol;
+use crate::table::{LockTable, Now};
+
+/// What CLIENT LIST shows of a connection.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// CLIENT ID.
+    pub id: u64,
+    /// Peer address.
+    pub addr: String,
+    /// Local address.
+    pub laddr: String,
+    /// CLIENT SETNAME.
+    pub name: Option<Bytes>,
+    /// CLIENT SETINFO LIB-NAME.
+    pub lib_name: Option<Bytes>,
+    /// CLIENT SETINFO LIB-VER.
+    pub lib_ver: Option<Bytes>,
+    /// When it connected.
+    pub since: Instant,
+    /// The protocol it speaks.
+    pub proto: Protocol,
+    /// The last command's name.
+    pub last_cmd: String,
+}
+
+/// Every open connection, by id.
+#[derive(Debug, Default)]
+pub struct Clients {
+    map: DashMap<u64, Arc<Mutex<ClientInfo>>>,
+    next_id: AtomicU64,
+}
+
+impl Clients {
+    /// Registers a new connection; returns its info handle.
+    pub fn register(&self, addr: String, laddr: String) -> Arc<Mutex<ClientInfo>> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let info = Arc::new(Mutex::new(ClientInfo {
+            id,
+            addr,
+            laddr,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            since: Instant::now(),
+            proto: Protocol::Resp2,
+            last_cmd: String::new(),
+        }));
+        self.map.insert(id, info.clone());
+        info
+    }
+
+    /// Forgets a closed connection.
+    pub fn unregister(&self, id: u64) {
+        self.map.remove(&id);
+    }
+
+    /// Open connections.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// A snapshot of every connection's info, by id.
+    pub fn all(&self) -> Vec<ClientInfo> {
+        let mut all: Vec<ClientInfo> = self.map.iter().map(|e| e.value().lock().clone()).collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+}
+
+/// State shared by all connections.
+#[derive(Debug)]
+pub struct Server {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The lock table.
+    pub table: Arc<LockTable>,
+    /// Open connections.
+    pub clients: Clients,
+    /// When the server started (monotonic).
+    pub started: Instant,
+    /// Grants are refused until then (`--restart-delay-ms`).
+    pub refuse_grants_until: Option<Instant>,
+    /// The port actually bound.
+    pub port: AtomicU16,
+    commands: AtomicU64,
+}
+
+impl Server {
+    /// Shared state around `table`.
+    pub fn new(config: Arc<Config>, table: Arc<LockTable>) -> Self {
+        let started = Instant::now();
+        let refuse_grants_until = config
+            .restart_delay_ms
+            .map(|ms| started + std::time::Duration::from_millis(ms));
+        Server {
+            port: AtomicU16::new(config.port),
+            config,
+            table,
+            clients: Clients::default(),
+            started,
+            refuse_grants_until,
+            commands: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads both clocks: the only place commands get the time from.
+    pub fn now(&self) -> Now {
+        Now {
+            mono: Instant::now(),
+            wall_ms: wall_ms(),
+        }
+    }
+
+    /// The argument limits from the configuration.
+    pub fn arg_limits(&self) -> ArgLimits {
+        ArgLimits {
+            max_key_bytes: self.config.max_key_bytes,
+            max_ttl_ms: self.config.max_ttl_ms,
+        }
+    }
+
+    /// Whether the restart delay still refuses grants.
+    pub fn refusing_grants(&self) -> bool {
+        self.refuse_grants_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Resolves once the log records up to `lsn` are durable (at once without a log).
+    pub async fn wait_durable(&self, lsn: u64) {
+        let _ = lsn;
+    }
+
+    /// Counts one executed command.
+    pub fn count_command(&self) {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Commands executed since start.
+    pub fn commands_processed(&self) -> u64 {
+        self.commands.load(Ordering::Relaxed)
+    }
+}
+
+/// Wall-clock ms since the Unix epoch.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One connection's state.
+#[derive(Debug)]
+pub struct Session {
+    /// CLIENT ID.
+    pub id: u64,
+    /// RESP2 or RESP3.
+    pub proto: Protocol,
+    /// Whether AUTH passed (or no password is set).
+    pub authenticated: bool,
+    /// Shared view for CLIENT LIST.
+    pub info: Arc<Mutex<ClientInfo>>,
+}
+
+impl Session {
+    /// A new connection's state.
+    pub fn new(info: Arc<Mutex<ClientInfo>>, needs_auth: bool) -> Self {
+        let id = info.lock().id;
+        Session {
+            id,
+            proto: Protocol::Resp2,
+            authenticated: !needs_auth,
+            info,
+        }
+    }
+}

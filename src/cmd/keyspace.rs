@@ -1,0 +1,260 @@
+//! Keyspace commands shared by all kinds.
+//!
+//! ```text
+//! DEL key [key ...]        UNLINK key [key ...]      EXISTS key [key ...]
+//! TYPE key                 PTTL key                  TTL key
+//! KEYS pattern             SCAN cursor [MATCH p] [COUNT n] [TYPE t]
+//! DBSIZE                   FLUSHALL [ASYNC|SYNC]     FLUSHDB [ASYNC|SYNC]
+//! ```
+
+use bytes::Bytes;
+
+use super::args::{parse_int, Args};
+use super::{Executed, Server, Session, TxCommand};
+use crate::error::RespError;
+use crate::resp::Reply;
+use crate::table::{glob_match, Outcome, Tx};
+
+/// Keyspace commands on named keys.
+#[derive(Debug, Clone)]
+pub enum KeyCommand {
+    /// DEL / UNLINK.
+    Del {
+        /// The keys.
+        keys: Vec<Bytes>,
+    },
+    /// EXISTS.
+    Exists {
+        /// The keys (repeats count again, as in Redis).
+        keys: Vec<Bytes>,
+    },
+    /// TYPE.
+    Type {
+        /// The key.
+        key: Bytes,
+    },
+    /// PTTL (ms) or TTL (seconds).
+    Ttl {
+        /// The key.
+        key: Bytes,
+        /// TTL rather than PTTL.
+        seconds: bool,
+    },
+}
+
+/// Keyspace commands over the whole table.
+#[derive(Debug, Clone)]
+pub enum TableCommand {
+    /// KEYS pattern.
+    Keys {
+        /// Glob pattern.
+        pattern: Bytes,
+    },
+    /// SCAN.
+    Scan {
+        /// The shard to start at.
+        cursor: u64,
+        /// MATCH.
+        pattern: Option<Bytes>,
+        /// COUNT hint.
+        count: usize,
+        /// TYPE filter.
+        kind: Option<Bytes>,
+    },
+    /// DBSIZE.
+    Dbsize,
+    /// FLUSHALL / FLUSHDB.
+    Flush,
+}
+
+/// Whether `name` is one of the whole-table commands.
+pub fn is_table_command(name: &str) -> bool {
+    matches!(name, "KEYS" | "SCAN" | "DBSIZE" | "FLUSHALL" | "FLUSHDB")
+}
+
+fn all_keys(args: &mut Args<'_>) -> Result<Vec<Bytes>, RespError> {
+    let mut keys = Vec::with_capacity(args.remaining());
+    while args.remaining() > 0 {
+        keys.push(args.key()?);
+    }
+    Ok(keys)
+}
+
+impl KeyCommand {
+    /// Parses the arguments of `name` (upper case, arity already checked).
+    ///
+    /// # Errors
+    /// `invalid key` for an empty or oversized key.
+    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let cmd = match name {
+            "DEL" | "UNLINK" => KeyCommand::Del {
+                keys: all_keys(args)?,
+            },
+            "EXISTS" => KeyCommand::Exists {
+                keys: all_keys(args)?,
+            },
+            "TYPE" => KeyCommand::Type { key: args.key()? },
+            "PTTL" | "TTL" => KeyCommand::Ttl {
+                key: args.key()?,
+                seconds: name == "TTL",
+            },
+            _ => return Err(RespError::SYNTAX),
+        };
+        args.finish_ref()?;
+        Ok(cmd)
+    }
+}
+
+impl TxCommand for KeyCommand {
+    fn keys(&self) -> Vec<&[u8]> {
+        match self {
+            KeyCommand::Del { keys } | KeyCommand::Exists { keys } => {
+                keys.iter().map(|k| k.as_ref()).collect()
+            }
+            KeyCommand::Type { key } | KeyCommand::Ttl { key, .. } => vec![key],
+        }
+    }
+
+    fn apply(&self, tx: &mut Tx<'_>) -> Result<Outcome, RespError> {
+        let reply = match self {
+            KeyCommand::Del { keys } => {
+                Reply::Int(keys.iter().filter(|k| tx.del(k)).count() as i64)
+            }
+            KeyCommand::Exists { keys } => {
+                Reply::Int(keys.iter().filter(|k| tx.exists(k)).count() as i64)
+            }
+            KeyCommand::Type { key } => {
+                Reply::Simple(Bytes::from_static(tx.type_of(key).as_bytes()))
+            }
+            KeyCommand::Ttl { key, seconds } => {
+                let ms = tx.pttl(key);
+                Reply::Int(if *seconds && ms >= 0 {
+                    (ms + 500) / 1000
+                } else {
+                    ms
+                })
+            }
+        };
+        Ok(Outcome::Reply(reply))
+    }
+}
+
+impl TableCommand {
+    /// Parses the arguments of `name` (upper case, arity already checked).
+    ///
+    /// # Errors
+    /// `invalid cursor`, not an integer, syntax error.
+    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let cmd = match name {
+            "KEYS" => TableCommand::Keys {
+                pattern: args.bytes()?,
+            },
+            "SCAN" => {
+                let cursor = parse_int(&args.bytes()?)
+                    .ok()
+                    .filter(|c| *c >= 0)
+                    .ok_or(RespError::fixed("ERR invalid cursor"))?
+                    as u64;
+                let mut pattern = None;
+                let mut count = 10;
+                let mut kind = None;
+                while let Some(opt) = args.peek_upper() {
+                    args.next();
+                    match opt.as_slice() {
+                        b"MATCH" => pattern = Some(args.bytes()?),
+                        b"COUNT" => {
+                            let n = args.int()?;
+                            if n < 1 {
+                                return Err(RespError::SYNTAX);
+                            }
+                            count = n as usize;
+                        }
+                        b"TYPE" => kind = Some(args.bytes()?),
+                        _ => return Err(RespError::SYNTAX),
+                    }
+                }
+                TableCommand::Scan {
+                    cursor,
+                    pattern,
+                    count,
+                    kind,
+                }
+            }
+            "DBSIZE" => TableCommand::Dbsize,
+            "FLUSHALL" | "FLUSHDB" => {
+                while let Some(opt) = args.peek_upper() {
+                    args.next();
+                    if opt != b"ASYNC" && opt != b"SYNC" {
+                        return Err(RespError::SYNTAX);
+                    }
+                }
+                TableCommand::Flush
+            }
+            _ => return Err(RespError::SYNTAX),
+        };
+        args.finish_ref()?;
+        Ok(cmd)
+    }
+
+    /// Runs the command over the table, one shard at a time (FLUSHALL: all at once).
+    pub fn apply(&self, server: &Server, _session: &mut Session) -> Executed {
+        let table = &server.table;
+        let now = server.now();
+        let reply = match self {
+            TableCommand::Keys { pattern } => {
+                let mut keys = Vec::new();
+                for i in 0..table.shard_count() {
+                    table.for_each_key(i, now, &mut |key, _| {
+                        if glob_match(pattern, key) {
+                            keys.push(Reply::Bulk(key.clone()));
+                        }
+                    });
+                }
+                Reply::Array(keys)
+            }
+            TableCommand::Scan {
+                cursor,
+                pattern,
+                count,
+                kind,
+            } => {
+                // The cursor is a shard index: each call returns whole shards until COUNT
+                // keys were seen, so a key present for the whole scan is always returned.
+                let mut keys = Vec::new();
+                let mut seen = 0;
+                let mut shard = *cursor as usize;
+                while shard < table.shard_count() && seen < *count {
+                    table.for_each_key(shard, now, &mut |key, type_name| {
+                        seen += 1;
+                        let type_ok = kind
+                            .as_ref()
+                            .is_none_or(|k| k.eq_ignore_ascii_case(type_name.as_bytes()));
+                        let match_ok = pattern.as_ref().is_none_or(|p| glob_match(p, key));
+                        if type_ok && match_ok {
+                            keys.push(Reply::Bulk(key.clone()));
+                        }
+                    });
+                    shard += 1;
+                }
+                let next = if shard >= table.shard_count() {
+                    0
+                } else {
+                    shard
+                };
+                Reply::Array(vec![
+                    Reply::bulk_string(next.to_string()),
+                    Reply::Array(keys),
+                ])
+            }
+            TableCommand::Dbsize => Reply::Int(table.dbsize() as i64),
+            TableCommand::Flush => {
+                let ran = table.run_all(now, |tx| tx.flush());
+                return Executed {
+                    effect: super::Effect::Reply(Reply::ok()),
+                    lsn: ran.lsn,
+                };
+            }
+        };
+        Executed::reply(reply)
+    }
+}

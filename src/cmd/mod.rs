@@ -1,0 +1,230 @@
+//! Commands: parse a [`Request`] into a typed command, then apply it.
+//!
+//! One file per family; each holds its command types, their parser and their `apply`:
+//! `lock.rs` (LOCK WLOCK RLOCK REFRESH UNLOCK LOCK.INFO MLOCK MUNLOCK), `sem.rs` (SEM.*),
+//! `string.rs` (SET GET DELIFEQ DELEX EXPIRE... PERSIST), `keyspace.rs` (DEL EXISTS TYPE PTTL
+//! KEYS SCAN DBSIZE FLUSHALL), `connection.rs` (PING HELLO AUTH CLIENT SELECT QUIT RESET),
+//! `server.rs` (INFO COMMAND CONFIG TIME), `script.rs` (EVAL EVALSHA SCRIPT).
+//!
+//! Commands that touch keys implement [`TxCommand`]: they name their keys and apply inside
+//! a [`Tx`] of the lock table, so the same code serves a client and a script's
+//! `redis.call`. Parsing takes no lock; apply never parses. Metadata (arity, flags, docs)
+//! is data in `spec.rs`.
+
+pub mod args;
+pub mod connection;
+pub mod context;
+pub mod keyspace;
+pub mod lock;
+pub mod script;
+pub mod sem;
+pub mod server;
+pub mod spec;
+pub mod string;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+pub use context::{ClientInfo, Clients, Server, Session};
+
+use crate::error::RespError;
+use crate::resp::{Reply, Request};
+use crate::table::{Blocked, Outcome, Tx};
+use args::{ArgLimits, Args};
+
+/// A command that runs inside a lock-table section over the keys it names.
+pub trait TxCommand {
+    /// The keys whose shards must be held.
+    fn keys(&self) -> Vec<&[u8]>;
+    /// How long a blocked request may wait: None = no WAIT, Some(0) = forever.
+    fn wait_ms(&self) -> Option<u64> {
+        None
+    }
+    /// Applies the command.
+    ///
+    /// # Errors
+    /// The command's error reply.
+    fn apply(&self, tx: &mut Tx<'_>) -> Result<Outcome, RespError>;
+}
+
+/// A parsed command.
+#[derive(Debug)]
+pub enum Command {
+    /// Lock commands.
+    Lock(lock::LockCommand),
+    /// Semaphore commands.
+    Sem(sem::SemCommand),
+    /// String commands.
+    Str(string::StrCommand),
+    /// Keyspace commands on named keys.
+    Key(keyspace::KeyCommand),
+    /// Keyspace commands over the whole table.
+    Table(keyspace::TableCommand),
+    /// Connection commands.
+    Conn(connection::ConnCommand),
+    /// Server commands.
+    Server(server::ServerCommand),
+    /// Scripting commands.
+    Script(script::ScriptCommand),
+}
+
+impl Command {
+    /// The key-touching part of this command, if it has one.
+    pub fn as_tx(&self) -> Option<&dyn TxCommand> {
+        match self {
+            Command::Lock(c) => Some(c),
+            Command::Sem(c) => Some(c),
+            Command::Str(c) => Some(c),
+            Command::Key(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// What the connection does after a command.
+#[derive(Debug)]
+pub enum Effect {
+    /// Send this reply.
+    Reply(Reply),
+    /// Wait for the grant until `deadline` (None: forever).
+    Blocked {
+        /// The queued request.
+        blocked: Blocked,
+        /// When the WAIT runs out.
+        deadline: Option<Instant>,
+    },
+    /// Send this reply, then close (QUIT).
+    Close(Reply),
+}
+
+/// A command's effect plus the log position that must be durable before its reply.
+#[derive(Debug)]
+pub struct Executed {
+    /// What to do.
+    pub effect: Effect,
+    /// Highest log sequence number the command produced (0: none).
+    pub lsn: u64,
+}
+
+impl Executed {
+    fn reply(reply: Reply) -> Self {
+        Executed {
+            effect: Effect::Reply(reply),
+            lsn: 0,
+        }
+    }
+}
+
+/// Upper-cases a command name into a small buffer (names are short; longer ones are
+/// unknown anyway).
+fn upper_name(name: &[u8]) -> Vec<u8> {
+    name.to_ascii_uppercase()
+}
+
+/// Parses `req` into a command.
+///
+/// # Errors
+/// Unknown command, wrong arity, or the first bad argument, with Redis's texts.
+pub fn parse(req: &Request, limits: ArgLimits) -> Result<Command, RespError> {
+    let (name, rest) = match req.args.split_first() {
+        Some(split) => split,
+        None => return Err(RespError::unknown_command(b"", &[])),
+    };
+    let upper = upper_name(name);
+    let Some(spec) = spec::lookup(&upper) else {
+        return Err(RespError::unknown_command(name, rest));
+    };
+    if !spec.arity_ok(req.args.len()) {
+        return Err(RespError::arity(spec.name));
+    }
+    let mut args = Args::new(rest, limits);
+    let cmd = match spec.group {
+        "lock" => Command::Lock(lock::LockCommand::parse(spec.name, &mut args)?),
+        "semaphore" => Command::Sem(sem::SemCommand::parse(spec.name, &mut args)?),
+        "string" => Command::Str(string::StrCommand::parse(spec.name, &mut args)?),
+        "generic" | "server" if keyspace::is_table_command(spec.name) => {
+            Command::Table(keyspace::TableCommand::parse(spec.name, &mut args)?)
+        }
+        "generic" => match spec.name {
+            "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" | "PERSIST" => {
+                Command::Str(string::StrCommand::parse(spec.name, &mut args)?)
+            }
+            _ => Command::Key(keyspace::KeyCommand::parse(spec.name, &mut args)?),
+        },
+        "scripting" => Command::Script(script::ScriptCommand::parse(spec.name, &mut args)?),
+        "connection" => Command::Conn(connection::ConnCommand::parse(spec.name, &mut args)?),
+        _ => Command::Server(server::ServerCommand::parse(spec.name, &mut args)?),
+    };
+    Ok(cmd)
+}
+
+/// Parses and executes one request for a connection.
+pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Executed {
+    server.count_command();
+    if !session.authenticated && !connection::allowed_before_auth(req) {
+        return Executed::reply(RespError::NOAUTH.into());
+    }
+    let cmd = match parse(req, server.arg_limits()) {
+        Ok(cmd) => cmd,
+        Err(err) => return Executed::reply(err.into()),
+    };
+    apply(cmd, server, session)
+}
+
+/// Applies a parsed command.
+pub fn apply(cmd: Command, server: &Server, session: &mut Session) -> Executed {
+    if let Some(txc) = cmd.as_tx() {
+        if server.refusing_grants() && is_grant(&cmd) {
+            return Executed::reply(Reply::Error(RespError::fixed(
+                "TRYAGAIN restart delay: grants are refused until the leases of before the restart have run out",
+            )));
+        }
+        let now = server.now();
+        let keys = txc.keys();
+        let ran = server.table.run(&keys, now, |tx| txc.apply(tx));
+        let effect = match ran.value {
+            Ok(Outcome::Reply(reply)) => Effect::Reply(reply),
+            Ok(Outcome::Blocked(blocked)) => {
+                let deadline = match txc.wait_ms() {
+                    None | Some(0) => None,
+                    Some(ms) => now.mono.checked_add(std::time::Duration::from_millis(ms)),
+                };
+                Effect::Blocked { blocked, deadline }
+            }
+            Err(err) => Effect::Reply(err.into()),
+        };
+        return Executed {
+            effect,
+            lsn: ran.lsn,
+        };
+    }
+    match cmd {
+        Command::Table(c) => c.apply(server, session),
+        Command::Conn(c) => c.apply(server, session),
+        Command::Server(c) => Executed::reply(c.apply(server, session)),
+        Command::Script(c) => c.apply(server, session),
+        _ => Executed::reply(RespError::SYNTAX.into()),
+    }
+}
+
+fn is_grant(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Lock(lock::LockCommand::Acquire(_)) | Command::Lock(lock::LockCommand::MLock(_))
+    ) || matches!(cmd, Command::Sem(sem::SemCommand::Acquire { .. }))
+}
+
+/// Checks that a list of keys has no duplicates (MLOCK, MUNLOCK).
+///
+/// # Errors
+/// `err` when a key repeats.
+pub fn no_duplicates(keys: &[Bytes], err: RespError) -> Result<(), RespError> {
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    for key in keys {
+        if !seen.insert(key) {
+            return Err(err);
+        }
+    }
+    Ok(())
+}

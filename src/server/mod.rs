@@ -1,0 +1,125 @@
+//! The network side: accept loop, connection tasks, the expirer, and graceful shutdown.
+//!
+//! [`run`] is the one entry point, used by `main` and by the integration tests (which bind
+//! `127.0.0.1:0` and run it in-process).
+
+pub mod conn;
+pub mod expirer;
+pub mod shutdown;
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use crate::cmd::Server;
+use crate::config::Config;
+use crate::error::StartupError;
+use crate::table::{LockTable, TableConfig};
+use shutdown::ShutdownTrigger;
+
+/// How long shutdown waits for connections to finish their in-flight replies.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Binds the listening socket of `config`.
+///
+/// # Errors
+/// [`StartupError::Bind`] when the address cannot be bound.
+pub async fn bind(config: &Config) -> Result<TcpListener, StartupError> {
+    let addr = format!("{}:{}", config.bind, config.port);
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
+}
+
+/// The wall clock in µs since the epoch: the fencing counter's floor.
+fn wall_clock_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Builds the shared state for `config` (table, clients).
+pub fn build(config: Arc<Config>) -> Arc<Server> {
+    let table = LockTable::new(
+        TableConfig {
+            shards: config.shard_count(),
+            max_waiters: config.max_waiters,
+            origin: Instant::now(),
+            token_seed: wall_clock_us(),
+        },
+        None,
+    );
+    Arc::new(Server::new(config, Arc::new(table)))
+}
+
+/// Serves clients on `listener` until `signal` resolves, then stops accepting, lets every
+/// connection finish its in-flight replies and returns.
+///
+/// # Errors
+/// A [`StartupError`] when the server cannot start.
+pub async fn run(
+    listener: TcpListener,
+    config: Arc<Config>,
+    signal: impl Future<Output = ()>,
+) -> Result<(), StartupError> {
+    let server = build(config);
+    serve(listener, server, signal).await
+}
+
+/// Like [`run`] on state already built.
+///
+/// # Errors
+/// A [`StartupError`] when the server cannot start.
+pub async fn serve(
+    listener: TcpListener,
+    server: Arc<Server>,
+    signal: impl Future<Output = ()>,
+) -> Result<(), StartupError> {
+    if let Ok(addr) = listener.local_addr() {
+        server.port.store(addr.port(), Ordering::Relaxed);
+        tracing::info!(%addr, shards = server.table.shard_count(), "baton ready");
+    }
+    let trigger = ShutdownTrigger::new();
+    let expirer = tokio::spawn(expirer::run(server.clone(), trigger.subscribe()));
+    tokio::pin!(signal);
+    let max_clients = server.config.max_clients;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut signal => break,
+        };
+        let (mut stream, _) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        metrics::counter!(crate::metrics::CONNECTIONS).increment(1);
+        if trigger.live() >= max_clients {
+            tokio::spawn(async move {
+                let _ = stream.write_all(b"-ERR max clients reached\r\n").await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        }
+        let guard = trigger.track();
+        let shutdown = trigger.subscribe();
+        let server = server.clone();
+        tokio::spawn(async move {
+            conn::serve(stream, server, shutdown).await;
+            drop(guard);
+        });
+    }
+    tracing::info!("shutting down: finishing in-flight replies");
+    drop(listener);
+    trigger.shutdown(SHUTDOWN_GRACE).await;
+    expirer.abort();
+    Ok(())
+}

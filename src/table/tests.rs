@@ -1,0 +1,443 @@
+//! Unit tests of the table state machine with an injected clock: no sockets, no sleeping.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::error::RespError;
+use crate::persist::HoldKind;
+
+pub(crate) struct Clock {
+    pub(crate) base: Instant,
+    pub(crate) ms: u64,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Clock {
+            base: Instant::now(),
+            ms: 0,
+        }
+    }
+    pub(crate) fn now(&self) -> Now {
+        Now {
+            mono: self.base + Duration::from_millis(self.ms),
+            wall_ms: 1_700_000_000_000 + self.ms,
+        }
+    }
+}
+
+pub(crate) fn table(clock: &Clock) -> LockTable {
+    LockTable::new(
+        TableConfig {
+            shards: 4,
+            max_waiters: 100,
+            origin: clock.base,
+            token_seed: 0,
+        },
+        None,
+    )
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn acquire(
+    t: &LockTable,
+    now: Now,
+    key: &str,
+    owner: &str,
+    kind: HoldKind,
+    ttl: u64,
+    wait: bool,
+) -> Result<Outcome, RespError> {
+    let (k, o) = (b(key), b(owner));
+    t.run(&[&k], now, |tx| tx.lock_acquire(&k, &o, kind, ttl, wait))
+        .value
+}
+
+fn token(o: Result<Outcome, RespError>) -> Option<i64> {
+    match o {
+        Ok(Outcome::Reply(Reply::Int(t))) => Some(t),
+        Ok(Outcome::Reply(Reply::Nil)) => None,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn blocked(o: Result<Outcome, RespError>) -> Blocked {
+    match o {
+        Ok(Outcome::Blocked(b)) => b,
+        other => panic!("expected a wait, got {other:?}"),
+    }
+}
+
+fn granted(b: &mut Blocked) -> Option<i64> {
+    match b.rx.try_recv() {
+        Ok(WaitResult::Granted {
+            reply: Reply::Int(t),
+            ..
+        }) => Some(t),
+        Ok(other) => panic!("unexpected {other:?}"),
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn lease_never_ends_before_its_deadline_and_ends_at_it() {
+    let mut clock = Clock::new();
+    let t = table(&clock);
+    token(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "a",
+        HoldKind::Exclusive,
+        100,
+        false,
+    ))
+    .unwrap();
+    clock.ms = 99;
+    assert_eq!(t.expire(clock.now(), 100), 0);
+    assert!(token(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "b",
+        HoldKind::Exclusive,
+        100,
+        false
+    ))
+    .is_none());
+    clock.ms = 100;
+    assert_eq!(t.expire(clock.now(), 100), 1);
+    assert!(token(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "b",
+        HoldKind::Exclusive,
+        100,
+        false
+    ))
+    .is_some());
+}
+
+#[test]
+fn next_deadline_follows_the_earliest_lease() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    assert_eq!(t.next_deadline(), None);
+    token(acquire(
+        &t,
+        clock.now(),
+        "a",
+        "o",
+        HoldKind::Exclusive,
+        500,
+        false,
+    ));
+    token(acquire(
+        &t,
+        clock.now(),
+        "b",
+        "o",
+        HoldKind::Exclusive,
+        200,
+        false,
+    ));
+    let next = t.next_deadline().unwrap();
+    assert!(next <= clock.base + Duration::from_millis(200));
+}
+
+#[test]
+fn refresh_moves_the_deadline() {
+    let mut clock = Clock::new();
+    let t = table(&clock);
+    token(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "a",
+        HoldKind::Exclusive,
+        100,
+        false,
+    ));
+    clock.ms = 90;
+    let k = b("k");
+    let r = t
+        .run(&[&k], clock.now(), |tx| tx.refresh(&k, b"a", 100))
+        .value
+        .unwrap();
+    assert_eq!(r, Reply::Int(1));
+    clock.ms = 150;
+    assert_eq!(t.expire(clock.now(), 100), 0);
+    clock.ms = 190;
+    assert_eq!(t.expire(clock.now(), 100), 1);
+    let r = t
+        .run(&[&k], clock.now(), |tx| tx.refresh(&k, b"a", 100))
+        .value
+        .unwrap();
+    assert_eq!(r, Reply::Int(0));
+}
+
+#[test]
+fn a_waiters_lease_starts_at_its_grant() {
+    let mut clock = Clock::new();
+    let t = table(&clock);
+    token(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "a",
+        HoldKind::Exclusive,
+        100,
+        false,
+    ));
+    let mut w = blocked(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "b",
+        HoldKind::Exclusive,
+        100,
+        true,
+    ));
+    clock.ms = 100;
+    t.expire(clock.now(), 100);
+    assert!(granted(&mut w).is_some());
+    clock.ms = 199;
+    assert_eq!(
+        t.expire(clock.now(), 100),
+        0,
+        "b's lease runs from its grant at 100"
+    );
+    clock.ms = 200;
+    assert_eq!(t.expire(clock.now(), 100), 1);
+}
+
+#[test]
+fn an_undeliverable_grant_passes_to_the_next_waiter() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    token(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "a",
+        HoldKind::Exclusive,
+        1000,
+        false,
+    ));
+    let gone = blocked(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "gone",
+        HoldKind::Exclusive,
+        1000,
+        true,
+    ));
+    let mut next = blocked(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "c",
+        HoldKind::Exclusive,
+        1000,
+        true,
+    ));
+    drop(gone.rx);
+    let k = b("k");
+    t.run(&[&k], clock.now(), |tx| tx.unlock(&k, b"a"))
+        .value
+        .unwrap();
+    assert!(granted(&mut next).is_some());
+    assert_eq!(t.waiter_count(), 0);
+    let info = t
+        .run(&[&k], clock.now(), |tx| tx.lock_info(&k))
+        .value
+        .unwrap();
+    let Reply::Map(fields) = info else { panic!() };
+    let Reply::Array(holders) = &fields[1].1 else {
+        panic!()
+    };
+    assert_eq!(holders.len(), 1);
+}
+
+#[test]
+fn cancel_after_grant_reports_the_grant() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    token(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "a",
+        HoldKind::Exclusive,
+        1000,
+        false,
+    ));
+    let mut w = blocked(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "b",
+        HoldKind::Exclusive,
+        1000,
+        true,
+    ));
+    let k = b("k");
+    t.run(&[&k], clock.now(), |tx| tx.unlock(&k, b"a"))
+        .value
+        .unwrap();
+    assert!(!t.cancel(&w.waiter, clock.now()).value, "already granted");
+    assert!(granted(&mut w).is_some());
+}
+
+#[test]
+fn max_waiters_is_an_error() {
+    let clock = Clock::new();
+    let t = LockTable::new(
+        TableConfig {
+            shards: 1,
+            max_waiters: 1,
+            origin: clock.base,
+            token_seed: 0,
+        },
+        None,
+    );
+    token(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "a",
+        HoldKind::Exclusive,
+        1000,
+        false,
+    ));
+    let _w = blocked(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "b",
+        HoldKind::Exclusive,
+        1000,
+        true,
+    ));
+    let err = acquire(&t, clock.now(), "k", "c", HoldKind::Exclusive, 1000, true).unwrap_err();
+    assert_eq!(err, RespError::MAX_WAITERS);
+}
+
+#[test]
+fn mlock_waiters_in_opposite_orders_do_not_deadlock() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let (a, bk, o1, o2, h) = (b("a"), b("b"), b("o1"), b("o2"), b("h"));
+    // h holds both; o1 waits for [a, b], o2 for [b, a].
+    t.run(&[&a, &bk], clock.now(), |tx| {
+        tx.mlock(&[a.clone(), bk.clone()], &h, 1000, false)
+    })
+    .value
+    .unwrap();
+    let w1 = t
+        .run(&[&a, &bk], clock.now(), |tx| {
+            tx.mlock(&[a.clone(), bk.clone()], &o1, 1000, true)
+        })
+        .value;
+    let w2 = t
+        .run(&[&a, &bk], clock.now(), |tx| {
+            tx.mlock(&[bk.clone(), a.clone()], &o2, 1000, true)
+        })
+        .value;
+    let (mut w1, mut w2) = (blocked(w1), blocked(w2));
+    t.run(&[&a, &bk], clock.now(), |tx| {
+        tx.munlock(&[a.clone(), bk.clone()], &h)
+    })
+    .value
+    .unwrap();
+    assert!(
+        matches!(w1.rx.try_recv(), Ok(WaitResult::Granted { .. })),
+        "first arrival first"
+    );
+    assert!(w2.rx.try_recv().is_err());
+    t.run(&[&a, &bk], clock.now(), |tx| {
+        tx.munlock(&[a.clone(), bk.clone()], &o1)
+    })
+    .value
+    .unwrap();
+    assert!(matches!(w2.rx.try_recv(), Ok(WaitResult::Granted { .. })));
+}
+
+#[test]
+fn semaphore_fifo_holds_back_small_requests_behind_a_large_one() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let k = b("s");
+    let acq = |owner: &str, permits: u64, wait: bool| {
+        let o = b(owner);
+        let req = SemAcquire {
+            permits,
+            create_capacity: Some(3),
+            ttl_ms: 1000,
+            wait,
+        };
+        t.run(&[&k], clock.now(), |tx| tx.sem_acquire(&k, &o, &req))
+            .value
+    };
+    assert!(token(acq("a", 2, false)).is_some());
+    let mut big = blocked(acq("big", 3, true));
+    assert!(
+        token(acq("small", 1, false)).is_none(),
+        "1 permit is free but big is first"
+    );
+    t.run(&[&k], clock.now(), |tx| tx.sem_release(&k, b"a"))
+        .value
+        .unwrap();
+    assert!(granted(&mut big).is_some());
+}
+
+#[test]
+fn replaying_dumped_records_gives_the_same_holds() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    token(acquire(
+        &t,
+        clock.now(),
+        "k",
+        "a",
+        HoldKind::Exclusive,
+        1000,
+        false,
+    ));
+    token(acquire(
+        &t,
+        clock.now(),
+        "r",
+        "x",
+        HoldKind::Read,
+        500,
+        false,
+    ));
+    let mut records = Vec::new();
+    t.dump(clock.now(), &mut |r| records.push(r));
+    let copy = table(&clock);
+    for r in &records {
+        copy.replay(r, clock.now());
+    }
+    assert_eq!(copy.stats().holders, 2);
+    let next = token(acquire(
+        &copy,
+        clock.now(),
+        "z",
+        "o",
+        HoldKind::Exclusive,
+        10,
+        false,
+    ))
+    .unwrap();
+    assert!(next > t.last_token(), "tokens continue above the dump");
+    let _ = Arc::new(());
+}
