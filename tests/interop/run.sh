@@ -34,7 +34,6 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
     done
     rm -rf "$WORK"
 }
@@ -62,6 +61,7 @@ start_server() {  # $1 = index, $2 = port
         (cd "$dir" && exec "$BATON" --bind "$HOST" --port "$2" --persistence off) >"$dir/log" 2>&1 &
     fi
     PIDS+=("$!")
+    disown "$!"   # no "Killed" job notice when test_pottery.py SIGKILLs it
 }
 
 for i in 0 1 2; do start_server "$i" "${PORTS[$i]}"; done
@@ -73,7 +73,7 @@ for i in 0 1 2; do
         sleep 0.1
     done
     if [ "$up" != 1 ]; then
-        echo "run.sh: server $i (port ${PORTS[$i]}) did not answer PING within 10 s; its log:" >&2
+        echo "run.sh: server $i (port ${PORTS[$i]}) exited or did not answer PING within 10 s; its log:" >&2
         tail -n 30 "$WORK/s$i/log" >&2
         echo "interop: 0 passed, 1 failed"
         exit 1
