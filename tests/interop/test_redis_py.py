@@ -175,7 +175,8 @@ def test_lock_expires_by_timeout(r, key):
     lock = r.lock(key, timeout=0.2)
     start = time.monotonic()
     assert lock.acquire(blocking=False)
-    assert 0 < r.pttl(key) <= 200
+    pttl = r.pttl(key)
+    assert pttl == -2 or 0 < pttl <= 200, pttl    # -2: already gone on a slow machine
     assert wait_until(lambda: not lock.locked(), timeout=5), "lock did not expire"
     # A lease never ends early (allow a little for the client-side clock start).
     assert time.monotonic() - start >= 0.15

@@ -198,12 +198,12 @@ test("EVALSHA NOSCRIPT falls back to EVAL", async () => {
 });
 
 test("using() extends automatically past the ttl", async () => {
-  const rl = newRedlock({ automaticExtensionThreshold: 200 });
+  const rl = newRedlock({ automaticExtensionThreshold: 400 });
   const k = key();
   let value;
-  await rl.using([k], 500, async (signal) => {
+  await rl.using([k], 1000, async (signal) => {
     value = (await clients[0].get(k)) ?? (await clients[1].get(k));
-    await sleep(1100); // more than twice the 500 ms ttl
+    await sleep(1500); // half as long again as the 1000 ms ttl
     assert.equal(signal.aborted, false, String(signal.error));
     const vals = await valuesOn(k);
     assert.ok(vals.filter((v) => v === value).length >= 2, `values ${vals}`);
