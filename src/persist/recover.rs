@@ -13,7 +13,7 @@
 //!   the offset and the remedy, unless `repair` is set: then the file is cut at the damage
 //!   and every later log is deleted, with a warning.
 //!
-//! To add a check, extend [`scan`] (per file) or `recover` (across files) and add a
+//! To add a check, extend `scan` (per file) or `recover` (across files) and add a
 //! crafted-file test below.
 
 use std::fs::{self, File, OpenOptions};

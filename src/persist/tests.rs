@@ -674,18 +674,24 @@ proptest! {
     }
 }
 
-/// Appends/s with `always` at 50 concurrent appenders on the disk under `target/`.
-/// Run: `cargo test --lib persist::tests::bench_always_50_appenders -- --ignored --nocapture`.
+/// Appends/s with `always` at 1 and 50 concurrent appenders on the disk under `target/`.
+/// Run: `cargo test --lib persist::tests::bench_always_appenders -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; run by name"]
-async fn bench_always_50_appenders() {
+async fn bench_always_appenders() {
+    for appenders in [1, 50] {
+        bench_always(appenders).await;
+    }
+}
+
+async fn bench_always(appenders: u64) {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     fs::create_dir_all(&base).unwrap();
     let tmp = tempfile::tempdir_in(&base).unwrap();
     let (log, _) = open(config(tmp.path(), AppendFsync::Always)).await;
     let run_for = std::time::Duration::from_secs(3);
     let started = std::time::Instant::now();
-    let tasks: Vec<_> = (0..50u64)
+    let tasks: Vec<_> = (0..appenders)
         .map(|t| {
             let log = Arc::clone(&log);
             tokio::spawn(async move {
@@ -707,7 +713,7 @@ async fn bench_always_50_appenders() {
     let stats = log.stats();
     log.shutdown().await;
     println!(
-        "always, 50 appenders: {total} records in {secs:.2} s = {:.0} appends/s, {} syncs \
+        "always, {appenders} appenders: {total} records in {secs:.2} s = {:.0} appends/s, {} syncs \
          ({:.1} records/sync, {:.0} syncs/s)",
         total as f64 / secs,
         stats.syncs,
