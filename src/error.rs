@@ -149,4 +149,26 @@ pub enum StartupError {
     /// The data directory could not be read or is damaged.
     #[error("{0}")]
     Persistence(String),
+    /// A data file is damaged before its end (not a torn tail that a crash leaves).
+    #[error(
+        "{}: {reason} at byte offset {offset}; start with --repair to drop everything after \
+         offset {offset}",
+        file.display()
+    )]
+    CorruptLog {
+        /// The damaged file.
+        file: std::path::PathBuf,
+        /// Offset of the first bad record in it.
+        offset: u64,
+        /// What is wrong with that record.
+        reason: String,
+    },
+    /// A file or directory of the data directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    DataDir {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
