@@ -112,13 +112,15 @@ pub fn printable(bytes: &[u8], max: usize) -> String {
 /// `-ERR Protocol error: <self>` and closes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtoError {
-    /// A bulk length that is not a number, negative (other than -1) or over `--max-bulk-bytes`.
+    /// A bulk length that is not a number, negative (`$-1` included: a request has no
+    /// nil arguments) or over `--max-bulk-bytes`.
     #[error("invalid bulk length")]
     InvalidBulkLength,
     /// An array count that is not a number or over `--max-args`.
     #[error("invalid multibulk length")]
     InvalidMultibulkLength,
-    /// The byte where a `$` was expected inside a command array.
+    /// The byte where a `$` was expected inside a command array (a byte that is not
+    /// printable ASCII shows as `?`, so the error stays one line).
     #[error("expected '$', got '{0}'")]
     ExpectedBulk(char),
     /// An inline command line longer than `--max-inline-bytes`.
@@ -127,6 +129,12 @@ pub enum ProtoError {
     /// Quotes in an inline command that do not balance.
     #[error("unbalanced quotes in request")]
     UnbalancedQuotes,
+    /// A `*` header line with no `\r\n` in its first 64 KiB.
+    #[error("too big mbulk count string")]
+    MultibulkCountTooBig,
+    /// A `$` header line with no `\r\n` in its first 64 KiB.
+    #[error("too big bulk count string")]
+    BulkCountTooBig,
     /// Any other malformed frame, with the decoder's words.
     #[error("{0}")]
     Malformed(String),
