@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, integration and property tests (cargo test), then the
+# interop suites with real client libraries against a real Redis and against baton.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --all-targets
+cargo build --bin baton
+bash tests/interop/setup.sh
+bash tests/interop/run.sh redis
+bash tests/interop/run.sh baton "$PWD/target/debug/baton"
