@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use super::args::ArgLimits;
 use crate::config::Config;
+use crate::persist::{Log, LogError};
 use crate::resp::Protocol;
 use crate::table::{LockTable, Now};
 
@@ -101,15 +102,18 @@ pub struct Server {
     pub refuse_grants_until: Option<Instant>,
     /// The port actually bound.
     pub port: AtomicU16,
+    /// The append-only log (None with `--persistence off`).
+    pub log: Option<Arc<Log>>,
     commands: AtomicU64,
 }
 
 impl Server {
     /// Shared state around `table`.
-    pub fn new(config: Arc<Config>, table: Arc<LockTable>) -> Self {
+    pub fn new(config: Arc<Config>, table: Arc<LockTable>, log: Option<Arc<Log>>) -> Self {
         let started = Instant::now();
         let refuse_grants_until = config
             .restart_delay_ms
+            .filter(|_| log.is_none())
             .map(|ms| started + std::time::Duration::from_millis(ms));
         Server {
             port: AtomicU16::new(config.port),
@@ -118,6 +122,7 @@ impl Server {
             clients: Clients::default(),
             started,
             refuse_grants_until,
+            log,
             commands: AtomicU64::new(0),
         }
     }
@@ -144,8 +149,14 @@ impl Server {
     }
 
     /// Resolves once the log records up to `lsn` are durable (at once without a log).
-    pub async fn wait_durable(&self, lsn: u64) {
-        let _ = lsn;
+    ///
+    /// # Errors
+    /// The log failed (a write or sync error): the reply must not be sent.
+    pub async fn wait_durable(&self, lsn: u64) -> Result<(), LogError> {
+        match &self.log {
+            Some(log) if lsn > 0 => log.wait_durable(lsn).await,
+            _ => Ok(()),
+        }
     }
 
     /// Counts one executed command.

@@ -313,13 +313,29 @@ pub fn info(server: &Server, sections: &[String]) -> String {
         );
     }
     if want("persistence") {
-        let on = server.config.persistence == crate::config::Switch::On;
-        let _ = write!(
-            out,
-            "# Persistence\r\nloading:0\r\naof_enabled:{}\r\nappendfsync:{}\r\n\r\n",
-            u8::from(on),
-            format!("{:?}", server.config.appendfsync).to_ascii_lowercase(),
-        );
+        let _ = write!(out, "# Persistence\r\nloading:0\r\n");
+        match &server.log {
+            Some(log) => {
+                let st = log.stats();
+                let _ = write!(
+                    out,
+                    "aof_enabled:1\r\nappendfsync:{}\r\nlog_bytes:{}\r\nlog_generation:{}\r\nlog_appended_lsn:{}\r\nlog_durable_lsn:{}\r\nlog_writes:{}\r\nlog_syncs:{}\r\nlast_sync_unix_ms:{}\r\nlast_snapshot_unix_ms:{}\r\nsnapshots:{}\r\nrecords_replayed:{}\r\naof_last_write_status:{}\r\n\r\n",
+                    format!("{:?}", st.fsync).to_ascii_lowercase(),
+                    st.log_bytes,
+                    st.generation,
+                    st.appended_lsn,
+                    st.durable_lsn,
+                    st.writes,
+                    st.syncs,
+                    st.last_sync_unix_ms,
+                    st.last_snapshot_unix_ms,
+                    st.snapshots,
+                    st.records_replayed,
+                    if st.failed.is_some() { "err" } else { "ok" },
+                );
+            }
+            None => out.push_str("aof_enabled:0\r\npersistence:off\r\n\r\n"),
+        }
     }
     if want("stats") {
         let _ = write!(

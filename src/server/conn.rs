@@ -140,7 +140,11 @@ impl Conn {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        self.server.wait_durable(lsn).await;
+        if let Err(err) = self.server.wait_durable(lsn).await {
+            // Never acknowledge what is not on disk: drop the connection instead.
+            self.wbuf.clear();
+            return Err(format!("log failed: {err}"));
+        }
         let result = self.wr.write_all(&self.wbuf).await;
         self.wbuf.clear();
         result.map_err(|e| e.to_string())

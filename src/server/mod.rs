@@ -16,9 +16,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::cmd::Server;
-use crate::config::Config;
+use crate::config::{Config, Switch};
 use crate::error::StartupError;
-use crate::table::{LockTable, TableConfig};
+use crate::persist::{Log, LogConfig, Record};
+use crate::table::{LockTable, RecordSink, TableConfig};
 use shutdown::ShutdownTrigger;
 
 /// How long shutdown waits for connections to finish their in-flight replies.
@@ -42,18 +43,70 @@ fn wall_clock_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// Builds the shared state for `config` (table, clients).
-pub fn build(config: Arc<Config>) -> Arc<Server> {
+/// The log as the table's record sink.
+impl RecordSink for Log {
+    fn append(&self, record: &Record) -> u64 {
+        Log::append(self, record)
+    }
+}
+
+/// Builds the shared state for `config`: opens and replays the data directory (when
+/// persistence is on), then builds the table and the shared server state.
+///
+/// # Errors
+/// [`StartupError`] when the data directory cannot be read or is damaged.
+pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
+    let (log, recovered) = if config.persistence == Switch::On {
+        let (log, recovered) = Log::open(LogConfig::from_config(&config)).await?;
+        (Some(log), Some(recovered))
+    } else {
+        (None, None)
+    };
+    let high_water = recovered.as_ref().map_or(0, |r| r.token_high_water());
     let table = LockTable::new(
         TableConfig {
             shards: config.shard_count(),
             max_waiters: config.max_waiters,
             origin: Instant::now(),
-            token_seed: wall_clock_us(),
+            token_seed: wall_clock_us().max(high_water),
         },
-        None,
+        log.clone().map(|l| l as Arc<dyn RecordSink>),
     );
-    Arc::new(Server::new(config, Arc::new(table)))
+    let server = Server::new(config, Arc::new(table), log);
+    if let Some(recovered) = recovered {
+        let now = server.now();
+        for record in &recovered.records {
+            server.table.replay(record, now);
+        }
+        let stats = server.table.stats();
+        tracing::info!(
+            records = recovered.records.len(),
+            holders = stats.holders,
+            keys = stats.keys(),
+            "recovered the data directory"
+        );
+    }
+    Ok(Arc::new(server))
+}
+
+/// Writes a snapshot whenever the log has grown past its bound.
+async fn snapshotter(server: Arc<Server>, mut shutdown: shutdown::Shutdown) {
+    let Some(log) = server.log.clone() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.started() => return,
+        }
+        if log.wants_snapshot() {
+            let table = server.table.clone();
+            let now = server.now();
+            if let Err(err) = log.snapshot(move |emit| table.dump(now, emit)).await {
+                tracing::warn!("snapshot failed: {err}");
+            }
+        }
+    }
 }
 
 /// Serves clients on `listener` until `signal` resolves, then stops accepting, lets every
@@ -66,7 +119,7 @@ pub async fn run(
     config: Arc<Config>,
     signal: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
-    let server = build(config);
+    let server = build(config).await?;
     serve(listener, server, signal).await
 }
 
@@ -85,6 +138,7 @@ pub async fn serve(
     }
     let trigger = ShutdownTrigger::new();
     let expirer = tokio::spawn(expirer::run(server.clone(), trigger.subscribe()));
+    let snapshots = tokio::spawn(snapshotter(server.clone(), trigger.subscribe()));
     tokio::pin!(signal);
     let max_clients = server.config.max_clients;
     loop {
@@ -121,5 +175,9 @@ pub async fn serve(
     drop(listener);
     trigger.shutdown(SHUTDOWN_GRACE).await;
     expirer.abort();
+    snapshots.abort();
+    if let Some(log) = &server.log {
+        log.shutdown().await;
+    }
     Ok(())
 }
