@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod error;
+pub mod lua;
 pub mod persist;
 pub mod resp;
 pub mod wheel;
