@@ -18,6 +18,7 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod lua;
 pub mod persist;
 pub mod resp;
 pub mod table;

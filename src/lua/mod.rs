@@ -1,0 +1,375 @@
+//! The script engine behind `EVAL`, `EVALSHA` and `SCRIPT LOAD|EXISTS|FLUSH`: an embedded
+//! Lua 5.1 with Redis 7's `redis` library and conversion rules.
+//!
+//! API: [`Engine::new`] with an [`EngineConfig`]; [`Engine::load`] (SCRIPT LOAD),
+//! [`Engine::exists`] (SCRIPT EXISTS), [`Engine::flush`] (SCRIPT FLUSH), [`Engine::eval`]
+//! (EVAL / EVALSHA, given a [`Script`] and a `call` closure that runs one command for
+//! `redis.call`), and [`split_keys`] for the command parser's `numkeys` checks.
+//! [`convert`] holds the Lua <-> [`Reply`] rules; `sandbox` holds the VM.
+//!
+//! Threading: an `Engine` is shared by every connection (`Send + Sync`, in an `Arc`); it
+//! owns only the source cache (sha -> source bytes) under a `parking_lot::RwLock`. A Lua
+//! state is neither `Send` nor `Sync`, so each OS thread that runs scripts has its own VM in
+//! a `thread_local!`, with its own cache of compiled functions by sha. A VM that meets a sha
+//! it has not compiled compiles it from the shared source. Why: `eval` runs synchronously on
+//! the tokio worker that owns the connection (the caller holds the shards of the declared
+//! keys), so a per-thread VM needs no lock and no hand-off, and two workers run two scripts
+//! on different keys in parallel; a single VM behind a mutex would serialise every script,
+//! and a VM pool would need `send` and a checkout per call. A sha names its source, so a
+//! compiled function is valid for any engine; the per-thread cache is still cleared when the
+//! thread switches engines or the engine is flushed (a generation counter), and is bounded
+//! at [`MAX_COMPILED_PER_THREAD`] entries.
+//!
+//! Cache bounds: scripts added by `SCRIPT LOAD` stay until `SCRIPT FLUSH`; scripts added only
+//! by `EVAL` are evictable, oldest first, beyond [`EngineConfig::max_eval_scripts`] (as
+//! Redis 7.4 does, so clients generating distinct scripts cannot grow memory without bound;
+//! an evicted sha answers `NOSCRIPT` and clients fall back to `EVAL`).
+//!
+//! To extend: new `redis.*` functions go in `sandbox.rs`, new reply shapes in `convert.rs`.
+//! `eval` never knows about commands: everything a script does to data goes through `call`.
+
+pub mod convert;
+mod sandbox;
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mlua::Function;
+use parking_lot::RwLock;
+
+use crate::error::RespError;
+use crate::resp::reply::Reply;
+use sandbox::Vm;
+
+/// `-NOSCRIPT No matching script. Please use EVAL.`
+pub const NOSCRIPT: RespError = RespError::fixed("NOSCRIPT No matching script. Please use EVAL.");
+/// The reply when a script is started from inside a script (Redis's text for EVAL in EVAL).
+pub const NOT_FROM_SCRIPT: RespError =
+    RespError::fixed("ERR This Redis command is not allowed from script");
+/// `-ERR Number of keys can't be greater than number of args`.
+pub const TOO_MANY_KEYS: RespError =
+    RespError::fixed("ERR Number of keys can't be greater than number of args");
+/// `-ERR Number of keys can't be negative`.
+pub const NEGATIVE_KEYS: RespError = RespError::fixed("ERR Number of keys can't be negative");
+
+/// How many compiled functions one thread's VM keeps before it starts over.
+pub const MAX_COMPILED_PER_THREAD: usize = 1000;
+
+/// Limits of the script engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// A script running longer than this is killed with an error reply (default 5 s).
+    pub time_limit: Duration,
+    /// Memory one thread's Lua VM may allocate; past it the script fails with
+    /// `not enough memory` (default 256 MiB; 0 = unlimited).
+    pub memory_limit_bytes: usize,
+    /// How many scripts added only by `EVAL` stay cached (default 500, as Redis 7.4).
+    pub max_eval_scripts: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            time_limit: Duration::from_secs(5),
+            memory_limit_bytes: 256 << 20,
+            max_eval_scripts: 500,
+        }
+    }
+}
+
+/// Which script `eval` runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Script<'a> {
+    /// `EVAL`: the source (cached as a side effect, as Redis does).
+    Source(&'a [u8]),
+    /// `EVALSHA`: a sha1 in hex, either case.
+    Sha(&'a [u8]),
+}
+
+/// The server's script engine: a script cache shared by all connections.
+#[derive(Debug)]
+pub struct Engine {
+    id: u64,
+    config: EngineConfig,
+    cache: RwLock<SourceCache>,
+}
+
+#[derive(Debug, Default)]
+struct SourceCache {
+    scripts: HashMap<String, Cached>,
+    /// Shas added by EVAL, oldest first (entries may be stale: check `evictable`).
+    eval_order: VecDeque<String>,
+    eval_count: usize,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Cached {
+    source: Arc<[u8]>,
+    evictable: bool,
+}
+
+static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One thread's VM and the functions it has compiled.
+struct ThreadVm {
+    vm: Vm,
+    engine: u64,
+    generation: u64,
+    functions: HashMap<String, Function>,
+}
+
+thread_local! {
+    static VM: RefCell<Option<ThreadVm>> = const { RefCell::new(None) };
+}
+
+impl Engine {
+    /// An engine with an empty script cache.
+    pub fn new(config: EngineConfig) -> Self {
+        Engine {
+            id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
+            config,
+            cache: RwLock::new(SourceCache::default()),
+        }
+    }
+
+    /// SCRIPT LOAD: compiles and caches `source`, returning its lower-case hex sha1.
+    ///
+    /// # Errors
+    /// `ERR Error compiling script (new function): user_script:1: ...`, or a shebang error.
+    pub fn load(&self, source: &[u8]) -> Result<String, RespError> {
+        let sha = sha1hex(source);
+        self.with_vm(|tvm| compile(tvm, &sha, source).map(|_| ()))??;
+        self.remember(&sha, source, false);
+        Ok(sha)
+    }
+
+    /// SCRIPT EXISTS for one sha (either case).
+    pub fn exists(&self, sha: &[u8]) -> bool {
+        normalize_sha(sha).is_some_and(|sha| self.cache.read().scripts.contains_key(&sha))
+    }
+
+    /// SCRIPT FLUSH: forgets every script (each thread drops its compiled functions lazily).
+    pub fn flush(&self) {
+        let mut cache = self.cache.write();
+        let generation = cache.generation + 1;
+        *cache = SourceCache {
+            generation,
+            ..SourceCache::default()
+        };
+    }
+
+    /// EVAL / EVALSHA. `call` runs one command (`args[0]` is its name) in the caller's
+    /// context and returns its reply; it serves `redis.call` and `redis.pcall`.
+    pub fn eval(
+        &self,
+        script: Script<'_>,
+        keys: &[Bytes],
+        argv: &[Bytes],
+        call: &mut dyn FnMut(Vec<Bytes>) -> Reply,
+    ) -> Reply {
+        let outcome = self.with_vm(|tvm| {
+            let (sha, func) = match script {
+                Script::Source(source) => {
+                    let sha = sha1hex(source);
+                    let func = compile(tvm, &sha, source)?;
+                    self.remember(&sha, source, true);
+                    (sha, func)
+                }
+                Script::Sha(sha) => {
+                    let sha = normalize_sha(sha).ok_or(NOSCRIPT)?;
+                    let source = self.source(&sha).ok_or(NOSCRIPT)?;
+                    let func = compile(tvm, &sha, &source)?;
+                    (sha, func)
+                }
+            };
+            Ok::<_, RespError>(
+                tvm.vm
+                    .run(&sha, &func, keys, argv, call, self.config.time_limit),
+            )
+        });
+        match outcome {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(err)) | Err(err) => Reply::Error(err),
+        }
+    }
+
+    fn source(&self, sha: &str) -> Option<Arc<[u8]>> {
+        self.cache.read().scripts.get(sha).map(|c| c.source.clone())
+    }
+
+    /// Adds a script to the shared cache; a `SCRIPT LOAD` pins one that `EVAL` added.
+    fn remember(&self, sha: &str, source: &[u8], evictable: bool) {
+        if let Some(cached) = self.cache.read().scripts.get(sha) {
+            if evictable || !cached.evictable {
+                return;
+            }
+        }
+        let mut cache = self.cache.write();
+        let cache = &mut *cache;
+        match cache.scripts.get_mut(sha) {
+            Some(cached) => {
+                if !evictable && cached.evictable {
+                    cached.evictable = false;
+                    cache.eval_count -= 1;
+                }
+            }
+            None => {
+                cache.scripts.insert(
+                    sha.to_owned(),
+                    Cached {
+                        source: source.into(),
+                        evictable,
+                    },
+                );
+                if evictable {
+                    cache.eval_order.push_back(sha.to_owned());
+                    cache.eval_count += 1;
+                }
+            }
+        }
+        while cache.eval_count > self.config.max_eval_scripts {
+            let Some(oldest) = cache.eval_order.pop_front() else {
+                break;
+            };
+            if cache.scripts.get(&oldest).is_some_and(|c| c.evictable) {
+                cache.scripts.remove(&oldest);
+                cache.eval_count -= 1;
+            }
+        }
+        // Stale queue entries (pinned or flushed shas) must not pile up.
+        if cache.eval_order.len() > 2 * self.config.max_eval_scripts + 16 {
+            let scripts = &cache.scripts;
+            cache
+                .eval_order
+                .retain(|sha| scripts.get(sha).is_some_and(|c| c.evictable));
+        }
+    }
+
+    /// Runs `f` with this thread's VM, creating it on first use.
+    fn with_vm<R>(&self, f: impl FnOnce(&mut ThreadVm) -> R) -> Result<R, RespError> {
+        let generation = self.cache.read().generation;
+        VM.try_with(|cell| {
+            // Already borrowed: a script's command tried to start a script.
+            let Ok(mut slot) = cell.try_borrow_mut() else {
+                return Err(NOT_FROM_SCRIPT);
+            };
+            if slot.is_none() {
+                let vm = Vm::new(self.config.memory_limit_bytes).map_err(|err| {
+                    RespError::new(format!("ERR cannot create the Lua VM: {err}"))
+                })?;
+                *slot = Some(ThreadVm {
+                    vm,
+                    engine: self.id,
+                    generation,
+                    functions: HashMap::new(),
+                });
+            }
+            let Some(tvm) = slot.as_mut() else {
+                return Err(RespError::fixed("ERR cannot create the Lua VM"));
+            };
+            if tvm.engine != self.id || tvm.generation != generation {
+                tvm.functions.clear();
+                tvm.vm.set_memory_limit(self.config.memory_limit_bytes);
+                tvm.engine = self.id;
+                tvm.generation = generation;
+            }
+            Ok(f(tvm))
+        })
+        .map_err(|_| RespError::fixed("ERR the Lua VM of this thread is gone"))?
+    }
+}
+
+/// The compiled function for `sha`, from this thread's cache or compiled now.
+fn compile(tvm: &mut ThreadVm, sha: &str, source: &[u8]) -> Result<Function, RespError> {
+    if let Some(func) = tvm.functions.get(sha) {
+        return Ok(func.clone());
+    }
+    let body = strip_shebang(source)?;
+    let func = tvm.vm.compile(body).map_err(|msg| {
+        RespError::new(
+            format!("ERR Error compiling script (new function): {msg}").replace(['\r', '\n'], " "),
+        )
+    })?;
+    if tvm.functions.len() >= MAX_COMPILED_PER_THREAD {
+        tvm.functions.clear();
+    }
+    tvm.functions.insert(sha.to_owned(), func.clone());
+    Ok(func)
+}
+
+/// Redis 7's `#!lua [flags=a,b]` first line: checked, then left out of the compiled body
+/// (its newline stays, so line numbers do not move). Flags are accepted but not enforced.
+fn strip_shebang(source: &[u8]) -> Result<&[u8], RespError> {
+    if !source.starts_with(b"#!") {
+        return Ok(source);
+    }
+    let end = source
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(source.len());
+    let line = String::from_utf8_lossy(&source[..end]);
+    let mut parts = line.split_ascii_whitespace();
+    let engine = parts.next().unwrap_or("");
+    if engine != "#!lua" {
+        return Err(RespError::new(format!(
+            "ERR Unexpected engine in script shebang: {engine}"
+        )));
+    }
+    for part in parts {
+        let Some(flags) = part.strip_prefix("flags=") else {
+            return Err(RespError::new(format!(
+                "ERR Unknown lua shebang option: {part}"
+            )));
+        };
+        for flag in flags.split(',').filter(|f| !f.is_empty()) {
+            if !matches!(
+                flag,
+                "no-writes" | "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys"
+            ) {
+                return Err(RespError::new(format!(
+                    "ERR Unexpected flag in script shebang: {flag}"
+                )));
+            }
+        }
+    }
+    Ok(&source[end..])
+}
+
+/// The lower-case hex sha1 of `bytes`.
+pub fn sha1hex(bytes: &[u8]) -> String {
+    sha1_smol::Sha1::from(bytes).digest().to_string()
+}
+
+fn normalize_sha(sha: &[u8]) -> Option<String> {
+    (sha.len() == 40 && sha.iter().all(u8::is_ascii_hexdigit))
+        .then(|| String::from_utf8_lossy(sha).to_ascii_lowercase())
+}
+
+/// Splits EVAL's arguments after the script (`numkeys key... arg...`) into keys and argv.
+///
+/// # Errors
+/// `ERR value is not an integer or out of range` (also for an empty `args`),
+/// [`NEGATIVE_KEYS`], [`TOO_MANY_KEYS`].
+pub fn split_keys(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), RespError> {
+    let (numkeys, rest) = args.split_first().ok_or(RespError::NOT_INTEGER)?;
+    let numkeys: i64 = std::str::from_utf8(numkeys)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(RespError::NOT_INTEGER)?;
+    if numkeys < 0 {
+        return Err(NEGATIVE_KEYS);
+    }
+    let numkeys = usize::try_from(numkeys).map_err(|_| TOO_MANY_KEYS)?;
+    if numkeys > rest.len() {
+        return Err(TOO_MANY_KEYS);
+    }
+    Ok(rest.split_at(numkeys))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,599 @@
+//! One sandboxed Lua 5.1 VM: what a script can reach, how it runs, how it is stopped.
+//!
+//! Owns [`Vm`]: a Lua state with only the `base` (minus `print`, `loadfile`, `dofile`,
+//! `getfenv`, `setfenv`, `newproxy`), `table`, `string`, `math` and `coroutine` libraries,
+//! plus the `redis` table. No `io`, `os`, `debug`, `package`/`require`. `bit`, `cjson`,
+//! `struct` and `cmsgpack` (which Redis also embeds) are not provided.
+//!
+//! Protection, as in Redis 7: the globals table and every library table are read-only
+//! proxies (`x = 1`, `string.foo = 1`, `rawset(_G, ...)` and `setmetatable(_G, ...)` fail with
+//! "Attempt to modify a readonly table"); reading an undefined global fails with "Script
+//! attempted to access nonexistent global variable 'x'". `loadstring`/`load` only accept
+//! source text, never bytecode. `pcall` is Redis's version: a caught error table yields its
+//! `err` text.
+//!
+//! Running: [`Vm::run`] sets `KEYS`/`ARGV`, binds `redis.call`/`redis.pcall` (Rust
+//! functions) to the caller's command closure for the duration of the run (an mlua scope), and calls the script through
+//! `xpcall` with a message handler that, like Redis's `__redis__err__handler`, turns any
+//! error into `{err=..., source=..., line=...}` pointing at the innermost user-script frame.
+//! A count hook (every [`HOOK_EVERY`] instructions) checks the deadline; once passed, the
+//! script is killed: the hook raises on every call and the `pcall`/`xpcall` wrappers rethrow,
+//! so no Lua code can catch the kill. The VM is reusable afterwards.
+//!
+//! To extend: a new `redis.*` function is a Rust closure in `redis_table`; to raise an error
+//! table as Redis's `luaError` does, return `fail("ERR ...")`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mlua::{
+    chunk::ChunkMode, Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value,
+    VmState,
+};
+
+use super::convert::{error_table, lua_to_args, lua_to_reply, reply_to_lua, ScriptResp};
+use crate::resp::reply::Reply;
+
+/// The time-limit hook runs every this many VM instructions (a few microseconds of work).
+pub(super) const HOOK_EVERY: u32 = 10_000;
+
+/// The chunk name of user scripts; errors read `user_script:LINE: ...` as in Redis.
+const USER_CHUNK: &str = "@user_script";
+/// The chunk name of the prelude; its frames are skipped when locating an error.
+const INTERNAL_CHUNK: &str = "=baton";
+
+/// Per-run state shared by the hook, the handler and the `redis` functions.
+#[derive(Debug)]
+struct RunState {
+    deadline: Cell<Option<Instant>>,
+    limit: Cell<Duration>,
+    killed: Cell<bool>,
+    resp: Cell<ScriptResp>,
+}
+
+/// A sandboxed Lua VM (one per OS thread; see the module header of `lua`).
+pub(super) struct Vm {
+    lua: Lua,
+    /// The real globals table behind the read-only `_G` proxy (KEYS and ARGV live here).
+    env: Table,
+    /// The real `redis` table: `call` and `pcall` are bound to each run's closure.
+    redis: Table,
+    xpcall: Function,
+    handler: Function,
+    state: Rc<RunState>,
+}
+
+impl Vm {
+    /// Builds the sandbox.
+    pub(super) fn new(memory_limit_bytes: usize) -> mlua::Result<Vm> {
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+            LuaOptions::default(),
+        )?;
+        let state = Rc::new(RunState {
+            deadline: Cell::new(None),
+            limit: Cell::new(Duration::ZERO),
+            killed: Cell::new(false),
+            resp: Cell::new(ScriptResp::Resp2),
+        });
+        let env = lua.globals();
+        let xpcall: Function = env.get("xpcall")?;
+        let redis = redis_table(&lua, &state)?;
+        env.raw_set("redis", redis.clone())?;
+        let killed = {
+            let state = state.clone();
+            lua.create_function(move |_, ()| Ok(state.killed.get()))?
+        };
+        let errtext = lua.create_function(|_, raised: Value| {
+            Ok(match raised {
+                Value::Error(err) => Some(match err.downcast_ref::<Raised>() {
+                    Some(Raised(text)) => text.clone(),
+                    None => root_message(&err),
+                }),
+                _ => None,
+            })
+        })?;
+        let proxy: Table =
+            lua.load(PRELUDE)
+                .set_name(INTERNAL_CHUNK)
+                .call((env.clone(), killed, errtext))?;
+        lua.set_globals(proxy)?;
+        let handler = error_handler(&lua, &state)?;
+        {
+            let state = state.clone();
+            lua.set_global_hook(
+                HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+                move |_, _| {
+                    let late = state.deadline.get().is_some_and(|d| Instant::now() >= d);
+                    if late || state.killed.get() {
+                        state.killed.set(true);
+                        return Err(mlua::Error::runtime("script killed"));
+                    }
+                    Ok(VmState::Continue)
+                },
+            )?;
+        }
+        lua.set_memory_limit(memory_limit_bytes)?;
+        Ok(Vm {
+            lua,
+            env,
+            redis,
+            xpcall,
+            handler,
+            state,
+        })
+    }
+
+    /// Sets the VM's memory limit (bytes; 0 = none).
+    pub(super) fn set_memory_limit(&self, bytes: usize) {
+        let _ = self.lua.set_memory_limit(bytes);
+    }
+
+    /// Compiles a script body (source text only) into a function.
+    ///
+    /// # Errors
+    /// Lua's compile message, e.g. `user_script:1: unexpected symbol near '<eof>'`.
+    pub(super) fn compile(&self, body: &[u8]) -> Result<Function, String> {
+        self.lua
+            .load(body)
+            .set_name(USER_CHUNK)
+            .set_mode(ChunkMode::Text)
+            .into_function()
+            .map_err(|err| match err {
+                mlua::Error::SyntaxError { message, .. } => message,
+                other => root_message(&other),
+            })
+    }
+
+    /// Runs a compiled script and converts its result (or error) into a reply.
+    pub(super) fn run(
+        &self,
+        sha: &str,
+        func: &Function,
+        keys: &[Bytes],
+        argv: &[Bytes],
+        call: &mut dyn FnMut(Vec<Bytes>) -> Reply,
+        time_limit: Duration,
+    ) -> Reply {
+        let state = &self.state;
+        state.killed.set(false);
+        state.resp.set(ScriptResp::Resp2);
+        state.limit.set(time_limit);
+        state.deadline.set(Instant::now().checked_add(time_limit));
+        let call = RefCell::new(call);
+        let result = self.lua.scope(|scope| {
+            self.env.raw_set("KEYS", self.sequence(keys)?)?;
+            self.env.raw_set("ARGV", self.sequence(argv)?)?;
+            // Rust functions, not Lua wrappers: `return redis.call(...)` must not be a Lua
+            // tail call, or the user frame (and the error's line) would be gone.
+            let rcall = scope.create_function(|lua, args: MultiValue| {
+                invoke(lua, &call, args, state.resp.get())?.map_err(raise)
+            })?;
+            let rpcall = scope.create_function(|lua, args: MultiValue| {
+                match invoke(lua, &call, args, state.resp.get())? {
+                    Ok(value) => Ok(value),
+                    Err(text) => Ok(Value::Table(error_table(lua, text.as_bytes())?)),
+                }
+            })?;
+            self.redis.raw_set("call", rcall)?;
+            self.redis.raw_set("pcall", rpcall)?;
+            let out = self
+                .xpcall
+                .call::<MultiValue>((func.clone(), self.handler.clone()));
+            self.redis.raw_set("call", Value::Nil)?;
+            self.redis.raw_set("pcall", Value::Nil)?;
+            Ok(out.map(|out| self.finish(sha, out)))
+        });
+        state.deadline.set(None);
+        let _ = self.env.raw_set("KEYS", Value::Nil);
+        let _ = self.env.raw_set("ARGV", Value::Nil);
+        match result {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(err)) | Err(err) => failure(sha, &root_message(&err)),
+        }
+    }
+
+    fn sequence(&self, items: &[Bytes]) -> mlua::Result<Table> {
+        let table = self.lua.create_table_with_capacity(items.len(), 0)?;
+        for (i, item) in items.iter().enumerate() {
+            table.raw_set(i + 1, self.lua.create_string(item)?)?;
+        }
+        Ok(table)
+    }
+
+    /// `xpcall`'s results: `true, value...` or `false, error`.
+    fn finish(&self, sha: &str, out: MultiValue) -> Reply {
+        let mut out = out.into_iter();
+        let ok = matches!(out.next(), Some(Value::Boolean(true)));
+        let value = out.next().unwrap_or(Value::Nil);
+        if ok {
+            return lua_to_reply(&value, self.state.resp.get());
+        }
+        match value {
+            Value::Table(err) => {
+                let text = match err.raw_get::<Value>("err") {
+                    Ok(Value::String(s)) => s.to_string_lossy(),
+                    _ => "ERR unknown error".to_string(),
+                };
+                let source = err.raw_get::<Option<String>>("source").ok().flatten();
+                let line = err.raw_get::<Option<i64>>("line").ok().flatten();
+                let text = match (source, line) {
+                    (Some(source), Some(line)) if line > 0 => {
+                        format!("{text} script: {sha}, on {source}:{line}.")
+                    }
+                    _ => text,
+                };
+                Reply::Error(crate::error::RespError::new(one_line(text)))
+            }
+            // Errors that bypass the handler, such as Lua's "not enough memory".
+            other => failure(sha, &other.to_string().unwrap_or_default()),
+        }
+    }
+}
+
+/// Redis's text for an error that is not an error table.
+fn failure(sha: &str, message: &str) -> Reply {
+    Reply::Error(crate::error::RespError::new(one_line(format!(
+        "ERR Error running script {sha}, {message}"
+    ))))
+}
+
+fn one_line(text: String) -> String {
+    text.replace(['\r', '\n'], " ")
+}
+
+/// The innermost message of an mlua error (callback wrappers add tracebacks we do not want).
+fn root_message(err: &mlua::Error) -> String {
+    match err {
+        mlua::Error::CallbackError { cause, .. } => root_message(cause),
+        mlua::Error::RuntimeError(msg) | mlua::Error::MemoryError(msg) => msg.clone(),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An error table raised from Rust (`redis.call` failures and the `redis.*` argument
+/// checks): mlua raises it as userdata; the handler and the `pcall` wrapper read its text.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Raised(String);
+
+fn raise(text: String) -> mlua::Error {
+    mlua::Error::external(Raised(text))
+}
+
+/// Runs one `redis.call`/`redis.pcall`: the converted reply, or the error reply's text.
+fn invoke(
+    lua: &Lua,
+    call: &RefCell<&mut dyn FnMut(Vec<Bytes>) -> Reply>,
+    args: MultiValue,
+    resp: ScriptResp,
+) -> mlua::Result<Result<Value, String>> {
+    let args = match lua_to_args(args) {
+        Ok(args) => args,
+        Err(err) => return Ok(Err(err.text().to_owned())),
+    };
+    let reply = match call.try_borrow_mut() {
+        Ok(mut call) => (*call)(args),
+        Err(_) => Reply::Error(super::NOT_FROM_SCRIPT),
+    };
+    match reply {
+        Reply::Error(err) => Ok(Err(err.text().to_owned())),
+        reply => Ok(Ok(reply_to_lua(lua, &reply, resp)?)),
+    }
+}
+
+/// The message handler: builds `{err, source, line}` from whatever was raised.
+fn error_handler(lua: &Lua, state: &Rc<RunState>) -> mlua::Result<Function> {
+    let state = state.clone();
+    lua.create_function(move |lua, raised: Value| {
+        let text: Vec<u8> = if state.killed.get() {
+            format!(
+                "ERR Script killed: exceeded the time limit of {} ms",
+                state.limit.get().as_millis()
+            )
+            .into_bytes()
+        } else {
+            match &raised {
+                Value::Table(t) => match t.raw_get::<Value>("err") {
+                    Ok(Value::String(s)) => s.as_bytes().to_vec(),
+                    Ok(v @ (Value::Integer(_) | Value::Number(_))) => {
+                        v.to_string().unwrap_or_default().into_bytes()
+                    }
+                    _ => b"ERR unknown error".to_vec(),
+                },
+                Value::String(s) => [b"ERR ", &s.as_bytes()[..]].concat(),
+                Value::Error(err) => match err.downcast_ref::<Raised>() {
+                    Some(Raised(text)) => text.clone().into_bytes(),
+                    None => format!("ERR {}", root_message(err)).into_bytes(),
+                },
+                other => format!("ERR {}", other.to_string().unwrap_or_default()).into_bytes(),
+            }
+        };
+        let out = error_table(lua, &text)?;
+        if let Some((source, line)) = locate(lua) {
+            out.raw_set("source", source)?;
+            out.raw_set("line", line)?;
+        }
+        Ok(out)
+    })
+}
+
+/// The innermost frame that belongs to a script (not C, not the prelude), as Redis's handler
+/// reports it: `(source, current line)`.
+fn locate(lua: &Lua) -> Option<(String, usize)> {
+    for level in 1..200 {
+        let frame = lua.inspect_stack(level, |debug| {
+            let source = debug.source();
+            // Redis skips the C function that raised; we also skip the prelude's frames and
+            // the "(tail call)" markers they leave.
+            let internal = matches!(source.what, "C" | "tail")
+                || source.source.as_deref() == Some(INTERNAL_CHUNK);
+            (
+                internal,
+                source.source.map(|s| s.into_owned()),
+                debug.current_line(),
+            )
+        })?;
+        match frame {
+            (true, _, _) => continue,
+            (false, Some(source), Some(line)) => return Some((source, line)),
+            (false, _, _) => return None,
+        }
+    }
+    None
+}
+
+/// Raises `text` as an error table from a `redis.*` function.
+fn fail(text: &str) -> mlua::Result<Value> {
+    Err(raise(text.to_owned()))
+}
+
+fn number(value: Option<&Value>) -> Option<f64> {
+    match value {
+        Some(Value::Integer(n)) => Some(*n as f64),
+        Some(Value::Number(n)) => Some(*n),
+        _ => None,
+    }
+}
+
+/// The `redis` table; `call` and `pcall` are bound per run by [`Vm::run`].
+fn redis_table(lua: &Lua, state: &Rc<RunState>) -> mlua::Result<Table> {
+    let redis = lua.create_table()?;
+    for (name, value) in [
+        ("LOG_DEBUG", 0),
+        ("LOG_VERBOSE", 1),
+        ("LOG_NOTICE", 2),
+        ("LOG_WARNING", 3),
+        ("REPL_NONE", 0),
+        ("REPL_AOF", 1),
+        ("REPL_SLAVE", 2),
+        ("REPL_REPLICA", 2),
+        ("REPL_ALL", 3),
+        ("REDIS_VERSION_NUM", 0x07_02_00),
+    ] {
+        redis.raw_set(name, value)?;
+    }
+    redis.raw_set("REDIS_VERSION", "7.2.0")?;
+
+    redis.raw_set(
+        "sha1hex",
+        lua.create_function(|lua, args: MultiValue| {
+            if args.len() != 1 {
+                return fail("ERR wrong number of arguments");
+            }
+            let bytes = match lua.coerce_string(args[0].clone()) {
+                Ok(Some(s)) => s.as_bytes().to_vec(),
+                _ => Vec::new(),
+            };
+            Ok(Value::String(lua.create_string(super::sha1hex(&bytes))?))
+        })?,
+    )?;
+    let reply_helper = |field: &'static str| {
+        lua.create_function(move |lua, args: MultiValue| {
+            let text = match (args.len(), args.front()) {
+                (1, Some(Value::String(s))) => s.as_bytes().to_vec(),
+                _ => return error_table(lua, b"ERR wrong number or type of arguments"),
+            };
+            let out = lua.create_table()?;
+            if field == "err" {
+                out.raw_set("err", lua.create_string(error_reply_text(&text))?)?;
+            } else {
+                out.raw_set("ok", lua.create_string(&text)?)?;
+            }
+            Ok(out)
+        })
+    };
+    redis.raw_set("error_reply", reply_helper("err")?)?;
+    redis.raw_set("status_reply", reply_helper("ok")?)?;
+    redis.raw_set(
+        "log",
+        lua.create_function(|lua, args: MultiValue| {
+            if args.len() < 2 {
+                return fail("ERR redis.log() requires two arguments or more.");
+            }
+            let Some(level) = number(args.front()) else {
+                return fail("ERR First argument must be a number");
+            };
+            if !(0.0..=3.0).contains(&level) {
+                return fail("ERR Invalid debug level.");
+            }
+            let parts: Vec<String> = args
+                .iter()
+                .skip(1)
+                .filter_map(|v| lua.coerce_string(v.clone()).ok().flatten())
+                .map(|s| s.to_string_lossy())
+                .collect();
+            let message = parts.join(" ");
+            match level as u8 {
+                0 => tracing::debug!(target: "baton::script", "{message}"),
+                1 => tracing::info!(target: "baton::script", "{message}"),
+                2 => tracing::info!(target: "baton::script", "{message}"),
+                _ => tracing::warn!(target: "baton::script", "{message}"),
+            }
+            Ok(Value::Nil)
+        })?,
+    )?;
+    {
+        let state = state.clone();
+        redis.raw_set(
+            "setresp",
+            lua.create_function(move |_, args: MultiValue| {
+                if args.len() != 1 {
+                    return fail("ERR redis.setresp() requires one argument.");
+                }
+                // Redis reads the version as a C int (2.5 counts as 2).
+                match number(args.front()).map(|n| n as i64) {
+                    Some(2) => state.resp.set(ScriptResp::Resp2),
+                    Some(3) => state.resp.set(ScriptResp::Resp3),
+                    _ => return fail("ERR RESP version must be 2 or 3."),
+                }
+                Ok(Value::Nil)
+            })?,
+        )?;
+    }
+    redis.raw_set(
+        "set_repl",
+        lua.create_function(|_, args: MultiValue| {
+            if args.len() != 1 {
+                return fail("ERR redis.set_repl() requires one argument.");
+            }
+            match number(args.front()) {
+                Some(n) if (0.0..=3.0).contains(&n) && n.fract() == 0.0 => Ok(Value::Nil),
+                _ => fail(
+                    "ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+                ),
+            }
+        })?,
+    )?;
+    redis.raw_set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
+    redis.raw_set("breakpoint", lua.create_function(|_, ()| Ok(false))?)?;
+    redis.raw_set("debug", lua.create_function(|_, ()| Ok(()))?)?;
+    Ok(redis)
+}
+
+/// `redis.error_reply(s)`'s text, Redis 7's `luaPushErrorBuff`: `"-CODE msg"` or `"CODE msg"`
+/// keeps its code; a text without a space gets `ERR` (`"boom"` -> `"ERR boom"`); trailing
+/// `\r\n` is trimmed.
+fn error_reply_text(text: &[u8]) -> Vec<u8> {
+    let text = text.strip_prefix(b"-").unwrap_or(text);
+    let (code, msg): (&[u8], &[u8]) = match text.iter().position(|&b| b == b' ') {
+        Some(space) => (&text[..space], &text[space + 1..]),
+        None => (b"ERR", text),
+    };
+    let start = msg
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(msg.len());
+    let end = msg
+        .iter()
+        .rposition(|b| !matches!(b, b'\r' | b'\n'))
+        .map_or(start, |i| i + 1);
+    [code, b" ", &msg[start..end.max(start)]].concat()
+}
+
+/// Lua code run once per VM, with the real globals, `killed()` and `errtext(e)`; returns
+/// the read-only `_G` proxy.
+const PRELUDE: &str = r#"
+local env, killed, errtext = ...
+local error, type, rawget, rawset, setmetatable, getmetatable, tostring, ipairs =
+      error, type, rawget, rawset, setmetatable, getmetatable, tostring, ipairs
+local pcall, xpcall, loadstring = pcall, xpcall, loadstring
+local byte, concat = string.byte, table.concat
+
+local readonly = setmetatable({}, {__mode = "k"})
+local function deny() error("Attempt to modify a readonly table", 2) end
+local function protect(t)
+  local proxy = setmetatable({}, {__index = t, __newindex = deny, __metatable = false})
+  readonly[proxy] = true
+  return proxy
+end
+
+-- Redis 7's pcall: a caught error table yields its err text. A killed script is rethrown.
+local function caught(ok, ...)
+  if ok then return ok, ... end
+  local e = ...
+  if killed() then error(e, 0) end
+  if type(e) == "table" then
+    local text = rawget(e, "err")
+    if type(text) == "string" or type(text) == "number" then e = text end
+  elseif type(e) == "userdata" then
+    e = errtext(e) or e
+  end
+  return false, e
+end
+env.pcall = function(...) return caught(pcall(...)) end
+local function xcaught(ok, ...)
+  if not ok and killed() then error((...), 0) end
+  return ok, ...
+end
+env.xpcall = function(f, h) return xcaught(xpcall(f, h)) end
+
+env.rawset = function(t, k, v)
+  if readonly[t] then error("Attempt to modify a readonly table", 0) end
+  return rawset(t, k, v)
+end
+env.setmetatable = function(t, mt)
+  if readonly[t] then error("Attempt to modify a readonly table", 0) end
+  return setmetatable(t, mt)
+end
+
+-- Bytecode can break any sandbox: compile source text only.
+local function text_only(chunk, name)
+  if type(chunk) == "string" and byte(chunk, 1) == 27 then
+    return nil, "binary chunks are not allowed"
+  end
+  return loadstring(chunk, name)
+end
+env.loadstring = text_only
+env.load = function(reader, name)
+  if type(reader) == "string" then return text_only(reader, name) end
+  local parts = {}
+  while true do
+    local piece = reader()
+    if piece == nil or piece == "" then break end
+    if type(piece) ~= "string" then return nil, "reader function must return a string" end
+    parts[#parts + 1] = piece
+  end
+  return text_only(concat(parts), name or "=(load)")
+end
+
+for _, name in ipairs({"print", "loadfile", "dofile", "getfenv", "setfenv", "newproxy",
+                       "module", "require", "package", "io", "os", "debug"}) do
+  env[name] = nil
+end
+
+for _, name in ipairs({"string", "table", "math", "coroutine", "redis"}) do
+  local lib = rawget(env, name)
+  if lib then env[name] = protect(lib) end
+end
+local smt = getmetatable("")
+smt.__index = env.string
+smt.__metatable = false
+
+local g = protect(env)
+env._G = g
+setmetatable(env, {
+  __index = function(_, name)
+    error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
+  end,
+  __newindex = deny,
+  __metatable = false,
+})
+return g
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_reply_text_follows_redis() {
+        assert_eq!(error_reply_text(b"boom"), b"ERR boom");
+        assert_eq!(error_reply_text(b"MY boom"), b"MY boom");
+        assert_eq!(error_reply_text(b"-MY boom\r\n"), b"MY boom");
+        assert_eq!(error_reply_text(b"-"), b"ERR ");
+    }
+}
