@@ -357,8 +357,14 @@ fn normalize_sha(sha: &[u8]) -> Option<String> {
 /// [`NEGATIVE_KEYS`], [`TOO_MANY_KEYS`].
 pub fn split_keys(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), RespError> {
     let (numkeys, rest) = args.split_first().ok_or(RespError::NOT_INTEGER)?;
+    // Redis's string2ll: no '+', no leading zeros, no spaces.
+    let digits = numkeys.strip_prefix(b"-").unwrap_or(numkeys);
+    let canonical = &numkeys[..] == b"0"
+        || (digits.first().is_some_and(|d| (b'1'..=b'9').contains(d))
+            && digits.iter().all(u8::is_ascii_digit));
     let numkeys: i64 = std::str::from_utf8(numkeys)
         .ok()
+        .filter(|_| canonical)
         .and_then(|s| s.parse().ok())
         .ok_or(RespError::NOT_INTEGER)?;
     if numkeys < 0 {

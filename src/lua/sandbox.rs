@@ -136,6 +136,10 @@ impl Vm {
     /// # Errors
     /// Lua's compile message, e.g. `user_script:1: unexpected symbol near '<eof>'`.
     pub(super) fn compile(&self, body: &[u8]) -> Result<Function, String> {
+        if body.first() == Some(&0x1b) {
+            // Redis's Lua refuses bytecode by parsing it as text; this is its message.
+            return Err("user_script:1: unexpected symbol near 'char(27)'".to_string());
+        }
         self.lua
             .load(body)
             .set_name(USER_CHUNK)
