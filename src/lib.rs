@@ -17,8 +17,8 @@
 pub mod cmd;
 pub mod config;
 pub mod error;
-pub mod metrics;
 pub mod lua;
+pub mod metrics;
 pub mod persist;
 pub mod resp;
 pub mod table;

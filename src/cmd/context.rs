@@ -102,6 +102,8 @@ pub struct Server {
     pub refuse_grants_until: Option<Instant>,
     /// The port actually bound.
     pub port: AtomicU16,
+    /// The script engine (its cache is shared by all connections).
+    pub lua: crate::lua::Engine,
     /// The append-only log (None with `--persistence off`).
     pub log: Option<Arc<Log>>,
     commands: AtomicU64,
@@ -123,6 +125,7 @@ impl Server {
             started,
             refuse_grants_until,
             log,
+            lua: crate::lua::Engine::new(crate::lua::EngineConfig::default()),
             commands: AtomicU64::new(0),
         }
     }

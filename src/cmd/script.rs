@@ -1,16 +1,29 @@
-//! Scripting commands (EVAL, EVALSHA, SCRIPT): parsing here, execution in `lua`.
-//! (Execution lands with the Lua engine.)
+//! Scripting commands: parsing here, execution in [`crate::lua::Engine`].
+//!
+//! ```text
+//! EVAL script numkeys [key ...] [arg ...]
+//! EVALSHA sha1 numkeys [key ...] [arg ...]
+//! SCRIPT LOAD script | EXISTS sha1 [sha1 ...] | FLUSH [ASYNC|SYNC]
+//! ```
+//!
+//! A script is atomic over the keys it declares: their shards are held (in shard order) for
+//! the whole run, and every `redis.call` applies its command inside that section. A script
+//! that declares no keys holds every shard. Touching a key whose shard is not held is an
+//! error, as in a Redis cluster. A blocking command inside a script never waits.
 
 use bytes::Bytes;
 
 use super::args::Args;
-use super::{Executed, Server, Session};
+use super::{parse, Command, Executed, Server, Session};
 use crate::error::RespError;
+use crate::lua::{split_keys, Script};
+use crate::resp::Reply;
+use crate::table::{Outcome, Tx};
 
 /// A parsed scripting command.
 #[derive(Debug, Clone)]
 pub enum ScriptCommand {
-    /// EVAL / EVALSHA with their raw arguments.
+    /// EVAL / EVALSHA.
     Eval {
         /// EVALSHA rather than EVAL.
         sha: bool,
@@ -21,19 +34,135 @@ pub enum ScriptCommand {
         /// Other arguments.
         argv: Vec<Bytes>,
     },
+    /// SCRIPT LOAD.
+    Load(Bytes),
+    /// SCRIPT EXISTS.
+    Exists(Vec<Bytes>),
+    /// SCRIPT FLUSH.
+    Flush,
 }
 
 impl ScriptCommand {
     /// Parses the arguments of `name` (upper case, arity already checked).
     ///
     /// # Errors
-    /// Redis's texts for numkeys.
-    pub fn parse(_name: &str, _args: &mut Args<'_>) -> Result<Self, RespError> {
-        Err(RespError::fixed("ERR scripting is not available yet"))
+    /// Redis's texts for numkeys and SCRIPT subcommands; `invalid key` for a declared key.
+    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let mut rest = Vec::with_capacity(args.remaining());
+        while let Some(a) = args.next() {
+            rest.push(a.clone());
+        }
+        match name {
+            "EVAL" | "EVALSHA" => {
+                let (script, tail) = rest.split_first().ok_or(RespError::arity(name))?;
+                let (keys, argv) = split_keys(tail)?;
+                for key in keys {
+                    super::args::check_key(key, args.limits().max_key_bytes)?;
+                }
+                Ok(ScriptCommand::Eval {
+                    sha: name == "EVALSHA",
+                    script: script.clone(),
+                    keys: keys.to_vec(),
+                    argv: argv.to_vec(),
+                })
+            }
+            _ => {
+                let (sub, tail) = rest.split_first().ok_or(RespError::arity("script"))?;
+                match sub.to_ascii_uppercase().as_slice() {
+                    b"LOAD" if tail.len() == 1 => Ok(ScriptCommand::Load(tail[0].clone())),
+                    b"LOAD" => Err(RespError::arity("script|load")),
+                    b"EXISTS" if !tail.is_empty() => Ok(ScriptCommand::Exists(tail.to_vec())),
+                    b"EXISTS" => Err(RespError::arity("script|exists")),
+                    b"FLUSH" if tail.len() <= 1 => Ok(ScriptCommand::Flush),
+                    other => Err(RespError::new(format!(
+                        "ERR unknown subcommand '{}'. Try SCRIPT HELP.",
+                        crate::error::printable(other, 64)
+                    ))),
+                }
+            }
+        }
     }
 
     /// Runs the command.
-    pub fn apply(&self, _server: &Server, _session: &mut Session) -> Executed {
-        Executed::reply(RespError::fixed("ERR scripting is not available yet").into())
+    pub fn apply(&self, server: &Server, _session: &mut Session) -> Executed {
+        let engine = &server.lua;
+        match self {
+            ScriptCommand::Load(source) => Executed::reply(match engine.load(source) {
+                Ok(sha) => Reply::bulk_string(sha),
+                Err(err) => Reply::Error(err),
+            }),
+            ScriptCommand::Exists(shas) => Executed::reply(Reply::Array(
+                shas.iter()
+                    .map(|s| Reply::Int(i64::from(engine.exists(s))))
+                    .collect(),
+            )),
+            ScriptCommand::Flush => {
+                engine.flush();
+                Executed::reply(Reply::ok())
+            }
+            ScriptCommand::Eval {
+                sha,
+                script,
+                keys,
+                argv,
+            } => {
+                let now = server.now();
+                let script = if *sha {
+                    Script::Sha(script)
+                } else {
+                    Script::Source(script)
+                };
+                let run = |tx: &mut Tx<'_>| {
+                    let mut call = |args: Vec<Bytes>| script_call(server, tx, args);
+                    engine.eval(script, keys, argv, &mut call)
+                };
+                let ran = if keys.is_empty() {
+                    server.table.run_all(now, run)
+                } else {
+                    let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_ref()).collect();
+                    server.table.run(&key_refs, now, run)
+                };
+                Executed {
+                    effect: super::Effect::Reply(ran.value),
+                    lsn: ran.lsn,
+                }
+            }
+        }
+    }
+}
+
+/// One `redis.call` from a script: parse, check the keys are held, apply in the section.
+fn script_call(server: &Server, tx: &mut Tx<'_>, args: Vec<Bytes>) -> Reply {
+    let req = crate::resp::Request { args };
+    let cmd = match parse(&req, server.arg_limits()) {
+        Ok(cmd) => cmd,
+        Err(err) => return Reply::Error(err),
+    };
+    let Some(txc) = cmd.as_tx() else {
+        return match cmd {
+            Command::Conn(super::connection::ConnCommand::Ping(None)) => Reply::simple("PONG"),
+            Command::Server(super::server::ServerCommand::Time) => {
+                super::server::ServerCommand::Time.apply_static()
+            }
+            _ => Reply::Error(crate::lua::NOT_FROM_SCRIPT),
+        };
+    };
+    if !txc.keys().iter().all(|k| tx.covers(k)) {
+        return Reply::Error(RespError::fixed(
+            "ERR Script attempted to access a non local key in a cluster node",
+        ));
+    }
+    match txc.apply(tx) {
+        Ok(Outcome::Reply(reply)) => reply,
+        Ok(Outcome::Blocked(blocked)) => {
+            // Scripts never wait: leave the queue at once and answer as without WAIT.
+            tx.cancel_in_place(&blocked.waiter);
+            if blocked.waiter.multi {
+                Reply::NilArray
+            } else {
+                Reply::Nil
+            }
+        }
+        Err(err) => Reply::Error(err),
     }
 }

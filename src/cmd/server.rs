@@ -95,19 +95,22 @@ impl ServerCommand {
         Ok(cmd)
     }
 
+    /// TIME's reply (also for scripts).
+    pub fn apply_static(&self) -> Reply {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Reply::Array(vec![
+            Reply::bulk_string(now.as_secs().to_string()),
+            Reply::bulk_string(now.subsec_micros().to_string()),
+        ])
+    }
+
     /// Answers the command.
     pub fn apply(&self, server: &Server, _session: &mut Session) -> Reply {
         match self {
             ServerCommand::Info(sections) => Reply::Verbatim(Bytes::from(info(server, sections))),
-            ServerCommand::Time => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-                Reply::Array(vec![
-                    Reply::bulk_string(now.as_secs().to_string()),
-                    Reply::bulk_string(now.subsec_micros().to_string()),
-                ])
-            }
+            ServerCommand::Time => self.apply_static(),
             ServerCommand::CommandAll => Reply::Array(COMMANDS.iter().map(command_info).collect()),
             ServerCommand::CommandCount => Reply::Int(COMMANDS.len() as i64),
             ServerCommand::CommandList => Reply::Array(

@@ -411,6 +411,12 @@ impl<'a> Tx<'a> {
         self.guards.iter().any(|(j, _)| *j == i)
     }
 
+    /// Takes `waiter` out of its queues within this section (a script's request that
+    /// would block answers as without WAIT). True if it was still waiting.
+    pub fn cancel_in_place(&mut self, waiter: &Arc<Waiter>) -> bool {
+        self.cancel_waiter(waiter)
+    }
+
     /// The shard of `key`.
     ///
     /// # Panics
