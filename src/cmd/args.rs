@@ -47,6 +47,7 @@ impl<'a> Args<'a> {
     }
 
     /// The next argument, raw.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<&'a Bytes> {
         let arg = self.args.get(self.pos)?;
         self.pos += 1;
