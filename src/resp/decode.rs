@@ -38,6 +38,9 @@ const MAX_COUNT_LINE: usize = 64 * 1024;
 /// Redis's `LONG_STR_SIZE`: a number string this long or longer is never valid.
 const LONG_STR_SIZE: usize = 21;
 
+/// Largest `Decoder::ranges` capacity kept between requests (64 KiB of ranges).
+const RANGES_KEPT: usize = 4096;
+
 /// The protocol limits that decoding enforces (see PROTOCOL.md "Errors").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
@@ -299,6 +302,10 @@ impl Decoder {
             .map(|&(start, end)| frame.slice(start..end))
             .collect();
         self.ranges.clear();
+        // Keep the capacity for the next small request, not after a giant one.
+        if self.ranges.capacity() > RANGES_KEPT {
+            self.ranges = Vec::new();
+        }
         Ok(Step::Done(Request { args }))
     }
 
