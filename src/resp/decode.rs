@@ -38,6 +38,9 @@ const MAX_COUNT_LINE: usize = 64 * 1024;
 /// Redis's `LONG_STR_SIZE`: a number string this long or longer is never valid.
 const LONG_STR_SIZE: usize = 21;
 
+/// Largest `Decoder::ranges` capacity kept between requests (64 KiB of ranges).
+const RANGES_KEPT: usize = 4096;
+
 /// The protocol limits that decoding enforces (see PROTOCOL.md "Errors").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
@@ -299,6 +302,10 @@ impl Decoder {
             .map(|&(start, end)| frame.slice(start..end))
             .collect();
         self.ranges.clear();
+        // Keep the capacity for the next small request, not after a giant one.
+        if self.ranges.capacity() > RANGES_KEPT {
+            self.ranges = Vec::new();
+        }
         Ok(Step::Done(Request { args }))
     }
 
@@ -322,6 +329,14 @@ impl Decoder {
         let tokens = split_args(line)?;
         if tokens.is_empty() {
             return Ok(Step::Skip(nl + 1));
+        }
+        // Redis needs no such checks (its inline limit is far below the others), but with
+        // `--max-inline-bytes` set high the per-request limits must still hold.
+        if tokens.len() > self.limits.max_args {
+            return Err(ProtoError::InvalidMultibulkLength);
+        }
+        if tokens.iter().any(|t| t.len() > self.limits.max_bulk_bytes) {
+            return Err(ProtoError::InvalidBulkLength);
         }
         let frame = buf.split_to(nl + 1).freeze();
         let args = tokens
@@ -388,6 +403,16 @@ enum Token {
     Raw(usize, usize),
     /// The argument after removing quotes and resolving escapes.
     Owned(Vec<u8>),
+}
+
+impl Token {
+    /// The argument's length in bytes.
+    fn len(&self) -> usize {
+        match self {
+            Token::Raw(start, end) => end - start,
+            Token::Owned(bytes) => bytes.len(),
+        }
+    }
 }
 
 /// Redis's `isspace` (C locale).
@@ -710,7 +735,10 @@ mod tests {
 
     #[test]
     fn inline_too_big() {
-        let limits = small(); // 32 bytes
+        let limits = DecodeLimits {
+            max_bulk_bytes: 64,
+            ..small() // 32 bytes inline
+        };
         let line = [b'a'; 32];
         let mut ok = line.to_vec();
         ok.push(b'\n');
@@ -726,6 +754,29 @@ mod tests {
         assert_eq!(
             ProtoError::InlineTooBig.to_string(),
             "too big inline request"
+        );
+    }
+
+    #[test]
+    fn inline_obeys_the_arg_limits() {
+        let limits = DecodeLimits {
+            max_bulk_bytes: 4,
+            max_args: 3,
+            max_inline_bytes: 64,
+        };
+        assert_eq!(all(limits, b"a b c\n").0, vec![v(&["a", "b", "c"])]);
+        assert_eq!(
+            all(limits, b"a b c d\n").1,
+            Some(ProtoError::InvalidMultibulkLength)
+        );
+        assert_eq!(all(limits, b"abcd\n").0, vec![v(&["abcd"])]);
+        assert_eq!(
+            all(limits, b"abcde\n").1,
+            Some(ProtoError::InvalidBulkLength)
+        );
+        assert_eq!(
+            all(limits, b"'abcde'\n").1,
+            Some(ProtoError::InvalidBulkLength)
         );
     }
 
