@@ -122,6 +122,11 @@ pub struct Config {
     #[arg(long, env = "BATON_REQUIREPASS")]
     pub requirepass: Option<String>,
 
+    /// A script running longer than this is stopped with
+    /// `-ERR Script killed: exceeded the time limit of N ms`.
+    #[arg(long, env = "BATON_LUA_TIME_LIMIT_MS", default_value_t = 5_000)]
+    pub lua_time_limit_ms: u64,
+
     /// Log filter (error, warn, info, debug, trace or a tracing directive).
     #[arg(long, env = "BATON_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -117,6 +117,10 @@ impl Server {
             .restart_delay_ms
             .filter(|_| log.is_none())
             .map(|ms| started + std::time::Duration::from_millis(ms));
+        let lua = crate::lua::Engine::new(crate::lua::EngineConfig {
+            time_limit: std::time::Duration::from_millis(config.lua_time_limit_ms),
+            ..crate::lua::EngineConfig::default()
+        });
         Server {
             port: AtomicU16::new(config.port),
             config,
@@ -125,7 +129,7 @@ impl Server {
             started,
             refuse_grants_until,
             log,
-            lua: crate::lua::Engine::new(crate::lua::EngineConfig::default()),
+            lua,
             commands: AtomicU64::new(0),
         }
     }
