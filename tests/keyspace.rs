@@ -380,6 +380,29 @@ fn flushall_fails_every_waiter_and_empties_the_keyspace() {
     for t in threads {
         t.join().unwrap();
     }
+    // Each failed waiter left the waiter count once (an MLOCK sat in two queues).
+    assert_eq!(info_locks_field(&mut con, "waiters"), "0");
+    // And new requests can still wait.
+    lock(&mut con, "k", "h").unwrap();
+    let mut other = server.conn();
+    let none: Option<i64> = redis::cmd("LOCK")
+        .arg("k")
+        .arg("w")
+        .arg(1000)
+        .arg("WAIT")
+        .arg(20)
+        .query(&mut other)
+        .expect("still allowed to wait");
+    assert_eq!(none, None);
+}
+
+/// One line of `INFO locks`.
+fn info_locks_field(con: &mut redis::Connection, field: &str) -> String {
+    let info: String = redis::cmd("INFO").arg("locks").query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("{field} in {info}"))
+        .to_string()
 }
 
 #[test]

@@ -475,9 +475,16 @@ impl Tx<'_> {
     /// waiters from their other queues too.
     pub(crate) fn fail_waiters(&mut self, key: &[u8], holds: &mut Holds, err: RespError) {
         for w in std::mem::take(&mut holds.queue) {
-            if !w.deliver(WaitResult::Failed(err.clone())) {
-                // Closed meanwhile; it still counts until it leaves.
+            // An MLOCK waiter sits in several queues; FLUSHALL meets it once per removed
+            // key. Only the first meeting fails it and counts it out: counting it again
+            // underflowed the server-wide waiter count (then every WAIT got `max waiters
+            // reached`).
+            if !w.is_pending() {
+                continue;
             }
+            // False when the connection closed meanwhile: it is finished here all the same
+            // (its later cancel finds it no longer pending and counts nothing).
+            let _ = w.deliver(WaitResult::Failed(err.clone()));
             self.waiter_left();
             if w.multi {
                 let queued = w.state.lock().queued.clone();
