@@ -109,7 +109,11 @@ fn exists_and_type_over_all_kinds() {
     let mut con = server.conn();
     create(&mut con, "sem", 2);
     lock(&mut con, "lk", "o").unwrap();
-    let _: () = redis::cmd("SET").arg("str").arg("v").query(&mut con).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("str")
+        .arg("v")
+        .query(&mut con)
+        .unwrap();
     assert_eq!(type_of(&mut con, "sem"), "semaphore");
     assert_eq!(type_of(&mut con, "lk"), "lock");
     assert_eq!(type_of(&mut con, "str"), "string");
@@ -136,7 +140,10 @@ fn a_lock_disappears_when_free_and_a_semaphore_stays() {
     acquire(&mut con, "sem", "o", 1).unwrap();
     let unlocked = int(&mut con, redis::cmd("UNLOCK").arg("lk").arg("o"));
     assert_eq!(unlocked, 1);
-    assert_eq!(int(&mut con, redis::cmd("SEM.RELEASE").arg("sem").arg("o")), 1);
+    assert_eq!(
+        int(&mut con, redis::cmd("SEM.RELEASE").arg("sem").arg("o")),
+        1
+    );
     assert_eq!(int(&mut con, redis::cmd("EXISTS").arg("lk")), 0);
     assert_eq!(type_of(&mut con, "lk"), "none");
     assert_eq!(int(&mut con, redis::cmd("PTTL").arg("lk")), -2);
@@ -150,7 +157,11 @@ fn a_lock_disappears_when_free_and_a_semaphore_stays() {
     // A nil LOCK (key held by nobody but... here: a free key) leaves nothing behind either.
     lock(&mut con, "lk2", "a").unwrap();
     assert_eq!(lock(&mut con, "lk2", "b"), None);
-    let _: i64 = redis::cmd("UNLOCK").arg("lk2").arg("a").query(&mut con).unwrap();
+    let _: i64 = redis::cmd("UNLOCK")
+        .arg("lk2")
+        .arg("a")
+        .query(&mut con)
+        .unwrap();
     assert_eq!(int(&mut con, &mut redis::cmd("DBSIZE")), 1);
 }
 
@@ -190,7 +201,11 @@ fn pttl_of_a_lock_is_its_longest_lease_and_minus_one_with_only_waiters() {
     assert_eq!(int(&mut con, redis::cmd("PTTL").arg("free")), -1);
     assert_eq!(int(&mut con, redis::cmd("EXISTS").arg("free")), 1);
     assert_eq!(type_of(&mut con, "free"), "lock");
-    let _: i64 = redis::cmd("UNLOCK").arg("held").arg("x").query(&mut con).unwrap();
+    let _: i64 = redis::cmd("UNLOCK")
+        .arg("held")
+        .arg("x")
+        .query(&mut con)
+        .unwrap();
     assert!(matches!(t.join().unwrap(), Ok(Value::Array(_))));
 }
 
@@ -209,7 +224,12 @@ fn expire_and_persist_on_locks_and_semaphores_are_wrongtype() {
             redis::cmd("PERSIST").arg(key).clone(),
             redis::cmd("GET").arg(key).clone(),
             redis::cmd("SET").arg(key).arg("v").clone(),
-            redis::cmd("SET").arg(key).arg("v").arg("NX").arg("GET").clone(),
+            redis::cmd("SET")
+                .arg(key)
+                .arg("v")
+                .arg("NX")
+                .arg("GET")
+                .clone(),
         ];
         for cmd in cmds {
             let err = err_of(cmd.query::<Value>(&mut con));
@@ -237,9 +257,17 @@ fn del_on_a_semaphore_is_sem_delete() {
         let (tx, rx) = mpsc::channel();
         let w = spawn_blocked(&server, "w", sem_acquire_wait("s", "w", 1), tx);
         eventually("waiter queued", SECOND, || sem_waiters(&mut con, "s") == 1);
-        assert_eq!(int(&mut con, redis::cmd(cmd_name).arg("s")), 1, "{cmd_name}");
+        assert_eq!(
+            int(&mut con, redis::cmd(cmd_name).arg("s")),
+            1,
+            "{cmd_name}"
+        );
         let (_, outcome) = rx.recv_timeout(SECOND).unwrap();
-        assert_eq!(outcome, Err("ERR semaphore deleted".to_string()), "{cmd_name}");
+        assert_eq!(
+            outcome,
+            Err("ERR semaphore deleted".to_string()),
+            "{cmd_name}"
+        );
         assert_eq!(int(&mut con, redis::cmd("EXISTS").arg("s")), 0);
         assert_eq!(
             int(&mut con, redis::cmd("REFRESH").arg("s").arg("h").arg(1000)),
@@ -252,7 +280,11 @@ fn del_on_a_semaphore_is_sem_delete() {
     // DEL of several keys of different kinds counts each.
     create(&mut con, "s", 1);
     lock(&mut con, "lk", "o").unwrap();
-    let _: () = redis::cmd("SET").arg("str").arg("v").query(&mut con).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("str")
+        .arg("v")
+        .query(&mut con)
+        .unwrap();
     let n = int(
         &mut con,
         redis::cmd("DEL").arg("s").arg("lk").arg("str").arg("none"),
@@ -269,7 +301,11 @@ fn scan_and_keys_see_semaphores() {
         create(&mut con, &format!("sem:{i}"), 1);
         lock(&mut con, &format!("lock:{i}"), "o").unwrap();
     }
-    let _: () = redis::cmd("SET").arg("str:0").arg("v").query(&mut con).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("str:0")
+        .arg("v")
+        .query(&mut con)
+        .unwrap();
     assert_eq!(int(&mut con, &mut redis::cmd("DBSIZE")), 41);
     let scan = |con: &mut redis::Connection, extra: &[&str]| -> Vec<String> {
         let mut cursor = "0".to_string();
@@ -316,16 +352,36 @@ fn flushall_fails_every_waiter_and_empties_the_keyspace() {
     // Semaphore waiters.
     create(&mut con, "s", 2);
     acquire(&mut con, "s", "h", 2).unwrap();
-    threads.push(spawn_blocked(&server, "sem1", sem_acquire_wait("s", "w1", 1), tx.clone()));
+    threads.push(spawn_blocked(
+        &server,
+        "sem1",
+        sem_acquire_wait("s", "w1", 1),
+        tx.clone(),
+    ));
     eventually("sem1 queued", SECOND, || sem_waiters(&mut con, "s") == 1);
-    threads.push(spawn_blocked(&server, "sem2", sem_acquire_wait("s", "w2", 2), tx.clone()));
+    threads.push(spawn_blocked(
+        &server,
+        "sem2",
+        sem_acquire_wait("s", "w2", 2),
+        tx.clone(),
+    ));
     eventually("sem2 queued", SECOND, || sem_waiters(&mut con, "s") == 2);
     names.extend(["sem1", "sem2"]);
     // Lock waiters.
     lock(&mut con, "lk", "h").unwrap();
-    threads.push(spawn_blocked(&server, "lock1", lock_wait("lk", "w1"), tx.clone()));
+    threads.push(spawn_blocked(
+        &server,
+        "lock1",
+        lock_wait("lk", "w1"),
+        tx.clone(),
+    ));
     eventually("lock1 queued", SECOND, || waiters(&mut con, "lk") == 1);
-    threads.push(spawn_blocked(&server, "lock2", lock_wait("lk", "w2"), tx.clone()));
+    threads.push(spawn_blocked(
+        &server,
+        "lock2",
+        lock_wait("lk", "w2"),
+        tx.clone(),
+    ));
     eventually("lock2 queued", SECOND, || waiters(&mut con, "lk") == 2);
     names.extend(["lock1", "lock2"]);
     // MLOCK waiters, and single-key waiters queued behind an MLOCK on a key nobody holds.
@@ -351,10 +407,16 @@ fn flushall_fails_every_waiter_and_empties_the_keyspace() {
         threads.push(spawn_blocked(&server, m, mcmd, tx.clone()));
         eventually("MLOCK queued", SECOND, || waiters(&mut con, free) == 1);
         threads.push(spawn_blocked(&server, l, lock_wait(free, l), tx.clone()));
-        eventually("LOCK queued behind it", SECOND, || waiters(&mut con, free) == 2);
+        eventually("LOCK queued behind it", SECOND, || {
+            waiters(&mut con, free) == 2
+        });
         names.extend([m, l]);
     }
-    let _: () = redis::cmd("SET").arg("str").arg("v").query(&mut con).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("str")
+        .arg("v")
+        .query(&mut con)
+        .unwrap();
 
     let ok: String = redis::cmd("FLUSHALL").query(&mut con).unwrap();
     assert_eq!(ok, "OK");
@@ -376,7 +438,10 @@ fn flushall_fails_every_waiter_and_empties_the_keyspace() {
         int(&mut con, redis::cmd("REFRESH").arg("lk").arg("h").arg(1000)),
         0
     );
-    assert_eq!(int(&mut con, redis::cmd("SEM.RELEASE").arg("s").arg("h")), 0);
+    assert_eq!(
+        int(&mut con, redis::cmd("SEM.RELEASE").arg("s").arg("h")),
+        0
+    );
     for t in threads {
         t.join().unwrap();
     }
@@ -409,7 +474,11 @@ fn info_locks_field(con: &mut redis::Connection, field: &str) -> String {
 fn flushdb_with_async_or_sync_also_fails_waiters() {
     let server = TestServer::default_config();
     let mut con = server.conn();
-    for variant in [&["FLUSHDB"][..], &["FLUSHDB", "ASYNC"], &["FLUSHALL", "SYNC"]] {
+    for variant in [
+        &["FLUSHDB"][..],
+        &["FLUSHDB", "ASYNC"],
+        &["FLUSHALL", "SYNC"],
+    ] {
         create(&mut con, "s", 1);
         acquire(&mut con, "s", "h", 1).unwrap();
         let (tx, rx) = mpsc::channel();
@@ -421,7 +490,11 @@ fn flushdb_with_async_or_sync_also_fails_waiters() {
         assert_eq!(ok, "OK");
         assert_eq!(int(&mut con, &mut redis::cmd("DBSIZE")), 0, "{variant:?}");
         let (_, outcome) = rx.recv_timeout(SECOND).unwrap();
-        assert_eq!(outcome, Err("ERR keyspace flushed".to_string()), "{variant:?}");
+        assert_eq!(
+            outcome,
+            Err("ERR keyspace flushed".to_string()),
+            "{variant:?}"
+        );
         t.join().unwrap();
     }
 }
