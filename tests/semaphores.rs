@@ -195,7 +195,7 @@ fn acquire_counts_permits_and_capacity_creates_only() {
     // PERMITS above the capacity is an error at once, also against an existing one.
     let err = err_text(
         &mut con,
-        &mut acquire_cmd("s", "c", 60_000, 4).arg("CAPACITY").arg(10),
+        acquire_cmd("s", "c", 60_000, 4).arg("CAPACITY").arg(10),
     );
     assert_eq!(err, "ERR permits exceed capacity");
     assert_eq!(release(&mut con, "s", "b"), 2);
@@ -212,7 +212,7 @@ fn capacity_below_permits_creates_nothing() {
     let mut con = server.conn();
     let err = err_text(
         &mut con,
-        &mut acquire_cmd("s", "a", 1000, 3).arg("CAPACITY").arg(2),
+        acquire_cmd("s", "a", 1000, 3).arg("CAPACITY").arg(2),
     );
     assert_eq!(err, "ERR permits exceed capacity");
     assert_eq!(int(&mut con, redis::cmd("EXISTS").arg("s")), 0);

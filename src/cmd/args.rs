@@ -46,7 +46,9 @@ impl<'a> Args<'a> {
         self.args.len() - self.pos
     }
 
-    /// The next argument, raw.
+    /// The next argument, raw. (Not `Iterator`: the cursor is also read by `peek_upper`,
+    /// `remaining` and the typed getters.)
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<&'a Bytes> {
         let arg = self.args.get(self.pos)?;
         self.pos += 1;

@@ -68,11 +68,11 @@ pub enum ExpireCondition {
     Lt,
 }
 
+/// A string's expiry: its monotonic deadline and the wall-clock ms stored on disk.
+type StrExpiry = Option<(Instant, u64)>;
+
 impl Tx<'_> {
-    fn string_value(
-        &mut self,
-        key: &[u8],
-    ) -> Result<Option<(Bytes, Option<(Instant, u64)>)>, RespError> {
+    fn string_value(&mut self, key: &[u8]) -> Result<Option<(Bytes, StrExpiry)>, RespError> {
         let now = self.now;
         match self.entry(key) {
             None => Ok(None),
