@@ -413,6 +413,8 @@ impl Tx<'_> {
             return false;
         }
         let mut tokens = Vec::with_capacity(w.keys.len());
+        // Keys this grant newly gave the owner (not holds it had before the MLOCK).
+        let mut granted_now = Vec::with_capacity(w.keys.len());
         for (i, key) in w.keys.iter().enumerate() {
             if queued[i] {
                 if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
@@ -424,6 +426,7 @@ impl Tx<'_> {
                 Some(token) => token,
                 None => {
                     self.ensure_lock(key);
+                    granted_now.push(key.clone());
                     self.grant_hold(key, &w.owner, HoldKind::Exclusive, w.ttl_ms)
                 }
             };
@@ -435,7 +438,9 @@ impl Tx<'_> {
             lsn: self.lsn,
         });
         if !delivered {
-            for key in w.keys.clone() {
+            // Undo only what this grant gave: a key the owner already held exclusively
+            // (maybe through another connection) was not granted here and keeps its hold.
+            for key in granted_now {
                 self.release_hold(&key, &w.owner);
                 self.pump(&key);
             }
