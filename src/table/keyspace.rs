@@ -73,11 +73,18 @@ impl Tx<'_> {
             .iter()
             .flat_map(|(_, g)| g.entries.keys().cloned().collect::<Vec<_>>())
             .collect();
+        // Remove every key before failing any waiter: failing an MLOCK waiter takes it out
+        // of its other keys' queues and pumps them, and a key still present would then
+        // grant the waiter queued behind it (which must get `keyspace flushed` too).
+        let mut removed = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Some(mut entry) = self.remove_key(&key) {
-                if let Some(holds) = entry.holds_mut() {
-                    self.fail_waiters(&key, holds, RespError::FLUSHED);
-                }
+            if let Some(entry) = self.remove_key(&key) {
+                removed.push((key, entry));
+            }
+        }
+        for (key, mut entry) in removed {
+            if let Some(holds) = entry.holds_mut() {
+                self.fail_waiters(&key, holds, RespError::FLUSHED);
             }
         }
         self.replaying = was_replaying;

@@ -413,6 +413,8 @@ impl Tx<'_> {
             return false;
         }
         let mut tokens = Vec::with_capacity(w.keys.len());
+        // Keys this grant newly gave the owner (not holds it had before the MLOCK).
+        let mut granted_now = Vec::with_capacity(w.keys.len());
         for (i, key) in w.keys.iter().enumerate() {
             if queued[i] {
                 if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
@@ -424,6 +426,7 @@ impl Tx<'_> {
                 Some(token) => token,
                 None => {
                     self.ensure_lock(key);
+                    granted_now.push(key.clone());
                     self.grant_hold(key, &w.owner, HoldKind::Exclusive, w.ttl_ms)
                 }
             };
@@ -435,7 +438,9 @@ impl Tx<'_> {
             lsn: self.lsn,
         });
         if !delivered {
-            for key in w.keys.clone() {
+            // Undo only what this grant gave: a key the owner already held exclusively
+            // (maybe through another connection) was not granted here and keeps its hold.
+            for key in granted_now {
                 self.release_hold(&key, &w.owner);
                 self.pump(&key);
             }
@@ -475,9 +480,16 @@ impl Tx<'_> {
     /// waiters from their other queues too.
     pub(crate) fn fail_waiters(&mut self, key: &[u8], holds: &mut Holds, err: RespError) {
         for w in std::mem::take(&mut holds.queue) {
-            if !w.deliver(WaitResult::Failed(err.clone())) {
-                // Closed meanwhile; it still counts until it leaves.
+            // An MLOCK waiter sits in several queues; FLUSHALL meets it once per removed
+            // key. Only the first meeting fails it and counts it out: counting it again
+            // underflowed the server-wide waiter count (then every WAIT got `max waiters
+            // reached`).
+            if !w.is_pending() {
+                continue;
             }
+            // False when the connection closed meanwhile: it is finished here all the same
+            // (its later cancel finds it no longer pending and counts nothing).
+            let _ = w.deliver(WaitResult::Failed(err.clone()));
             self.waiter_left();
             if w.multi {
                 let queued = w.state.lock().queued.clone();

@@ -441,3 +441,60 @@ fn replaying_dumped_records_gives_the_same_holds() {
     assert!(next > t.last_token(), "tokens continue above the dump");
     let _ = Arc::new(());
 }
+
+#[test]
+fn an_undeliverable_mlock_grant_keeps_the_keys_the_owner_held_before() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let (a, bk, o, x) = (b("a"), b("b"), b("o"), b("x"));
+    let tb = token(acquire(
+        &t,
+        clock.now(),
+        "b",
+        "o",
+        HoldKind::Exclusive,
+        60_000,
+        false,
+    ));
+    token(acquire(
+        &t,
+        clock.now(),
+        "a",
+        "x",
+        HoldKind::Exclusive,
+        60_000,
+        false,
+    ));
+    // o's MLOCK waits on a only (it holds b already), then its connection goes away.
+    let gone = t
+        .run(&[&a, &bk], clock.now(), |tx| {
+            tx.mlock(&[a.clone(), bk.clone()], &o, 1000, true)
+        })
+        .value;
+    drop(blocked(gone).rx);
+    t.run(&[&a], clock.now(), |tx| tx.unlock(&a, &x))
+        .value
+        .unwrap();
+    // The grant of a is undone; o's own earlier hold of b is not part of it and stays.
+    let again = token(acquire(
+        &t,
+        clock.now(),
+        "b",
+        "o",
+        HoldKind::Exclusive,
+        60_000,
+        false,
+    ));
+    assert_eq!(again, tb, "o still holds b with its token");
+    assert!(token(acquire(
+        &t,
+        clock.now(),
+        "a",
+        "y",
+        HoldKind::Exclusive,
+        1000,
+        false
+    ))
+    .is_some());
+    assert_eq!(t.waiter_count(), 0);
+}
