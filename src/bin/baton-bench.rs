@@ -98,11 +98,12 @@ enum ReleaseMode {
     Delifeq,
 }
 
-/// Command-line flags.
+/// Command-line flags (a flag given twice: the last one wins).
 #[derive(Debug, Parser)]
 #[command(
     name = "baton-bench",
-    about = "Load generator for lock workloads (RESP)"
+    about = "Load generator for lock workloads (RESP)",
+    args_override_self = true
 )]
 struct Args {
     /// Server host.
