@@ -373,8 +373,8 @@ impl Release {
 struct Handoff {
     /// Number the next grant gets.
     next_gen: u64,
-    /// Release reply not yet paired: (grant number it ended, when).
-    release: Option<(u64, Instant)>,
+    /// Release reply not yet paired: (grant number it ended, when, which client).
+    release: Option<(u64, Instant, usize)>,
     /// Grant reply that came before its predecessor's release reply.
     early_grant: Option<u64>,
 }
@@ -403,6 +403,9 @@ struct Stats {
     contended: u64,
     /// Hand-offs whose grant reply arrived before the release reply.
     early: u64,
+    /// Grants that went back to the client that had just released (barging; not a
+    /// hand-off, so no latency is recorded for them).
+    self_regrants: u64,
 }
 
 impl Stats {
@@ -415,6 +418,7 @@ impl Stats {
             errors: 0,
             contended: 0,
             early: 0,
+            self_regrants: 0,
         })
     }
 
@@ -432,6 +436,7 @@ impl Stats {
         self.errors += other.errors;
         self.contended += other.contended;
         self.early += other.early;
+        self.self_regrants += other.self_regrants;
         Ok(())
     }
 }
@@ -595,8 +600,9 @@ async fn run_cycle(
 }
 
 /// Notes a grant reply of the hot key; records the hand-off when the previous holder's
-/// release reply is already in. Returns this grant's number.
-fn on_grant(ctx: &Ctx, stats: &mut Stats) -> u64 {
+/// release reply is already in (unless client `me` itself released last: that is a
+/// re-grant, not a hand-off). Returns this grant's number.
+fn on_grant(ctx: &Ctx, stats: &mut Stats, me: usize) -> u64 {
     let now = Instant::now();
     let mut h = ctx
         .shared
@@ -606,7 +612,8 @@ fn on_grant(ctx: &Ctx, stats: &mut Stats) -> u64 {
     let gen = h.next_gen;
     h.next_gen += 1;
     match h.release.take() {
-        Some((prev, at)) if prev + 1 == gen => stats.record(now.saturating_duration_since(at)),
+        Some((prev, _, who)) if prev + 1 == gen && who == me => stats.self_regrants += 1,
+        Some((prev, at, _)) if prev + 1 == gen => stats.record(now.saturating_duration_since(at)),
         _ if gen > 0 => h.early_grant = Some(gen),
         _ => {}
     }
@@ -614,8 +621,8 @@ fn on_grant(ctx: &Ctx, stats: &mut Stats) -> u64 {
 }
 
 /// Notes the release reply ending grant `gen`; records the hand-off when the next grant
-/// reply came first (as 0, counted as early).
-fn on_release(ctx: &Ctx, stats: &mut Stats, gen: u64) {
+/// reply came first (as 0, counted as early). `me` is the releasing client.
+fn on_release(ctx: &Ctx, stats: &mut Stats, gen: u64, me: usize) {
     let now = Instant::now();
     let mut h = ctx
         .shared
@@ -627,7 +634,7 @@ fn on_release(ctx: &Ctx, stats: &mut Stats, gen: u64) {
         stats.record(Duration::ZERO);
         stats.early += 1;
     } else {
-        h.release = Some((gen, now));
+        h.release = Some((gen, now, me));
     }
 }
 
@@ -638,6 +645,7 @@ async fn run_hot(
     conn: &mut Conn,
     stats: &mut Stats,
     owner: &str,
+    me: usize,
 ) -> Result<(), BoxError> {
     let native = ctx.args.workload == Workload::HotKeyNative;
     let release = if native { None } else { Some(ctx.release()?) };
@@ -683,7 +691,7 @@ async fn run_hot(
             }
             other => return Err(format!("unexpected acquire reply {other:?}").into()),
         }
-        let gen = on_grant(ctx, stats);
+        let gen = on_grant(ctx, stats, me);
         stats.ops += 1;
         ctx.progress(1);
         if !hold.is_zero() {
@@ -696,7 +704,7 @@ async fn run_hot(
         conn.flush().await?;
         stats.requests += 1;
         match conn.read().await? {
-            Reply::Int(1) => on_release(ctx, stats, gen),
+            Reply::Int(1) => on_release(ctx, stats, gen, me),
             Reply::Int(_) => stats.contended += 1,
             Reply::Error(_) => stats.errors += 1,
             other => return Err(format!("unexpected release reply {other:?}").into()),
@@ -715,7 +723,7 @@ async fn client(ctx: Arc<Ctx>, mut conn: Conn, idx: usize) -> Result<Stats, BoxE
             run_cycle(&ctx, &mut conn, &mut stats, &owner).await?
         }
         Workload::HotKeyNative | Workload::HotKeyRetry => {
-            run_hot(&ctx, &mut conn, &mut stats, &owner).await?
+            run_hot(&ctx, &mut conn, &mut stats, &owner, idx).await?
         }
     }
     Ok(stats)
@@ -915,6 +923,12 @@ async fn run(args: Args) -> Result<(), BoxError> {
         us(p999),
         us(max)
     );
+    if workload.is_hot() {
+        println!(
+            "  hand-offs: {} early (grant before the UNLOCK reply, counted as 0), {} re-grants to the releasing client (not counted)",
+            total.early, total.self_regrants
+        );
+    }
     if let Some(c) = cpu_us_per_req {
         println!("  server CPU per request: {c:.2} us");
     }
@@ -924,7 +938,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         "{{\"workload\":{},\"label\":{},\"connections\":{n},\"pipeline\":{pipeline},\
          \"duration_s\":{elapsed:.3},\"ops\":{},\"requests\":{},\"ops_per_sec\":{ops_s:.1},\
          \"requests_per_sec\":{req_s:.1},\"latency\":\"{latency}\",\"p50_us\":{},\"p99_us\":{},\
-         \"p999_us\":{},\"max_us\":{},\"errors\":{},\"contended\":{},\"early_handoffs\":{},\
+         \"p999_us\":{},\"max_us\":{},\"errors\":{},\"contended\":{},\"early_handoffs\":{},\"self_regrants\":{},\"handoffs_per_sec\":{:.1},\
          \"release\":\"{release_name}\",\"failed_connections\":{failed},\"abandoned_connections\":{abandoned},\
          \"server_cpu_us_per_request\":{}}}",
         json_str(workload.name()),
@@ -938,6 +952,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
         total.errors,
         total.contended,
         total.early,
+        total.self_regrants,
+        total.ops.saturating_sub(total.self_regrants) as f64 / elapsed,
         cpu_us_per_req.map_or_else(|| "null".to_string(), |c| format!("{c:.3}")),
     );
     println!("{json}");
