@@ -147,7 +147,9 @@ for line in open(rows_path):
     line = line.rstrip("\n")
     if line:
         rid, title, _a, _b = line.split("|")
-        rows.append((rid, title))
+        rows.append((rid, title, "ops_per_sec"))
+        if rid == "hot":
+            rows.append((rid, "hot key: hand-offs to another client/s (re-grants left out)", "handoffs_per_sec"))
 runs = {}
 for line in open(res_path):
     rec = json.loads(line)
@@ -191,9 +193,9 @@ lines.append("")
 lines.append("| row | baton ops/s | Redis ops/s | ratio baton/Redis | baton p50 / p99 µs (median) | Redis p50 / p99 µs (median) | CPU µs/req baton / Redis (median) | baton release |")
 lines.append("|---|---|---|---|---|---|---|---|")
 chart = []
-for rid, title in rows:
-    b = field(rid, "baton", "ops_per_sec")
-    r = field(rid, "redis", "ops_per_sec")
+for rid, title, metric in rows:
+    b = field(rid, "baton", metric)
+    r = field(rid, "redis", metric)
     ratios = [b[k] / r[k] for k in b if k in r and r[k] > 0]
     rt = mmm(ratios)
     def med(server, key):
@@ -229,7 +231,7 @@ if hot_r:
                  "Redis's grants/s includes barging that baton's FIFO queue never allows; those "
                  "re-grants are left out of the hand-off latency. Hand-offs to another client per second "
                  f"(median): baton {ho_b:,.0f}, Redis {ho_r:,.0f}.")
-rel_r = sorted({x for row, _ in rows for x in field(row, "redis", "release").values() if x != "none"})
+rel_r = sorted({x for row, _, _ in rows for x in field(row, "redis", "release").values() if x != "none"})
 lines.append("")
 lines.append("Redis releases with " + (", ".join(rel_r) or "-") + "; the last column says which "
              "compare-and-delete baton used (`delifeq` while baton has no EVALSHA yet: "
@@ -246,9 +248,12 @@ open(md_path, "w").write("\n".join(lines))
 # SVG: one horizontal bar per row, median ratio baton/Redis, min..max whisker.
 W, left, right, top, bar_h, gap = 900, 330, 40, 50, 26, 14
 H = top + len(chart) * (bar_h + gap) + 50
-vmax = max([t[2] for _, _, t in chart if t] + [1.0]) * 1.1
+# Axis capped at 4x so one huge ratio does not squash the rest; longer bars are clipped
+# (their label still gives the real median, marked with ">").
+CAP = 4.0
+vmax = min(max([t[2] for _, _, t in chart if t] + [1.0]) * 1.1, CAP * 1.1)
 scale = (W - left - right) / vmax
-x = lambda v: left + v * scale
+x = lambda v: left + min(v, CAP) * scale
 s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="13">',
      f'<rect width="{W}" height="{H}" fill="white"/>',
      f'<text x="{W/2}" y="24" text-anchor="middle" font-size="16">baton / Redis throughput ratio (median of {rounds} rounds; &gt;1 = baton faster)</text>']
@@ -261,12 +266,13 @@ for i, (rid, title, t) in enumerate(chart):
         continue
     lo, md, hi = t
     color = "#3b7dd8" if md >= 1 else "#d8703b"
-    s.append(f'<rect x="{left}" y="{y}" width="{md * scale:.1f}" height="{bar_h}" fill="{color}"/>')
+    s.append(f'<rect x="{left}" y="{y}" width="{min(md, CAP) * scale:.1f}" height="{bar_h}" fill="{color}"/>')
     cy = y + bar_h / 2
     s.append(f'<line x1="{x(lo):.1f}" y1="{cy}" x2="{x(hi):.1f}" y2="{cy}" stroke="black"/>')
     for v in (lo, hi):
         s.append(f'<line x1="{x(v):.1f}" y1="{cy - 6}" x2="{x(v):.1f}" y2="{cy + 6}" stroke="black"/>')
-    s.append(f'<text x="{x(max(hi, md)) + 6:.1f}" y="{y + bar_h * 0.68}">{md:.2f}</text>')
+    mark = "&gt; " if md > CAP else ""
+    s.append(f'<text x="{x(max(hi, md)) + 6:.1f}" y="{y + bar_h * 0.68}">{mark}{md:.2f}</text>')
 axis_y = top + len(chart) * (bar_h + gap)
 s.append(f'<line x1="{x(1):.1f}" y1="{top - 8}" x2="{x(1):.1f}" y2="{axis_y}" stroke="#444" stroke-dasharray="4 3"/>')
 s.append(f'<line x1="{left}" y1="{axis_y}" x2="{W - right}" y2="{axis_y}" stroke="black"/>')
