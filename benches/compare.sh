@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# Compares baton with Redis on lock workloads, using target/release/baton-bench.
+#
+# Starts baton and redis-server on loopback, runs each comparison row for a few seconds
+# per server, alternating which server goes first inside each round, for several rounds,
+# and writes benches/results/YYYY-MM-DD.md (table: min/median/max, ratio baton/Redis per
+# round) plus an SVG bar chart of the ratios next to it. Stops what it started on exit.
+#
+# Usage: benches/compare.sh [--rounds N] [--duration SECONDS] [--connections C]
+#                           [--baton-port P] [--redis-port P] [--out DIR] [--no-build]
+# Defaults: 5 rounds of 3 s per run: 6 rows x 2 servers x 5 rounds, about 4 minutes.
+set -euo pipefail
+
+ROUNDS=5
+DURATION=3
+CONNS=50
+BATON_PORT=7461
+REDIS_PORT=7462
+OUT_DIR=benches/results
+BUILD=1
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        --duration) DURATION="$2"; shift 2 ;;
+        --connections) CONNS="$2"; shift 2 ;;
+        --baton-port) BATON_PORT="$2"; shift 2 ;;
+        --redis-port) REDIS_PORT="$2"; shift 2 ;;
+        --out) OUT_DIR="$2"; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+cd "$(dirname "$0")/.."
+
+if [[ $BUILD -eq 1 ]]; then
+    cargo build --release --bin baton --bin baton-bench
+fi
+BATON=target/release/baton
+BENCH=target/release/baton-bench
+
+# Redis comes from the distribution's packages when missing (the machine runs as root).
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "compare.sh: redis-server/redis-cli missing and not root to install them" >&2
+        exit 1
+    fi
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools
+fi
+
+WORK=$(mktemp -d)
+BATON_PID=
+REDIS_PID=
+cleanup() {
+    # Only the two processes this script started, by their PIDs.
+    for pid in $BATON_PID $REDIS_PID; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in $BATON_PID $REDIS_PID; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$BATON" --port "$BATON_PORT" --persistence off >"$WORK/baton.log" 2>&1 &
+BATON_PID=$!
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize no >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
+
+wait_up() {
+    local port=$1 i
+    for i in $(seq 100); do
+        if [[ $(redis-cli -p "$port" PING 2>/dev/null) == PONG ]]; then return 0; fi
+        sleep 0.1
+    done
+    echo "compare.sh: server on port $port did not come up" >&2
+    cat "$WORK"/*.log >&2
+    exit 1
+}
+wait_up "$BATON_PORT"
+wait_up "$REDIS_PORT"
+
+# Rows: id | title | baton-bench args on baton | args on Redis.
+ROWS=(
+    "ping1|PING, P=1|-w ping -P 1|-w ping -P 1"
+    "ping32|PING, P=32|-w ping -P 32|-w ping -P 32"
+    "cycle1|lock cycle, P=1: baton native-cycle vs Redis redlock-cycle|-w native-cycle -P 1|-w redlock-cycle -P 1"
+    "cycle32|lock cycle, P=32: baton native-cycle vs Redis redlock-cycle|-w native-cycle -P 32|-w redlock-cycle -P 32"
+    "redlock1|redlock-cycle on both, P=1|-w redlock-cycle -P 1|-w redlock-cycle -P 1"
+    "hot|hot key, 64 clients: baton LOCK WAIT vs Redis SET NX retry 10 ms (grants/s, hand-off)|-w hot-key-native -c 64|-w hot-key-retry -c 64 --retry-ms 10"
+)
+
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+
+run_one() {
+    local row=$1 round=$2 server=$3 args=$4 port pid line
+    if [[ $server == baton ]]; then port=$BATON_PORT; pid=$BATON_PID; else port=$REDIS_PORT; pid=$REDIS_PID; fi
+    # -c from the row (hot key) wins over the default: clap takes the last one given.
+    # shellcheck disable=SC2086
+    if ! line=$("$BENCH" --port "$port" -c "$CONNS" -d "$DURATION" --server-pid "$pid" \
+        --label "$server" $args | tail -n 1); then
+        echo "compare.sh: $row on $server failed in round $round" >&2
+        line='{"failed":true}'
+    fi
+    printf '{"row":"%s","round":%d,"server":"%s","result":%s}\n' \
+        "$row" "$round" "$server" "$line" >>"$RESULTS"
+    echo "  $row $server: $line"
+}
+
+for round in $(seq "$ROUNDS"); do
+    echo "round $round/$ROUNDS"
+    for spec in "${ROWS[@]}"; do
+        IFS='|' read -r id _title baton_args redis_args <<<"$spec"
+        # Alternate which server runs first, so drift in machine load favours neither.
+        if (( round % 2 )); then
+            run_one "$id" "$round" baton "$baton_args"
+            run_one "$id" "$round" redis "$redis_args"
+        else
+            run_one "$id" "$round" redis "$redis_args"
+            run_one "$id" "$round" baton "$baton_args"
+        fi
+    done
+done
+
+mkdir -p "$OUT_DIR"
+DAY=$(date +%F)
+MD="$OUT_DIR/$DAY.md"
+SVG="$OUT_DIR/$DAY.svg"
+ROWS_FILE="$WORK/rows.txt"
+printf '%s\n' "${ROWS[@]}" >"$ROWS_FILE"
+
+python3 - "$RESULTS" "$ROWS_FILE" "$MD" "$SVG" "$ROUNDS" "$DURATION" "$CONNS" \
+    "$(redis-server --version | head -n1)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    "$(nproc)" "$(uname -sr)" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+import json, sys, statistics, html, os
+
+res_path, rows_path, md_path, svg_path, rounds, duration, conns, redis_ver, rev, ncpu, kernel, load = sys.argv[1:13]
+rows = []
+for line in open(rows_path):
+    line = line.rstrip("\n")
+    if line:
+        rid, title, _a, _b = line.split("|")
+        rows.append((rid, title, "ops_per_sec"))
+        if rid == "hot":
+            rows.append((rid, "hot key: hand-offs to another client/s (re-grants left out)", "handoffs_per_sec"))
+runs = {}
+for line in open(res_path):
+    rec = json.loads(line)
+    runs.setdefault((rec["row"], rec["server"]), {})[rec["round"]] = rec["result"]
+
+def mmm(vals):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return None
+    return (min(vals), statistics.median(vals), max(vals))
+
+def fmt(t, nd=0):
+    if t is None:
+        return "n/a"
+    return " / ".join(f"{v:,.{nd}f}" for v in t)
+
+def field(row, server, key):
+    out = {}
+    for rnd, r in runs.get((row, server), {}).items():
+        if not r.get("failed") and r.get(key) is not None:
+            out[rnd] = r[key]
+    return out
+
+lines = []
+lines.append(f"# baton vs Redis, {os.path.basename(md_path)[:-3]}")
+lines.append("")
+lines.append(f"Produced by `benches/compare.sh --rounds {rounds} --duration {duration} --connections {conns}` "
+             f"at baton `{rev}`, against {redis_ver.split(' sha=')[0]} "
+             f"(`--save '' --appendonly no`); baton with `--persistence off`. Both on loopback.")
+lines.append(f"Machine: {ncpu} cores, {kernel}, load average at the end {load}. The cores are shared "
+             "with other work (compilers of other engineers ran at the same time), so the "
+             "numbers are noisy: read the medians and the per-round ratios, not single runs.")
+lines.append("")
+lines.append("Each cell is min / median / max over the rounds; the two servers alternate "
+             "inside each round and the ratio is baton/Redis taken per round. Ops are PINGs, "
+             "completed acquire+release cycles, or grants (hot key). Latency is per op from "
+             "batch send to reply (cycles: acquire send to release reply); for the hot key it "
+             "is the hand-off, from one client's release reply to the next client's grant reply. "
+             "CPU is the server process's user+sys time per request (/proc/PID/stat).")
+lines.append("")
+lines.append("| row | baton ops/s | Redis ops/s | ratio baton/Redis | baton p50 / p99 µs (median) | Redis p50 / p99 µs (median) | CPU µs/req baton / Redis (median) | baton release |")
+lines.append("|---|---|---|---|---|---|---|---|")
+chart = []
+for rid, title, metric in rows:
+    b = field(rid, "baton", metric)
+    r = field(rid, "redis", metric)
+    ratios = [b[k] / r[k] for k in b if k in r and r[k] > 0]
+    rt = mmm(ratios)
+    def med(server, key):
+        v = list(field(rid, server, key).values())
+        return statistics.median(v) if v else None
+    def lat(server):
+        a, c = med(server, "p50_us"), med(server, "p99_us")
+        return "n/a" if a is None else f"{a:,.0f} / {c:,.0f}"
+    def cpu(server):
+        v = med(server, "server_cpu_us_per_request")
+        return "n/a" if v is None else f"{v:.2f}"
+    rel = sorted({x for x in field(rid, "baton", "release").values() if x != "none"})
+    lines.append(f"| {title} | {fmt(mmm(b.values()))} | {fmt(mmm(r.values()))} | {fmt(rt, 2)} | "
+                 f"{lat('baton')} | {lat('redis')} | {cpu('baton')} / {cpu('redis')} | {', '.join(rel) or '-'} |")
+    chart.append((rid, title, rt))
+hot = [r for r in runs.get(("hot", "baton"), {}).values() if not r.get("failed") and r.get("ops")]
+if hot:
+    share = statistics.median(r["early_handoffs"] / r["ops"] for r in hot)
+    lines.append("")
+    lines.append(f"Hot key: in a median {share:.0%} of baton's hand-offs the next client's grant reply "
+                 "arrived before the releasing client had read its UNLOCK reply (baton pushes the "
+                 "grant while it handles the UNLOCK); these count as 0 µs. Redis's hand-off depends "
+                 "on when the next poller happens to ask: with 64 clients polling every 10 ms one "
+                 "often asks within tens of µs, but the tail reaches the poll interval.")
+hot_r = [r for r in runs.get(("hot", "redis"), {}).values() if not r.get("failed") and r.get("ops")]
+if hot_r:
+    share = statistics.median(r.get("self_regrants", 0) / r["ops"] for r in hot_r)
+    ho_r = statistics.median(r.get("handoffs_per_sec", 0) for r in hot_r)
+    ho_b = statistics.median(r.get("handoffs_per_sec", 0) for r in hot) if hot else 0
+    lines.append("")
+    lines.append(f"Hot key on Redis: in a median {share:.0%} of the grants the client that had just "
+                 "released took the key straight back (its next SET NX came before any poller's), so "
+                 "Redis's grants/s includes barging that baton's FIFO queue never allows; those "
+                 "re-grants are left out of the hand-off latency. Hand-offs to another client per second "
+                 f"(median): baton {ho_b:,.0f}, Redis {ho_r:,.0f}.")
+rel_r = sorted({x for row, _, _ in rows for x in field(row, "redis", "release").values() if x != "none"})
+lines.append("")
+lines.append("Redis releases with " + (", ".join(rel_r) or "-") + "; the last column says which "
+             "compare-and-delete baton used (`delifeq` while baton has no EVALSHA yet: "
+             "baton-bench `--release auto` falls back when SCRIPT LOAD fails).")
+failed = sum(1 for d in runs.values() for r in d.values() if r.get("failed"))
+lines.append("")
+if failed:
+    lines.append(f"{failed} run(s) failed and are left out.")
+    lines.append("")
+lines.append(f"Chart: [{os.path.basename(svg_path)}]({os.path.basename(svg_path)}) (median ratio, whiskers min..max, line at 1.0).")
+lines.append("")
+open(md_path, "w").write("\n".join(lines))
+
+# SVG: one horizontal bar per row, median ratio baton/Redis, min..max whisker.
+W, left, right, top, bar_h, gap = 900, 330, 40, 50, 26, 14
+H = top + len(chart) * (bar_h + gap) + 50
+# Axis capped at 4x so one huge ratio does not squash the rest; longer bars are clipped
+# (their label still gives the real median, marked with ">").
+CAP = 4.0
+vmax = min(max([t[2] for _, _, t in chart if t] + [1.0]) * 1.1, CAP * 1.1)
+scale = (W - left - right) / vmax
+x = lambda v: left + min(v, CAP) * scale
+s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="13">',
+     f'<rect width="{W}" height="{H}" fill="white"/>',
+     f'<text x="{W/2}" y="24" text-anchor="middle" font-size="16">baton / Redis throughput ratio (median of {rounds} rounds; &gt;1 = baton faster)</text>']
+for i, (rid, title, t) in enumerate(chart):
+    y = top + i * (bar_h + gap)
+    label = html.escape(title if len(title) <= 48 else title[:46] + "…")
+    s.append(f'<text x="{left - 8}" y="{y + bar_h * 0.68}" text-anchor="end">{label}</text>')
+    if t is None:
+        s.append(f'<text x="{left + 4}" y="{y + bar_h * 0.68}">n/a</text>')
+        continue
+    lo, md, hi = t
+    color = "#3b7dd8" if md >= 1 else "#d8703b"
+    s.append(f'<rect x="{left}" y="{y}" width="{min(md, CAP) * scale:.1f}" height="{bar_h}" fill="{color}"/>')
+    cy = y + bar_h / 2
+    s.append(f'<line x1="{x(lo):.1f}" y1="{cy}" x2="{x(hi):.1f}" y2="{cy}" stroke="black"/>')
+    for v in (lo, hi):
+        s.append(f'<line x1="{x(v):.1f}" y1="{cy - 6}" x2="{x(v):.1f}" y2="{cy + 6}" stroke="black"/>')
+    mark = "&gt; " if md > CAP else ""
+    s.append(f'<text x="{x(max(hi, md)) + 6:.1f}" y="{y + bar_h * 0.68}">{mark}{md:.2f}</text>')
+axis_y = top + len(chart) * (bar_h + gap)
+s.append(f'<line x1="{x(1):.1f}" y1="{top - 8}" x2="{x(1):.1f}" y2="{axis_y}" stroke="#444" stroke-dasharray="4 3"/>')
+s.append(f'<line x1="{left}" y1="{axis_y}" x2="{W - right}" y2="{axis_y}" stroke="black"/>')
+step = 0.5 if vmax <= 4 else (1 if vmax <= 10 else 5)
+v = 0.0
+while v <= vmax:
+    s.append(f'<line x1="{x(v):.1f}" y1="{axis_y}" x2="{x(v):.1f}" y2="{axis_y + 5}" stroke="black"/>')
+    s.append(f'<text x="{x(v):.1f}" y="{axis_y + 20}" text-anchor="middle">{v:g}</text>')
+    v += step
+s.append("</svg>")
+open(svg_path, "w").write("\n".join(s) + "\n")
+print("\n".join(lines))
+PY
+echo "wrote $MD and $SVG"
