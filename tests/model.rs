@@ -1086,6 +1086,8 @@ impl Harness {
         self.check_state(op)
     }
 
+    // `k` indexes KEYS, the model's keys and the table's keys alike.
+    #[allow(clippy::needless_range_loop)]
     fn check_state(&mut self, op: &Op) -> Result<(), TestCaseError> {
         let now = self.now();
         let expired = matches!(op, Op::Advance { .. });
