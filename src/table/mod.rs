@@ -494,9 +494,13 @@ impl<'a> Tx<'a> {
         id
     }
 
-    fn reschedule(&mut self, key: &[u8], timer: crate::wheel::TimerId, deadline: Instant) {
+    /// Moves `timer` to `deadline`; false (and nothing scheduled) when the timer is no longer
+    /// pending, which happens when `expire` has already polled it: the caller schedules anew.
+    fn reschedule(&mut self, key: &[u8], timer: crate::wheel::TimerId, deadline: Instant) -> bool {
         let shared = self.shared();
-        self.shard(key).wheel.reschedule(timer, deadline);
+        if !self.shard(key).wheel.reschedule(timer, deadline) {
+            return false;
+        }
         let ms = deadline
             .saturating_duration_since(shared.origin)
             .as_millis() as u64;
@@ -506,6 +510,7 @@ impl<'a> Tx<'a> {
                 wake();
             }
         }
+        true
     }
 }
 

@@ -159,7 +159,27 @@ impl Tx<'_> {
             .find(|h| h.owner == owner)?;
         holder.deadline = deadline;
         let (token, timer, owner) = (holder.token, holder.timer, holder.owner.clone());
-        self.reschedule(key, timer, deadline);
+        if !self.reschedule(key, timer, deadline) {
+            // The old timer already fired in this `expire` batch (a hand-off during expiry
+            // renewed a hold whose lease is due later in the batch, e.g. an MLOCK that counts
+            // the owner's held key as granted): the renewed lease needs a timer of its own.
+            // Found by tests/model.rs.
+            let timer = self.schedule(
+                key,
+                deadline,
+                Due::Hold {
+                    key: key.clone(),
+                    token,
+                },
+            );
+            if let Some(h) = self
+                .entry(key)
+                .and_then(Entry::holds_mut)
+                .and_then(|h| h.holders.iter_mut().find(|h| h.token == token))
+            {
+                h.timer = timer;
+            }
+        }
         self.emit(Record::Refresh {
             key: key.clone(),
             owner,
@@ -398,7 +418,7 @@ impl Tx<'_> {
                 let own = holds
                     .holder(&w.owner)
                     .is_some_and(|h| h.kind == HoldKind::Exclusive);
-                if !(own || holds.queue.is_empty() && holds.holders.is_empty()) {
+                if !own && !(holds.queue.is_empty() && holds.holders.is_empty()) {
                     // The owner's hold on this key ended while it waited: join the queue at
                     // its arrival place.
                     holds.enqueue(w.clone());
@@ -413,8 +433,7 @@ impl Tx<'_> {
             return false;
         }
         let mut tokens = Vec::with_capacity(w.keys.len());
-        // Keys this grant newly gave the owner (not holds it had before the MLOCK).
-        let mut granted_now = Vec::with_capacity(w.keys.len());
+        let mut fresh = Vec::with_capacity(w.keys.len());
         for (i, key) in w.keys.iter().enumerate() {
             if queued[i] {
                 if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
@@ -426,7 +445,7 @@ impl Tx<'_> {
                 Some(token) => token,
                 None => {
                     self.ensure_lock(key);
-                    granted_now.push(key.clone());
+                    fresh.push(key.clone());
                     self.grant_hold(key, &w.owner, HoldKind::Exclusive, w.ttl_ms)
                 }
             };
@@ -437,10 +456,20 @@ impl Tx<'_> {
             reply: Reply::Array(tokens),
             lsn: self.lsn,
         });
-        if !delivered {
-            // Undo only what this grant gave: a key the owner already held exclusively
-            // (maybe through another connection) was not granted here and keeps its hold.
-            for key in granted_now {
+        if delivered {
+            // Serve what now heads each of its queues (an MLOCK behind it may have to rejoin
+            // a queue at its arrival place). Without this, that happened only for the key
+            // whose `pump` made the grant, or for none when the grant was deferred, so the
+            // outcome depended on the shard layout. Found by tests/model.rs.
+            for key in &w.keys {
+                self.pump(key);
+            }
+        } else {
+            // Undo only the holds this grant created. A key the owner already held counted as
+            // granted (renewed, same token): that hold came from an earlier, delivered grant
+            // and stands until UNLOCK or expiry (PROTOCOL.md), as in `grant_single`.
+            // Releasing every key here dropped it. Found by tests/model.rs.
+            for key in fresh {
                 self.release_hold(&key, &w.owner);
                 self.pump(&key);
             }
@@ -517,10 +546,13 @@ impl Tx<'_> {
         for (timer, what) in due {
             match what {
                 Due::Hold { key, token } => {
+                    // A hold renewed since the poll (by a hand-off earlier in this batch) is
+                    // not due any more: its lease never ends before its deadline.
                     let owner = self
                         .entry(&key)
                         .and_then(|e| e.holds())
                         .and_then(|h| h.holders.iter().find(|h| h.token == token))
+                        .filter(|h| h.deadline <= now)
                         .map(|h| h.owner.clone());
                     if let Some(owner) = owner {
                         self.release_hold(&key, &owner);

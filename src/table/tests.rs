@@ -498,3 +498,116 @@ fn an_undeliverable_mlock_grant_keeps_the_keys_the_owner_held_before() {
     .is_some());
     assert_eq!(t.waiter_count(), 0);
 }
+
+/// A hand-off inside an expiry batch may renew a hold whose timer already fired in that batch
+/// (an MLOCK counting the owner's held key as granted): the renewed lease must survive the
+/// stale timer and get a timer of its own. Found by tests/model.rs.
+#[test]
+fn renewal_inside_an_expiry_batch_keeps_its_lease_and_timer() {
+    let mut clock = Clock::new();
+    let t = LockTable::new(
+        TableConfig {
+            shards: 1,
+            max_waiters: 100,
+            origin: clock.base,
+            token_seed: 0,
+        },
+        None,
+    );
+    let (k0, k2, a) = (b("k0"), b("k2"), b("a"));
+    token(acquire(
+        &t,
+        clock.now(),
+        "k2",
+        "a",
+        HoldKind::Exclusive,
+        100,
+        false,
+    ))
+    .unwrap();
+    token(acquire(
+        &t,
+        clock.now(),
+        "k0",
+        "b",
+        HoldKind::Exclusive,
+        100,
+        false,
+    ))
+    .unwrap();
+    let now = clock.now();
+    let mut w = blocked(
+        t.run(&[&k2, &k0], now, |tx| {
+            tx.mlock(&[k2.clone(), k0.clone()], &a, 30, true)
+        })
+        .value,
+    );
+    clock.ms = 100;
+    assert_eq!(t.expire(clock.now(), 100), 2);
+    assert!(granted_multi(&mut w));
+    let info = |key: &Bytes| t.run(&[key], clock.now(), |tx| tx.lock_info(key)).value;
+    assert!(
+        !matches!(info(&k2), Ok(Reply::Nil)),
+        "renewed k2 lost at once"
+    );
+    assert_eq!(t.stats().timers, 2, "one timer per lease");
+    clock.ms = 130;
+    assert_eq!(t.expire(clock.now(), 100), 2);
+    assert_eq!(t.stats().holders, 0);
+}
+
+/// An MLOCK grant undone for a gone connection releases only what it granted, not a key the
+/// owner held before from a delivered LOCK. Found by tests/model.rs.
+#[test]
+fn undone_mlock_grant_keeps_the_owners_earlier_hold() {
+    let mut clock = Clock::new();
+    let t = table(&clock);
+    let (k0, k1, a) = (b("k0"), b("k1"), b("a"));
+    let held = token(acquire(
+        &t,
+        clock.now(),
+        "k0",
+        "a",
+        HoldKind::Exclusive,
+        100,
+        false,
+    ))
+    .unwrap();
+    token(acquire(
+        &t,
+        clock.now(),
+        "k1",
+        "b",
+        HoldKind::Exclusive,
+        30,
+        false,
+    ))
+    .unwrap();
+    let now = clock.now();
+    let w = blocked(
+        t.run(&[&k0, &k1], now, |tx| {
+            tx.mlock(&[k0.clone(), k1.clone()], &a, 30, true)
+        })
+        .value,
+    );
+    drop(w.rx);
+    clock.ms = 30;
+    assert_eq!(t.expire(clock.now(), 100), 1);
+    let again = t
+        .run(&[&k0], clock.now(), |tx| {
+            tx.lock_acquire(&k0, &a, HoldKind::Exclusive, 100, false)
+        })
+        .value;
+    assert_eq!(token(again), Some(held), "a's LOCK on k0 stands");
+    assert_eq!(t.stats().holders, 1, "k1's undone grant is gone");
+}
+
+fn granted_multi(b: &mut Blocked) -> bool {
+    matches!(
+        b.rx.try_recv(),
+        Ok(WaitResult::Granted {
+            reply: Reply::Array(_),
+            ..
+        })
+    )
+}
