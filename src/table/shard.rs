@@ -418,7 +418,7 @@ impl Tx<'_> {
                 let own = holds
                     .holder(&w.owner)
                     .is_some_and(|h| h.kind == HoldKind::Exclusive);
-                if !own && !(holds.queue.is_empty() && holds.holders.is_empty()) {
+                if !(own || holds.queue.is_empty() && holds.holders.is_empty()) {
                     // The owner's hold on this key ended while it waited: join the queue at
                     // its arrival place.
                     holds.enqueue(w.clone());
