@@ -345,7 +345,7 @@ pub fn client_line(c: &ClientInfo) -> String {
         c.laddr,
         s(&c.name),
         age,
-        if c.last_cmd.is_empty() { "NULL" } else { &c.last_cmd },
+        c.last_cmd.to_ascii_lowercase(),
         if c.proto == Protocol::Resp3 { 3 } else { 2 },
         s(&c.lib_name),
         s(&c.lib_ver),

@@ -35,7 +35,7 @@ pub struct ClientInfo {
     /// The protocol it speaks.
     pub proto: Protocol,
     /// The last command's name.
-    pub last_cmd: String,
+    pub last_cmd: &'static str,
 }
 
 /// Every open connection, by id.
@@ -58,7 +58,7 @@ impl Clients {
             lib_ver: None,
             since: Instant::now(),
             proto: Protocol::Resp2,
-            last_cmd: String::new(),
+            last_cmd: "NULL",
         }));
         self.map.insert(id, info.clone());
         info

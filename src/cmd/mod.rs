@@ -116,10 +116,16 @@ impl Executed {
     }
 }
 
-/// Upper-cases a command name into a small buffer (names are short; longer ones are
-/// unknown anyway).
-fn upper_name(name: &[u8]) -> Vec<u8> {
-    name.to_ascii_uppercase()
+/// Longest command name baton knows (`SEM.ACQUIRE`); longer names are unknown.
+const MAX_NAME: usize = 16;
+
+/// Upper-cases a command name into a stack buffer, so the hot path allocates nothing.
+/// None when the name is longer than any known command.
+fn upper_name<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME]) -> Option<&'b [u8]> {
+    let out = buf.get_mut(..name.len())?;
+    out.copy_from_slice(name);
+    out.make_ascii_uppercase();
+    Some(out)
 }
 
 /// Parses `req` into a command.
@@ -127,12 +133,20 @@ fn upper_name(name: &[u8]) -> Vec<u8> {
 /// # Errors
 /// Unknown command, wrong arity, or the first bad argument, with Redis's texts.
 pub fn parse(req: &Request, limits: ArgLimits) -> Result<Command, RespError> {
+    parse_spec(req, limits).map(|(cmd, _)| cmd)
+}
+
+/// Like [`parse`], also giving the command's metadata.
+fn parse_spec(
+    req: &Request,
+    limits: ArgLimits,
+) -> Result<(Command, &'static spec::Spec), RespError> {
     let (name, rest) = match req.args.split_first() {
         Some(split) => split,
         None => return Err(RespError::unknown_command(b"", &[])),
     };
-    let upper = upper_name(name);
-    let Some(spec) = spec::lookup(&upper) else {
+    let mut buf = [0u8; MAX_NAME];
+    let Some(spec) = upper_name(name, &mut buf).and_then(spec::lookup) else {
         return Err(RespError::unknown_command(name, rest));
     };
     if !spec.arity_ok(req.args.len()) {
@@ -156,17 +170,27 @@ pub fn parse(req: &Request, limits: ArgLimits) -> Result<Command, RespError> {
         "connection" => Command::Conn(connection::ConnCommand::parse(spec.name, &mut args)?),
         _ => Command::Server(server::ServerCommand::parse(spec.name, &mut args)?),
     };
-    Ok(cmd)
+    Ok((cmd, spec))
 }
 
 /// Parses and executes one request for a connection.
 pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Executed {
     server.count_command();
+    let mut buf = [0u8; MAX_NAME];
+    let name = req
+        .args
+        .first()
+        .and_then(|n| upper_name(n, &mut buf))
+        .and_then(spec::lookup);
+    session.info.lock().last_cmd = name.map_or("NULL", |spec| spec.name);
     if !session.authenticated && !connection::allowed_before_auth(req) {
         return Executed::reply(RespError::NOAUTH.into());
     }
-    let cmd = match parse(req, server.arg_limits()) {
-        Ok(cmd) => cmd,
+    let cmd = match parse_spec(req, server.arg_limits()) {
+        Ok((cmd, spec)) => {
+            session.info.lock().last_cmd = spec.name;
+            cmd
+        }
         Err(err) => return Executed::reply(err.into()),
     };
     apply(cmd, server, session)

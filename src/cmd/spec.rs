@@ -701,7 +701,12 @@ pub static COMMANDS: &[Spec] = &[
     },
 ];
 
-/// The spec of `upper_name` (already upper-case).
+/// The spec of `upper_name` (already upper-case): one hash lookup.
 pub fn lookup(upper_name: &[u8]) -> Option<&'static Spec> {
-    COMMANDS.iter().find(|s| s.name.as_bytes() == upper_name)
+    static BY_NAME: std::sync::OnceLock<std::collections::HashMap<&'static [u8], &'static Spec>> =
+        std::sync::OnceLock::new();
+    BY_NAME
+        .get_or_init(|| COMMANDS.iter().map(|s| (s.name.as_bytes(), s)).collect())
+        .get(upper_name)
+        .copied()
 }

@@ -74,10 +74,6 @@ impl Conn {
                     Ok(None) => break,
                     Err(err) => return self.protocol_error(session, err).await,
                 };
-                if let Some(name) = req.args.first() {
-                    session.info.lock().last_cmd =
-                        String::from_utf8_lossy(name).to_ascii_lowercase();
-                }
                 let executed = cmd::execute(&req, &self.server, session);
                 lsn = lsn.max(executed.lsn);
                 match executed.effect {
