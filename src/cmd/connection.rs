@@ -161,7 +161,8 @@ impl ConnCommand {
                 ConnCommand::Hello { proto, auth, name }
             }
             "CLIENT" => {
-                let sub = args.bytes()?.to_ascii_uppercase();
+                let raw_sub = args.bytes()?;
+                let sub = raw_sub.to_ascii_uppercase();
                 let arity = |n: usize, args: &Args<'_>| {
                     if args.remaining() == n {
                         Ok(())
@@ -221,10 +222,10 @@ impl ConnCommand {
                         args.next();
                         ClientSub::Ok
                     }
-                    other => {
+                    _ => {
                         return Err(RespError::new(format!(
                             "ERR unknown subcommand '{}'. Try CLIENT HELP.",
-                            crate::error::printable(other, 64)
+                            crate::error::printable(&raw_sub, 64)
                         )))
                     }
                 };

@@ -58,10 +58,10 @@ impl ServerCommand {
             }
             "TIME" => ServerCommand::Time,
             "COMMAND" => {
-                let Some(sub) = args.next() else {
+                let Some(raw_sub) = args.next() else {
                     return Ok(ServerCommand::CommandAll);
                 };
-                let sub = sub.to_ascii_uppercase();
+                let sub = raw_sub.to_ascii_uppercase();
                 while let Some(a) = args.next() {
                     rest.push(a.clone());
                 }
@@ -70,11 +70,12 @@ impl ServerCommand {
                     b"LIST" => ServerCommand::CommandList,
                     b"INFO" => ServerCommand::CommandInfo(rest),
                     b"DOCS" => ServerCommand::CommandDocs(rest),
-                    other => return Err(unknown_sub(other, "COMMAND")),
+                    _ => return Err(unknown_sub(raw_sub, "COMMAND")),
                 }
             }
             "CONFIG" => {
-                let sub = args.bytes()?.to_ascii_uppercase();
+                let raw_sub = args.bytes()?;
+                let sub = raw_sub.to_ascii_uppercase();
                 while let Some(a) = args.next() {
                     rest.push(a.clone());
                 }
@@ -87,7 +88,7 @@ impl ServerCommand {
                             "ERR CONFIG SET is not supported: baton is configured by flags and BATON_* variables",
                         ))
                     }
-                    other => return Err(unknown_sub(other, "CONFIG")),
+                    _ => return Err(unknown_sub(&raw_sub, "CONFIG")),
                 }
             }
             _ => return Err(RespError::SYNTAX),
@@ -168,7 +169,7 @@ impl ServerCommand {
 fn unknown_sub(sub: &[u8], cmd: &str) -> RespError {
     RespError::new(format!(
         "ERR unknown subcommand '{}'. Try {} HELP.",
-        crate::error::printable(sub, 64).to_ascii_lowercase(),
+        crate::error::printable(sub, 64),
         cmd
     ))
 }
