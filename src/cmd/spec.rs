@@ -703,8 +703,9 @@ pub static COMMANDS: &[Spec] = &[
 
 /// The spec of `upper_name` (already upper-case): one hash lookup.
 pub fn lookup(upper_name: &[u8]) -> Option<&'static Spec> {
-    static BY_NAME: std::sync::OnceLock<std::collections::HashMap<&'static [u8], &'static Spec>> =
-        std::sync::OnceLock::new();
+    type ByName =
+        std::collections::HashMap<&'static [u8], &'static Spec, foldhash::fast::FixedState>;
+    static BY_NAME: std::sync::OnceLock<ByName> = std::sync::OnceLock::new();
     BY_NAME
         .get_or_init(|| COMMANDS.iter().map(|s| (s.name.as_bytes(), s)).collect())
         .get(upper_name)
