@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{err_of, int};
+
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -13,21 +15,6 @@ use redis::Value;
 const SECOND: Duration = Duration::from_secs(5);
 
 type Outcome = Result<Value, String>;
-
-fn int(con: &mut redis::Connection, cmd: &mut redis::Cmd) -> i64 {
-    cmd.query(con).expect("integer reply")
-}
-
-fn err_of(result: redis::RedisResult<Value>) -> String {
-    match result {
-        Err(e) => {
-            let code = e.code().unwrap_or("");
-            let detail = e.detail().unwrap_or("");
-            format!("{code} {detail}").trim().to_string()
-        }
-        Ok(v) => panic!("expected an error, got {v:?}"),
-    }
-}
 
 fn type_of(con: &mut redis::Connection, key: &str) -> String {
     redis::cmd("TYPE").arg(key).query(con).expect("TYPE")
@@ -51,7 +38,7 @@ fn spawn_blocked(
         let result = cmd.query::<Value>(&mut con);
         let outcome = match result {
             Ok(v) => Ok(v),
-            Err(e) => Err(err_of(Err(e))),
+            Err(e) => Err(err_of::<Value>(Err(e))),
         };
         let _ = done.send((name, outcome));
     })

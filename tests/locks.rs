@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::err_text;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -43,17 +45,6 @@ fn unlock(con: &mut redis::Connection, key: &str, owner: &str) -> i64 {
         .arg(owner)
         .query(con)
         .expect("unlock")
-}
-
-fn err_text(con: &mut redis::Connection, cmd: &mut redis::Cmd) -> String {
-    match cmd.query::<Value>(con) {
-        Err(e) => {
-            let code = e.code().unwrap_or("");
-            let detail = e.detail().unwrap_or("");
-            format!("{code} {detail}").trim().to_string()
-        }
-        Ok(v) => panic!("expected an error, got {v:?}"),
-    }
 }
 
 /// Spawns a blocked acquire on its own connection; the token arrives on the channel.

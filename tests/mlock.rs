@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::{err_text, int};
+
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -56,25 +58,6 @@ fn unlock(con: &mut redis::Connection, key: &str, owner: &str) -> i64 {
         .arg(owner)
         .query(con)
         .expect("UNLOCK")
-}
-
-fn int(con: &mut redis::Connection, cmd: &mut redis::Cmd) -> i64 {
-    cmd.query(con).expect("integer reply")
-}
-
-fn err_of<T: std::fmt::Debug>(result: redis::RedisResult<T>) -> String {
-    match result {
-        Err(e) => {
-            let code = e.code().unwrap_or("");
-            let detail = e.detail().unwrap_or("");
-            format!("{code} {detail}").trim().to_string()
-        }
-        Ok(v) => panic!("expected an error, got {v:?}"),
-    }
-}
-
-fn err_text(con: &mut redis::Connection, cmd: &mut redis::Cmd) -> String {
-    err_of(cmd.query::<Value>(con))
 }
 
 /// (owner, token, ttl) of each holder of lock `key`.

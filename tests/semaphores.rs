@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::{err_of, err_text, int};
+
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -39,25 +41,6 @@ fn release(con: &mut redis::Connection, key: &str, owner: &str) -> i64 {
         .arg(owner)
         .query(con)
         .expect("SEM.RELEASE")
-}
-
-fn int(con: &mut redis::Connection, cmd: &mut redis::Cmd) -> i64 {
-    cmd.query(con).expect("integer reply")
-}
-
-fn err_of(result: redis::RedisResult<Value>) -> String {
-    match result {
-        Err(e) => {
-            let code = e.code().unwrap_or("");
-            let detail = e.detail().unwrap_or("");
-            format!("{code} {detail}").trim().to_string()
-        }
-        Ok(v) => panic!("expected an error, got {v:?}"),
-    }
-}
-
-fn err_text(con: &mut redis::Connection, cmd: &mut redis::Cmd) -> String {
-    err_of(cmd.query::<Value>(con))
 }
 
 fn sem_field(con: &mut redis::Connection, key: &str, field: &str) -> i64 {
@@ -112,7 +95,7 @@ fn spawn_acquire(
             .arg("WAIT")
             .arg(0)
             .query::<Option<i64>>(&mut con)
-            .map_err(|e| err_of(Err(e)));
+            .map_err(|e| err_of::<Value>(Err(e)));
         let _ = done.send((owner, result));
     })
 }

@@ -180,3 +180,44 @@ pub fn info_field(
     }
     None
 }
+
+/// The text of an error reply (`CODE detail`); panics on a success.
+pub fn err_of<T: std::fmt::Debug>(result: redis::RedisResult<T>) -> String {
+    match result {
+        Err(e) => {
+            let code = e.code().unwrap_or("");
+            let detail = e.detail().unwrap_or("");
+            format!("{code} {detail}").trim().to_string()
+        }
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+/// Runs `cmd` and returns its error text.
+pub fn err_text(con: &mut redis::Connection, cmd: &mut redis::Cmd) -> String {
+    err_of(cmd.query::<redis::Value>(con))
+}
+
+/// Runs `cmd` and returns its integer reply.
+pub fn int(con: &mut redis::Connection, cmd: &mut redis::Cmd) -> i64 {
+    cmd.query(con).expect("integer reply")
+}
+
+/// `LOCK key owner ttl` without WAIT.
+pub fn lock(con: &mut redis::Connection, key: &str, owner: &str, ttl: u64) -> Option<i64> {
+    redis::cmd("LOCK")
+        .arg(key)
+        .arg(owner)
+        .arg(ttl)
+        .query(con)
+        .expect("LOCK")
+}
+
+/// `UNLOCK key owner`.
+pub fn unlock(con: &mut redis::Connection, key: &str, owner: &str) -> i64 {
+    redis::cmd("UNLOCK")
+        .arg(key)
+        .arg(owner)
+        .query(con)
+        .expect("UNLOCK")
+}
