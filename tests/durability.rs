@@ -606,6 +606,16 @@ fn a_lease_that_ran_out_while_the_server_was_down_is_gone() {
     let asked_mid = std::time::Instant::now();
     assert!(lock(&mut con, "mid", "a", 3_000).is_some());
     let long = lock(&mut con, "long", "a", 60_000).unwrap();
+    // Granted for 300 ms, refreshed to 60 s: the grant's own deadline passes while down,
+    // the refreshed one does not (replay used to drop the grant and ignore the refresh).
+    let kept = lock(&mut con, "refreshed", "a", 300).unwrap();
+    let refreshed: i64 = redis::cmd("REFRESH")
+        .arg("refreshed")
+        .arg("a")
+        .arg(60_000)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(refreshed, 1);
     kill(&mut child);
     // Real time must pass for the lease to run out: measured from before the request.
     let wait = Duration::from_millis(350).saturating_sub(asked_short.elapsed());
@@ -625,6 +635,11 @@ fn a_lease_that_ran_out_while_the_server_was_down_is_gone() {
         "PTTL {pttl} after {down} ms of a 3 s lease"
     );
     assert_eq!(holder_token(&mut con, "long"), Some(long));
+    assert_eq!(
+        holder_token(&mut con, "refreshed"),
+        Some(kept),
+        "a hold refreshed past its first lease was lost"
+    );
     kill(&mut child);
 }
 
