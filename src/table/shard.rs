@@ -30,6 +30,13 @@ pub(crate) enum Due {
 pub struct Shard {
     pub(crate) entries: HashMap<Bytes, Entry, foldhash::fast::RandomState>,
     pub(crate) wheel: Wheel<Due>,
+    /// Replay only: holds whose recovered deadline has already passed, by (key, owner), with
+    /// their kind and token. A later Refresh record may revive one: the live server
+    /// refreshed it before its lease ran out (the grant's deadline alone is stale). Every
+    /// end of a hold is logged (Release, Delete, FlushAll), and those records clear it; what
+    /// is left after replay are holds that ran out while the server was down (bounded by the
+    /// holds live at the crash).
+    pub(crate) ghosts: HashMap<(Bytes, Bytes), (HoldKind, i64), foldhash::fast::RandomState>,
 }
 
 impl Shard {
@@ -37,6 +44,7 @@ impl Shard {
         Shard {
             entries: HashMap::default(),
             wheel: Wheel::new(origin),
+            ghosts: HashMap::default(),
         }
     }
 
@@ -592,17 +600,14 @@ impl Tx<'_> {
             } => {
                 self.table.shared.tokens.observe(*token);
                 self.release_hold(key, owner);
-                if let Some(deadline) = mono(*deadline_ms) {
-                    match hold {
-                        HoldKind::Permits(n) => {
-                            if !matches!(self.entry(key), Some(Entry::Sem(_))) {
-                                self.put_sem(key, *n);
-                            }
-                        }
-                        _ => self.ensure_lock(key),
-                    }
-                    if self.entry(key).and_then(|e| e.holds()).is_some() {
-                        self.insert_holder(key, owner, *hold, *token, deadline);
+                self.shard(key).ghosts.remove(&(key.clone(), owner.clone()));
+                match mono(*deadline_ms) {
+                    Some(deadline) => self.revive(key, owner, *hold, *token, deadline),
+                    // Passed by now, but a later Refresh may have kept it (see `ghosts`).
+                    None => {
+                        self.shard(key)
+                            .ghosts
+                            .insert((key.clone(), owner.clone()), (*hold, *token));
                     }
                 }
                 self.gc(key);
@@ -611,37 +616,52 @@ impl Tx<'_> {
                 key,
                 owner,
                 deadline_ms,
-            } => match mono(*deadline_ms) {
-                Some(deadline) => {
-                    let found = self
-                        .entry(key)
-                        .and_then(Entry::holds_mut)
-                        .and_then(|h| h.holders.iter_mut().find(|h| h.owner == *owner))
-                        .map(|h| {
-                            h.deadline = deadline;
-                            h.timer
-                        });
-                    if let Some(timer) = found {
-                        self.reschedule(key, timer, deadline);
+            } => {
+                let ghost = (key.clone(), owner.clone());
+                match mono(*deadline_ms) {
+                    Some(deadline) => {
+                        let found = self
+                            .entry(key)
+                            .and_then(Entry::holds_mut)
+                            .and_then(|h| h.holders.iter_mut().find(|h| h.owner == *owner))
+                            .map(|h| {
+                                h.deadline = deadline;
+                                h.timer
+                            });
+                        if let Some(timer) = found {
+                            self.reschedule(key, timer, deadline);
+                        } else if let Some((hold, token)) = self.shard(key).ghosts.remove(&ghost) {
+                            // The grant's deadline had passed by now, yet the live server
+                            // refreshed the hold before it ran out. Dropping the grant and
+                            // then ignoring this refresh lost every hold older than its
+                            // first lease (a lock kept alive by REFRESH across a restart).
+                            // Found by tests/replay.rs.
+                            self.revive(key, owner, hold, token, deadline);
+                        }
+                    }
+                    None => {
+                        if let Some(h) = self.release_hold(key, owner) {
+                            self.shard(key).ghosts.insert(ghost, (h.kind, h.token));
+                        }
+                        self.gc(key);
                     }
                 }
-                None => {
-                    self.release_hold(key, owner);
-                    self.gc(key);
-                }
-            },
+            }
             Record::Release { key, owner } => {
                 self.release_hold(key, owner);
+                self.shard(key).ghosts.remove(&(key.clone(), owner.clone()));
                 self.gc(key);
             }
             Record::SemCreate { key, capacity } => {
                 if matches!(self.entry(key), Some(Entry::Lock(_)) | Some(Entry::Str(_))) {
                     self.remove_key(key);
+                    self.forget_ghosts(key);
                 }
                 self.put_sem(key, *capacity);
             }
             Record::Delete { key } => {
                 self.remove_key(key);
+                self.forget_ghosts(key);
             }
             Record::StrSet {
                 key,
@@ -650,6 +670,7 @@ impl Tx<'_> {
             } => {
                 if matches!(self.entry(key), Some(Entry::Lock(_)) | Some(Entry::Sem(_))) {
                     self.remove_key(key);
+                    self.forget_ghosts(key);
                 }
                 match deadline_ms {
                     None => self.put_str(key, value.clone(), None),
@@ -683,9 +704,39 @@ impl Tx<'_> {
                 for key in keys {
                     self.remove_key(&key);
                 }
+                for (_, guard) in &mut self.guards {
+                    guard.ghosts.clear();
+                }
             }
             Record::TokenHighWater { upto } => self.table.shared.tokens.observe(*upto),
         }
         self.replaying = false;
+    }
+
+    /// Replay: puts back a recovered hold of `owner` on `key` with a live `deadline`.
+    fn revive(
+        &mut self,
+        key: &Bytes,
+        owner: &Bytes,
+        hold: HoldKind,
+        token: i64,
+        deadline: Instant,
+    ) {
+        match hold {
+            HoldKind::Permits(n) => {
+                if !matches!(self.entry(key), Some(Entry::Sem(_))) {
+                    self.put_sem(key, n);
+                }
+            }
+            _ => self.ensure_lock(key),
+        }
+        if self.entry(key).and_then(|e| e.holds()).is_some() {
+            self.insert_holder(key, owner, hold, token, deadline);
+        }
+    }
+
+    /// Replay: `key` is gone, so are its expired holds.
+    fn forget_ghosts(&mut self, key: &[u8]) {
+        self.shard(key).ghosts.retain(|(k, _), _| k.as_ref() != key);
     }
 }
