@@ -304,7 +304,11 @@ for rid, title, metric in rows:
     rel = sorted({x for x in field(rid, "baton", "release").values() if x != "none"})
     lines.append(f"| {title} | {fmt(mmm(b.values()))} | {fmt(mmm(r.values()))} | {fmt(rt, 2)} | "
                  f"{lat('baton')} | {lat('redis')} | {cpu('baton')} / {cpu('redis')} | {', '.join(rel) or '-'} |")
-    chart.append((rid, title, rt))
+    # The two hot-key grant rows differ only late in their titles: label them by retry.
+    label = title
+    if rid.startswith("hot") and metric == "ops_per_sec":
+        label = "hot key, retry " + title.split("retry ")[1].split(" (")[0] + ": grants/s"
+    chart.append((rid, label, rt))
 def ok_runs(row, server):
     return [r for r in runs.get((row, server), {}).values() if not r.get("failed") and r.get("ops")]
 hot = ok_runs("hot", "baton") + ok_runs("hot100", "baton")
