@@ -4,11 +4,21 @@
 # Starts baton and redis-server on loopback, runs each comparison row for a few seconds
 # per server, alternating which server goes first inside each round, for several rounds,
 # and writes benches/results/YYYY-MM-DD.md (table: min/median/max, ratio baton/Redis per
-# round) plus an SVG bar chart of the ratios next to it. Stops what it started on exit.
+# round) plus an SVG bar chart of the ratios next to it (a second run on the same day
+# gets YYYY-MM-DD-b.md, -c, ...). Stops what it started on exit.
+#
+# Durability rows: baton native-cycle with --persistence on and --appendfsync
+# always/everysec/no and with --persistence off, and Redis redlock-cycle with
+# --appendonly yes --appendfsync always/everysec, all at --dur-connections (50), P=1. Each
+# configuration gets its own server started on --dur-port with a fresh data directory
+# under --dur-dir (default: the run's mktemp dir) and is stopped after its run; the six
+# alternate direction from round to round.
 #
 # Usage: benches/compare.sh [--rounds N] [--duration SECONDS] [--connections C]
-#                           [--baton-port P] [--redis-port P] [--out DIR] [--no-build]
-# Defaults: 5 rounds of 3 s per run: 6 rows x 2 servers x 5 rounds, about 4 minutes.
+#                           [--baton-port P] [--redis-port P] [--dur-port P]
+#                           [--dur-connections C] [--dur-dir DIR] [--out DIR] [--no-build]
+# Defaults: 5 rounds of 3 s per run: (7 rows x 2 servers + 6 durability configurations)
+# x 5 rounds, about 6 minutes.
 set -euo pipefail
 
 ROUNDS=5
@@ -16,6 +26,9 @@ DURATION=3
 CONNS=50
 BATON_PORT=7461
 REDIS_PORT=7462
+DUR_PORT=7463
+DUR_CONNS=50
+DUR_DIR=
 OUT_DIR=benches/results
 BUILD=1
 
@@ -26,9 +39,12 @@ while [[ $# -gt 0 ]]; do
         --connections) CONNS="$2"; shift 2 ;;
         --baton-port) BATON_PORT="$2"; shift 2 ;;
         --redis-port) REDIS_PORT="$2"; shift 2 ;;
+        --dur-port) DUR_PORT="$2"; shift 2 ;;
+        --dur-connections) DUR_CONNS="$2"; shift 2 ;;
+        --dur-dir) DUR_DIR="$2"; shift 2 ;;
         --out) OUT_DIR="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -52,17 +68,22 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
 fi
 
 WORK=$(mktemp -d)
+if [[ -z $DUR_DIR ]]; then DUR_DIR=$WORK/dur; fi
+mkdir -p "$DUR_DIR"
+DUR_BASE=$(mktemp -d "$DUR_DIR/run.XXXXXX")
 BATON_PID=
 REDIS_PID=
+DUR_PID=
+STARTED=$(date +%s)
 cleanup() {
-    # Only the two processes this script started, by their PIDs.
-    for pid in $BATON_PID $REDIS_PID; do
+    # Only the processes this script started, by their PIDs.
+    for pid in $BATON_PID $REDIS_PID $DUR_PID; do
         kill "$pid" 2>/dev/null || true
     done
-    for pid in $BATON_PID $REDIS_PID; do
+    for pid in $BATON_PID $REDIS_PID $DUR_PID; do
         wait "$pid" 2>/dev/null || true
     done
-    rm -rf "$WORK"
+    rm -rf "$DUR_BASE" "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -92,8 +113,20 @@ ROWS=(
     "ping32|PING, P=32|-w ping -P 32|-w ping -P 32"
     "cycle1|lock cycle, P=1: baton native-cycle vs Redis redlock-cycle|-w native-cycle -P 1|-w redlock-cycle -P 1"
     "cycle32|lock cycle, P=32: baton native-cycle vs Redis redlock-cycle|-w native-cycle -P 32|-w redlock-cycle -P 32"
-    "redlock1|redlock-cycle on both, P=1|-w redlock-cycle -P 1|-w redlock-cycle -P 1"
+    "redlock1|redlock-cycle on both (SET NX PX + EVALSHA), P=1|-w redlock-cycle -P 1 --release evalsha|-w redlock-cycle -P 1 --release evalsha"
     "hot|hot key, 64 clients: baton LOCK WAIT vs Redis SET NX retry 10 ms (grants/s, hand-off)|-w hot-key-native -c 64|-w hot-key-retry -c 64 --retry-ms 10"
+    "hot100|hot key, 64 clients: baton LOCK WAIT vs Redis SET NX retry 100 ms (grants/s, hand-off)|-w hot-key-native -c 64|-w hot-key-retry -c 64 --retry-ms 100"
+)
+
+# Durability configurations: id | title | server | server flags | baton-bench args.
+# The data directory (--dir) is added per run, fresh each time.
+DUR=(
+    "b-always|baton, --appendfsync always|baton|--persistence on --appendfsync always|-w native-cycle -P 1"
+    "b-everysec|baton, --appendfsync everysec|baton|--persistence on --appendfsync everysec|-w native-cycle -P 1"
+    "b-no|baton, --appendfsync no|baton|--persistence on --appendfsync no|-w native-cycle -P 1"
+    "b-off|baton, --persistence off|baton|--persistence off|-w native-cycle -P 1"
+    "r-always|Redis, --appendonly yes --appendfsync always|redis|--appendonly yes --appendfsync always|-w redlock-cycle -P 1 --release evalsha"
+    "r-everysec|Redis, --appendonly yes --appendfsync everysec|redis|--appendonly yes --appendfsync everysec|-w redlock-cycle -P 1 --release evalsha"
 )
 
 RESULTS="$WORK/results.jsonl"
@@ -102,6 +135,7 @@ RESULTS="$WORK/results.jsonl"
 run_one() {
     local row=$1 round=$2 server=$3 args=$4 port pid line
     if [[ $server == baton ]]; then port=$BATON_PORT; pid=$BATON_PID; else port=$REDIS_PORT; pid=$REDIS_PID; fi
+    if [[ $server == dur ]]; then port=$DUR_PORT; pid=$DUR_PID; fi
     # -c from the row (hot key) wins over the default: clap takes the last one given.
     # shellcheck disable=SC2086
     if ! line=$("$BENCH" --port "$port" -c "$CONNS" -d "$DURATION" --server-pid "$pid" \
@@ -112,6 +146,40 @@ run_one() {
     printf '{"row":"%s","round":%d,"server":"%s","result":%s}\n' \
         "$row" "$round" "$server" "$line" >>"$RESULTS"
     echo "  $row $server: $line"
+}
+
+# Starts one durability configuration on DUR_PORT with a fresh data directory.
+start_dur() {
+    local id=$1 round=$2 server=$3 flags=$4 dir
+    dir="$DUR_BASE/$id-$round"
+    mkdir -p "$dir"
+    # shellcheck disable=SC2086
+    if [[ $server == baton ]]; then
+        "$BATON" --port "$DUR_PORT" $flags --dir "$dir" >"$WORK/dur-$id.log" 2>&1 &
+    else
+        redis-server --port "$DUR_PORT" --bind 127.0.0.1 --save '' $flags --dir "$dir" \
+            --daemonize no >"$WORK/dur-$id.log" 2>&1 &
+    fi
+    DUR_PID=$!
+    wait_up "$DUR_PORT"
+}
+
+# Stops the running durability server (SIGTERM, then waits for it) and drops its data.
+stop_dur() {
+    local id=$1 round=$2
+    kill "$DUR_PID" 2>/dev/null || true
+    wait "$DUR_PID" 2>/dev/null || true
+    DUR_PID=
+    rm -rf "${DUR_BASE:?}/$id-$round"
+}
+
+run_dur() {
+    local round=$1 spec=$2 id title server flags args
+    IFS='|' read -r id title server flags args <<<"$spec"
+    start_dur "$id" "$round" "$server" "$flags"
+    # The server tag in the results is the configuration's; run_one reads DUR_PID.
+    run_one "dur:$id" "$round" dur "-c $DUR_CONNS $args"
+    stop_dur "$id" "$round"
 }
 
 for round in $(seq "$ROUNDS"); do
@@ -127,29 +195,54 @@ for round in $(seq "$ROUNDS"); do
             run_one "$id" "$round" baton "$baton_args"
         fi
     done
+    # Durability: forward in odd rounds, backward in even ones.
+    if (( round % 2 )); then
+        for spec in "${DUR[@]}"; do run_dur "$round" "$spec"; done
+    else
+        for (( i = ${#DUR[@]} - 1; i >= 0; i-- )); do run_dur "$round" "${DUR[i]}"; done
+    fi
 done
 
 mkdir -p "$OUT_DIR"
 DAY=$(date +%F)
-MD="$OUT_DIR/$DAY.md"
-SVG="$OUT_DIR/$DAY.svg"
+NAME=$DAY
+# A later run on the same day does not overwrite an earlier one: -b, -c, ...
+for suffix in b c d e f g h i j k l m n o p q r s t u v w x y z; do
+    [[ -e "$OUT_DIR/$NAME.md" ]] || break
+    NAME=$DAY-$suffix
+done
+MD="$OUT_DIR/$NAME.md"
+SVG="$OUT_DIR/$NAME.svg"
 ROWS_FILE="$WORK/rows.txt"
 printf '%s\n' "${ROWS[@]}" >"$ROWS_FILE"
+DUR_FILE="$WORK/dur.txt"
+printf '%s\n' "${DUR[@]}" >"$DUR_FILE"
+DUR_FS="$(df -T "$DUR_BASE" | awk 'NR==2 {print $2 " on " $1}')"
+ELAPSED=$(( $(date +%s) - STARTED ))
 
 python3 - "$RESULTS" "$ROWS_FILE" "$MD" "$SVG" "$ROUNDS" "$DURATION" "$CONNS" \
     "$(redis-server --version | head -n1)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-    "$(nproc)" "$(uname -sr)" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+    "$(nproc)" "$(uname -sr)" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+    "$DUR_FILE" "$DUR_CONNS" "$DUR_FS" "$ELAPSED" <<'PY'
 import json, sys, statistics, html, os
 
-res_path, rows_path, md_path, svg_path, rounds, duration, conns, redis_ver, rev, ncpu, kernel, load = sys.argv[1:13]
+(res_path, rows_path, md_path, svg_path, rounds, duration, conns, redis_ver, rev, ncpu, kernel,
+ load, dur_path, dur_conns, dur_fs, elapsed) = sys.argv[1:17]
 rows = []
 for line in open(rows_path):
     line = line.rstrip("\n")
     if line:
         rid, title, _a, _b = line.split("|")
         rows.append((rid, title, "ops_per_sec"))
-        if rid == "hot":
-            rows.append((rid, "hot key: hand-offs to another client/s (re-grants left out)", "handoffs_per_sec"))
+        if rid.startswith("hot"):
+            retry = title.split("retry ")[1].split(" (")[0]
+            rows.append((rid, f"hot key, retry {retry}: hand-offs to another client/s (re-grants left out)", "handoffs_per_sec"))
+durs = []
+for line in open(dur_path):
+    line = line.rstrip("\n")
+    if line:
+        did, dtitle, dserver, dflags, _args = line.split("|")
+        durs.append((did, dtitle, dserver, dflags))
 runs = {}
 for line in open(res_path):
     rec = json.loads(line)
@@ -178,7 +271,8 @@ lines.append(f"# baton vs Redis, {os.path.basename(md_path)[:-3]}")
 lines.append("")
 lines.append(f"Produced by `benches/compare.sh --rounds {rounds} --duration {duration} --connections {conns}` "
              f"at baton `{rev}`, against {redis_ver.split(' sha=')[0]} "
-             f"(`--save '' --appendonly no`); baton with `--persistence off`. Both on loopback.")
+             f"(`--save '' --appendonly no`); baton with `--persistence off` (durability rows: see "
+             f"below). Both on loopback. The whole run took {int(elapsed) // 60} min {int(elapsed) % 60} s.")
 lines.append(f"Machine: {ncpu} cores, {kernel}, load average at the end {load}. The cores are shared "
              "with other work (compilers of other engineers ran at the same time), so the "
              "numbers are noisy: read the medians and the per-round ratios, not single runs.")
@@ -210,32 +304,85 @@ for rid, title, metric in rows:
     rel = sorted({x for x in field(rid, "baton", "release").values() if x != "none"})
     lines.append(f"| {title} | {fmt(mmm(b.values()))} | {fmt(mmm(r.values()))} | {fmt(rt, 2)} | "
                  f"{lat('baton')} | {lat('redis')} | {cpu('baton')} / {cpu('redis')} | {', '.join(rel) or '-'} |")
-    chart.append((rid, title, rt))
-hot = [r for r in runs.get(("hot", "baton"), {}).values() if not r.get("failed") and r.get("ops")]
+    # The two hot-key grant rows differ only late in their titles: label them by retry.
+    label = title
+    if rid.startswith("hot") and metric == "ops_per_sec":
+        label = "hot key, retry " + title.split("retry ")[1].split(" (")[0] + ": grants/s"
+    chart.append((rid, label, rt))
+def ok_runs(row, server):
+    return [r for r in runs.get((row, server), {}).values() if not r.get("failed") and r.get("ops")]
+hot = ok_runs("hot", "baton") + ok_runs("hot100", "baton")
 if hot:
     share = statistics.median(r["early_handoffs"] / r["ops"] for r in hot)
     lines.append("")
-    lines.append(f"Hot key: in a median {share:.0%} of baton's hand-offs the next client's grant reply "
+    lines.append(f"Hot key: in a median {share:.0%} of baton's hand-offs (both hot-key rows; baton runs "
+                 "the same LOCK WAIT workload in each) the next client's grant reply "
                  "arrived before the releasing client had read its UNLOCK reply (baton pushes the "
                  "grant while it handles the UNLOCK); these count as 0 µs. Redis's hand-off depends "
-                 "on when the next poller happens to ask: with 64 clients polling every 10 ms one "
+                 "on when the next poller happens to ask: with 64 clients polling one "
                  "often asks within tens of µs, but the tail reaches the poll interval.")
-hot_r = [r for r in runs.get(("hot", "redis"), {}).values() if not r.get("failed") and r.get("ops")]
-if hot_r:
-    share = statistics.median(r.get("self_regrants", 0) / r["ops"] for r in hot_r)
-    ho_r = statistics.median(r.get("handoffs_per_sec", 0) for r in hot_r)
-    ho_b = statistics.median(r.get("handoffs_per_sec", 0) for r in hot) if hot else 0
-    lines.append("")
-    lines.append(f"Hot key on Redis: in a median {share:.0%} of the grants the client that had just "
-                 "released took the key straight back (its next SET NX came before any poller's), so "
-                 "Redis's grants/s includes barging that baton's FIFO queue never allows; those "
-                 "re-grants are left out of the hand-off latency. Hand-offs to another client per second "
-                 f"(median): baton {ho_b:,.0f}, Redis {ho_r:,.0f}.")
+for hid, retry in (("hot", "10 ms"), ("hot100", "100 ms")):
+    hot_r = ok_runs(hid, "redis")
+    hot_b = ok_runs(hid, "baton")
+    if hot_r:
+        share = statistics.median(r.get("self_regrants", 0) / r["ops"] for r in hot_r)
+        ho_r = statistics.median(r.get("handoffs_per_sec", 0) for r in hot_r)
+        ho_b = statistics.median(r.get("handoffs_per_sec", 0) for r in hot_b) if hot_b else 0
+        lines.append("")
+        lines.append(f"Hot key on Redis, retry {retry}: in a median {share:.0%} of the grants the client "
+                     "that had just released took the key straight back (its next SET NX came before any "
+                     "poller's), so Redis's grants/s includes barging that baton's FIFO queue never allows; "
+                     "those re-grants are left out of the hand-off latency. Hand-offs to another client "
+                     f"per second (median): baton {ho_b:,.0f}, Redis {ho_r:,.0f}.")
 rel_r = sorted({x for row, _, _ in rows for x in field(row, "redis", "release").values() if x != "none"})
 lines.append("")
 lines.append("Redis releases with " + (", ".join(rel_r) or "-") + "; the last column says which "
-             "compare-and-delete baton used (`delifeq` while baton has no EVALSHA yet: "
-             "baton-bench `--release auto` falls back when SCRIPT LOAD fails).")
+             "compare-and-delete baton used in the redlock-cycle row (run with `--release evalsha`, so "
+             "a baton without working SCRIPT LOAD/EVALSHA fails the row instead of falling back to "
+             "`DELIFEQ`).")
+
+# Durability: each configuration on its own fresh server and data directory.
+def dfield(did, key):
+    return field("dur:" + did, "dur", key)
+def dratio(a, b):
+    x, y = dfield(a, "ops_per_sec"), dfield(b, "ops_per_sec")
+    return mmm([x[k] / y[k] for k in x if k in y and y[k] > 0])
+def dmed(did, key):
+    v = list(dfield(did, key).values())
+    return statistics.median(v) if v else None
+lines.append("")
+lines.append(f"## Durability: uncontended lock cycles, {dur_conns} connections, P=1")
+lines.append("")
+lines.append("baton runs native-cycle (LOCK + UNLOCK, both logged), Redis redlock-cycle (SET NX PX + "
+             "EVALSHA release, both in the AOF). Every configuration is a server of its own, started "
+             f"for its run with a fresh `--dir` ({dur_fs}) and stopped after it; in each round the six "
+             "run one after another, forward in odd rounds and backward in even ones. Ratios are per "
+             "round. CPU is user+sys of the server process (all its threads) per request; write-back "
+             "the kernel does on its own threads (`everysec`, `no`) is not in it.")
+lines.append("")
+lines.append("| configuration | ops/s (cycles) | vs Redis always | vs Redis everysec | vs baton off | p50 / p99 µs (median) | CPU µs/req (median) |")
+lines.append("|---|---|---|---|---|---|---|")
+for did, dtitle, dserver, _f in durs:
+    o = dfield(did, "ops_per_sec")
+    a, c = dmed(did, "p50_us"), dmed(did, "p99_us")
+    cpu = dmed(did, "server_cpu_us_per_request")
+    rel = lambda ref: "-" if ref == did else fmt(dratio(did, ref), 2)
+    lines.append(f"| {dtitle} | {fmt(mmm(o.values()))} | {rel('r-always')} | "
+                 f"{rel('r-everysec')} | {rel('b-off')} | "
+                 + ("n/a" if a is None else f"{a:,.0f} / {c:,.0f}") + " | "
+                 + ("n/a" if cpu is None else f"{cpu:.2f}") + " |")
+g1, g2 = dratio("b-always", "r-always"), dratio("b-always", "b-off")
+lines.append("")
+def verdict(t, goal):
+    if t is None:
+        return "n/a"
+    return ("met" if t[1] >= goal else "missed") + f" (median {t[1]:.2f}, min {t[0]:.2f}, max {t[2]:.2f})"
+lines.append(f"Goals for `--appendfsync always` at {dur_conns} clients: at least Redis's `always` "
+             f"(ratio >= 1.0): {verdict(g1, 1.0)}; at least 30% of baton in memory (ratio >= 0.30): "
+             f"{verdict(g2, 0.30)}.")
+for a, b, t in (("b-always", "r-always", "durability: baton always vs Redis always"),
+                ("b-everysec", "r-everysec", "durability: baton everysec vs Redis everysec")):
+    chart.append(("dur:" + a, t, dratio(a, b)))
 failed = sum(1 for d in runs.values() for r in d.values() if r.get("failed"))
 lines.append("")
 if failed:
