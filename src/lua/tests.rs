@@ -699,3 +699,29 @@ fn engine_is_shared_across_threads() {
         );
     }
 }
+
+/// Cost of one EVALSHA of the Redlock release script with a trivial `call` (run by name:
+/// `cargo test --release --lib lua::tests::eval_cost -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn eval_cost() {
+    let engine = engine();
+    let src = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+    let sha = engine.load(src.as_bytes()).unwrap();
+    let keys = [b("k")];
+    let argv = [b("v")];
+    let n = 200_000;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        let mut call = |args: Vec<Bytes>| {
+            if args[0].eq_ignore_ascii_case(b"get") {
+                Reply::Bulk(b("v"))
+            } else {
+                Reply::Int(1)
+            }
+        };
+        let r = engine.eval(Script::Sha(sha.as_bytes()), &keys, &argv, &mut call);
+        assert_eq!(r, Reply::Int(1));
+    }
+    println!("eval: {:?} per call", start.elapsed() / n);
+}
