@@ -152,8 +152,18 @@ struct ExpiryArgs {
     /// Start of the one-second window the deadlines fall in, in ms after loading starts.
     /// Every lease's ttl is computed at send time so that its deadline is this instant
     /// plus uniform(0..1000) ms; loading must end well before (the idle gap is reported).
-    #[arg(long, default_value_t = 12_000)]
+    #[arg(long, default_value_t = 15_000)]
     window_at_ms: u64,
+    /// Leases (out of `--keys`) that carry the latest deadline, window start + 999 ms; they
+    /// are sent last, in one batch on a quiet connection, so that the latest deadline is
+    /// known to within that batch's round trip (see `--bulk-spread-ms`).
+    #[arg(long, default_value_t = 1000)]
+    tail: u64,
+    /// Spread of the other leases' deadlines after the window start, in ms: below 999 so
+    /// that a bulk lease (granted up to a congested batch's round trip after its send)
+    /// cannot end after the tail.
+    #[arg(long, default_value_t = 900)]
+    bulk_spread_ms: u64,
     /// Give up waiting for DBSIZE 0 this long after the latest deadline, in ms.
     #[arg(long, default_value_t = 30_000)]
     max_wait_ms: u64,
@@ -468,10 +478,12 @@ impl LoadStats {
 enum TtlPlan {
     /// The same ttl for every lease.
     Fixed(u64),
-    /// Deadline at `window_ns` after the origin plus uniform(0..1000) ms.
+    /// Deadline at `window_ns` after the origin plus uniform(0..spread_ms) ms.
     Window {
         /// Window start, ns after the origin.
         window_ns: u64,
+        /// Width of the uniform spread, ms.
+        spread_ms: u64,
     },
 }
 
@@ -480,9 +492,12 @@ impl TtlPlan {
     fn ttl_ms(self, now_ns: u64, rng: &mut fastrand::Rng) -> u64 {
         match self {
             TtlPlan::Fixed(ms) => ms,
-            TtlPlan::Window { window_ns } => {
+            TtlPlan::Window {
+                window_ns,
+                spread_ms,
+            } => {
                 let base = window_ns.saturating_sub(now_ns) / 1_000_000;
-                (base + rng.u64(0..1000)).max(1)
+                (base + rng.u64(0..spread_ms.max(1))).max(1)
             }
         }
     }
@@ -545,6 +560,7 @@ async fn load_range(
 /// Loads `keys` leases over `connections` connections; returns the merged figures.
 async fn load(
     common: &Common,
+    first_key: u64,
     keys: u64,
     connections: usize,
     batch: usize,
@@ -555,7 +571,7 @@ async fn load(
     let batch = batch.max(1);
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..connections {
-        let range = keys * c / connections..keys * (c + 1) / connections;
+        let range = first_key + keys * c / connections..first_key + keys * (c + 1) / connections;
         tasks.spawn(load_range(
             common.addr(),
             common.target,
@@ -629,6 +645,7 @@ async fn run_memory(args: MemoryArgs) -> Result<(), BoxError> {
     let origin = Instant::now();
     let stats = load(
         common,
+        0,
         args.keys,
         args.connections,
         args.batch,
@@ -727,15 +744,37 @@ async fn run_expiry(args: ExpiryArgs) -> Result<(), BoxError> {
     }
     let origin = Instant::now();
     let window_ns = args.window_at_ms * 1_000_000;
-    let stats = load(
+    let tail = args.tail.min(args.keys);
+    let bulk = args.keys - tail;
+    let mut stats = load(
         common,
-        args.keys,
+        0,
+        bulk,
         args.connections,
         args.batch,
-        TtlPlan::Window { window_ns },
+        TtlPlan::Window {
+            window_ns,
+            spread_ms: args.bulk_spread_ms.min(999),
+        },
         origin,
     )
     .await?;
+    if tail > 0 {
+        let tail_stats = load(
+            common,
+            bulk,
+            tail,
+            1,
+            tail as usize,
+            TtlPlan::Window {
+                window_ns: window_ns + 999_000_000,
+                spread_ms: 1,
+            },
+            origin,
+        )
+        .await?;
+        stats.merge(tail_stats);
+    }
     let loaded_ns = origin.elapsed().as_nanos() as u64;
     if loaded_ns >= window_ns {
         return Err(format!(
