@@ -53,27 +53,7 @@ impl Tx<'_> {
             self.gc(key);
             return Ok(Reply::Nil.into());
         }
-        let seq = match self.admit_waiter() {
-            Ok(seq) => seq,
-            Err(err) => {
-                self.gc(key);
-                return Err(err);
-            }
-        };
-        let (waiter, rx) = Waiter::new(
-            seq,
-            owner.clone(),
-            kind,
-            ttl_ms,
-            vec![key.clone()],
-            vec![true],
-            false,
-        );
-        let waiter = Arc::new(waiter);
-        if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
-            holds.queue.push_back(waiter.clone());
-        }
-        Ok(Outcome::Blocked(Blocked { waiter, rx }))
+        self.enqueue_single(key, owner, kind, ttl_ms)
     }
 
     /// REFRESH: renews the owner's lease on a lock or semaphore. 1 if renewed, 0 if the

@@ -485,27 +485,24 @@ impl<'a> Tx<'a> {
         deadline: Instant,
         due: shard::Due,
     ) -> crate::wheel::TimerId {
-        let shared = self.shared();
         let id = self.shard(key).wheel.insert(deadline, due);
-        let ms = deadline
-            .saturating_duration_since(shared.origin)
-            .as_millis() as u64;
-        if ms < shared.armed_ms.load(Ordering::SeqCst) {
-            shared.armed_ms.store(ms, Ordering::SeqCst);
-            if let Some(wake) = shared.wake.lock().as_ref() {
-                wake();
-            }
-        }
+        self.wake_if_earlier(deadline);
         id
     }
 
     /// Moves `timer` to `deadline`; false (and nothing scheduled) when the timer is no longer
     /// pending, which happens when `expire` has already polled it: the caller schedules anew.
     fn reschedule(&mut self, key: &[u8], timer: crate::wheel::TimerId, deadline: Instant) -> bool {
-        let shared = self.shared();
         if !self.shard(key).wheel.reschedule(timer, deadline) {
             return false;
         }
+        self.wake_if_earlier(deadline);
+        true
+    }
+
+    /// Wakes the expirer when `deadline` comes before the wake-up it is armed for.
+    fn wake_if_earlier(&self, deadline: Instant) {
+        let shared = self.shared();
         let ms = deadline
             .saturating_duration_since(shared.origin)
             .as_millis() as u64;
@@ -515,7 +512,6 @@ impl<'a> Tx<'a> {
                 wake();
             }
         }
-        true
     }
 }
 

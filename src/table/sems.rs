@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::entry::{Entry, KindExt};
 use super::waiters::{WaitResult, Waiter};
-use super::{Blocked, Outcome, Tx};
+use super::{Outcome, Tx};
 use crate::error::RespError;
 use crate::persist::HoldKind;
 use crate::resp::Reply;
@@ -104,21 +104,7 @@ impl Tx<'_> {
         if !req.wait {
             return Ok(Reply::Nil.into());
         }
-        let seq = self.admit_waiter()?;
-        let (waiter, rx) = Waiter::new(
-            seq,
-            owner.clone(),
-            kind,
-            req.ttl_ms,
-            vec![key.clone()],
-            vec![true],
-            false,
-        );
-        let waiter = Arc::new(waiter);
-        if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
-            holds.queue.push_back(waiter.clone());
-        }
-        Ok(Outcome::Blocked(Blocked { waiter, rx }))
+        self.enqueue_single(key, owner, kind, req.ttl_ms)
     }
 
     /// SEM.RELEASE: releases all the owner's permits; returns how many (0 if none).

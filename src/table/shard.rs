@@ -318,6 +318,40 @@ impl Tx<'_> {
 
 /// Hand-off: serving queues when holds end, and waiters leaving.
 impl Tx<'_> {
+    /// Queues a single-key request (LOCK family, SEM.ACQUIRE) at the back of `key`'s queue.
+    ///
+    /// # Errors
+    /// `max waiters reached` (an idle lock created for the request is dropped again).
+    pub(crate) fn enqueue_single(
+        &mut self,
+        key: &Bytes,
+        owner: &Bytes,
+        kind: HoldKind,
+        ttl_ms: u64,
+    ) -> Result<super::Outcome, RespError> {
+        let seq = match self.admit_waiter() {
+            Ok(seq) => seq,
+            Err(err) => {
+                self.gc(key);
+                return Err(err);
+            }
+        };
+        let (waiter, rx) = Waiter::new(
+            seq,
+            owner.clone(),
+            kind,
+            ttl_ms,
+            vec![key.clone()],
+            vec![true],
+            false,
+        );
+        let waiter = Arc::new(waiter);
+        if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
+            holds.queue.push_back(waiter.clone());
+        }
+        Ok(super::Outcome::Blocked(super::Blocked { waiter, rx }))
+    }
+
     /// Grants the head waiters of `key` that fit, in order, and drops the key if it became
     /// an idle lock. A multi-key head whose shards this section lacks is deferred.
     pub(crate) fn pump(&mut self, key: &Bytes) {
