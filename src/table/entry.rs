@@ -121,6 +121,21 @@ impl Holds {
         self.holders.is_empty() && self.queue.is_empty()
     }
 
+    /// Waiters as PROTOCOL.md counts them: an MLOCK whose owner holds this key exclusively
+    /// sits in the queue only to keep its arrival place should the hold end; it does not
+    /// wait for the key meanwhile.
+    pub fn visible_waiters(&self) -> usize {
+        self.queue
+            .iter()
+            .filter(|w| {
+                !(w.multi
+                    && self
+                        .holder(&w.owner)
+                        .is_some_and(|h| h.kind == HoldKind::Exclusive))
+            })
+            .count()
+    }
+
     /// Removes `waiter` from the queue; true if it was there.
     pub fn dequeue(&mut self, waiter: &Waiter) -> bool {
         match self.queue.binary_search_by_key(&waiter.seq, |w| w.seq) {

@@ -116,7 +116,7 @@ impl Tx<'_> {
         Ok(Reply::map_static(vec![
             ("mode", Reply::bulk_static(mode)),
             ("holders", Reply::Array(holders)),
-            ("waiters", Reply::Int(holds.queue.len() as i64)),
+            ("waiters", Reply::Int(holds.visible_waiters() as i64)),
         ]))
     }
 
@@ -172,23 +172,21 @@ impl Tx<'_> {
             return Ok(Reply::NilArray.into());
         }
         let seq = self.admit_waiter()?;
-        let queued: Vec<bool> = held.iter().map(|h| !h).collect();
         let (waiter, rx) = Waiter::new(
             seq,
             owner.clone(),
             HoldKind::Exclusive,
             ttl_ms,
             keys.to_vec(),
-            queued.clone(),
             true,
         );
         let waiter = Arc::new(waiter);
-        for (key, queued) in keys.iter().zip(queued) {
-            if queued {
-                self.ensure_lock(key);
-                if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
-                    holds.queue.push_back(waiter.clone());
-                }
+        // Also on the keys the owner holds: they count as granted while the hold lasts, and
+        // if it ends first the MLOCK waits for that key at its arrival place.
+        for key in keys {
+            self.ensure_lock(key);
+            if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
+                holds.queue.push_back(waiter.clone());
             }
         }
         Ok(Outcome::Blocked(Blocked { waiter, rx }))

@@ -336,15 +336,7 @@ impl Tx<'_> {
                 return Err(err);
             }
         };
-        let (waiter, rx) = Waiter::new(
-            seq,
-            owner.clone(),
-            kind,
-            ttl_ms,
-            vec![key.clone()],
-            vec![true],
-            false,
-        );
+        let (waiter, rx) = Waiter::new(seq, owner.clone(), kind, ttl_ms, vec![key.clone()], false);
         let waiter = Arc::new(waiter);
         if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
             holds.queue.push_back(waiter.clone());
@@ -434,53 +426,32 @@ impl Tx<'_> {
         }
     }
 
-    /// Grants multi-key waiter `w` if it heads the queue of every key it waits on and all
-    /// are free; all of its keys' shards are held. Returns true if it was granted (or found
-    /// finished), i.e. the queues changed.
+    /// Grants multi-key waiter `w` if, on every key, it heads the queue of a free key or
+    /// its owner holds the key exclusively; all of its keys' shards are held. Returns true if
+    /// it was granted (or found finished), i.e. the queues changed.
     pub(crate) fn examine_multi(&mut self, w: &Arc<Waiter>) -> bool {
         if !w.is_pending() {
             return false;
         }
-        let mut ready = true;
-        let mut queued = w.state.lock().queued.clone();
-        for (i, key) in w.keys.iter().enumerate() {
-            let entry = self.shard(key).entries.get_mut(key);
-            let Some(holds) = entry.and_then(Entry::holds_mut) else {
-                // Not queued and the key is free: a hold the owner had ended with nobody
-                // waiting; the grant will create the key.
-                if queued[i] {
-                    ready = false;
-                }
-                continue;
-            };
-            if queued[i] {
-                let heads = holds.queue.front().is_some_and(|h| h.seq == w.seq);
-                ready &= heads && holds.holders.is_empty();
-            } else {
-                let own = holds
-                    .holder(&w.owner)
-                    .is_some_and(|h| h.kind == HoldKind::Exclusive);
-                if !(own || holds.queue.is_empty() && holds.holders.is_empty()) {
-                    // The owner's hold on this key ended while it waited: join the queue at
-                    // its arrival place.
-                    holds.enqueue(w.clone());
-                    queued[i] = true;
+        let ready = w.keys.iter().all(|key| {
+            self.entry(key)
+                .and_then(|e| e.holds())
+                .is_some_and(|holds| {
+                    let own = holds
+                        .holder(&w.owner)
+                        .is_some_and(|h| h.kind == HoldKind::Exclusive);
                     let heads = holds.queue.front().is_some_and(|h| h.seq == w.seq);
-                    ready &= heads && holds.holders.is_empty();
-                }
-            }
-        }
-        w.state.lock().queued = queued.clone();
+                    own || heads && holds.holders.is_empty()
+                })
+        });
         if !ready {
             return false;
         }
         let mut tokens = Vec::with_capacity(w.keys.len());
         let mut fresh = Vec::with_capacity(w.keys.len());
-        for (i, key) in w.keys.iter().enumerate() {
-            if queued[i] {
-                if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
-                    holds.dequeue(w);
-                }
+        for key in &w.keys {
+            if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
+                holds.dequeue(w);
             }
             let renewed = self.renew_hold(key, &w.owner, w.ttl_ms);
             let token = match renewed {
@@ -499,10 +470,9 @@ impl Tx<'_> {
             lsn: self.lsn,
         });
         if delivered {
-            // Serve what now heads each of its queues (an MLOCK behind it may have to rejoin
-            // a queue at its arrival place). Without this, that happened only for the key
-            // whose `pump` made the grant, or for none when the grant was deferred, so the
-            // outcome depended on the shard layout. Found by tests/model.rs.
+            // Serve what now heads each of its queues, not only the key whose `pump` made
+            // the grant (or none when the grant was deferred): otherwise the outcome depended
+            // on the shard layout. Found by tests/model.rs.
             for key in &w.keys {
                 self.pump(key);
             }
@@ -511,9 +481,14 @@ impl Tx<'_> {
             // granted (renewed, same token): that hold came from an earlier, delivered grant
             // and stands until UNLOCK or expiry (PROTOCOL.md), as in `grant_single`.
             // Releasing every key here dropped it. Found by tests/model.rs.
-            for key in fresh {
-                self.release_hold(&key, &w.owner);
-                self.pump(&key);
+            // All are released before any queue is served, so that no waiter sees half of
+            // the undone grant (an MLOCK of the same owner counted such a dying hold as its
+            // own). Found by tests/model.rs.
+            for key in &fresh {
+                self.release_hold(key, &w.owner);
+            }
+            for key in &fresh {
+                self.pump(key);
             }
         }
         true
@@ -525,11 +500,7 @@ impl Tx<'_> {
             return false;
         }
         self.waiter_left();
-        let queued = w.state.lock().queued.clone();
-        for (i, key) in w.keys.iter().enumerate() {
-            if !queued[i] {
-                continue;
-            }
+        for key in &w.keys {
             let was_head = match self.entry(key).and_then(Entry::holds_mut) {
                 Some(holds) => {
                     let head = holds.queue.front().is_some_and(|h| h.seq == w.seq);
@@ -563,9 +534,8 @@ impl Tx<'_> {
             let _ = w.deliver(WaitResult::Failed(err.clone()));
             self.waiter_left();
             if w.multi {
-                let queued = w.state.lock().queued.clone();
-                for (i, other) in w.keys.iter().enumerate() {
-                    if queued[i] && other.as_ref() != key && self.covers(other) {
+                for other in &w.keys {
+                    if other.as_ref() != key && self.covers(other) {
                         if let Some(h) = self.entry(other).and_then(Entry::holds_mut) {
                             h.dequeue(&w);
                         }

@@ -1,6 +1,7 @@
 //! Waiters: a blocked request, queued on one key (LOCK, SEM.ACQUIRE) or several (MLOCK).
 //!
-//! A waiter sits in the FIFO of every key it waits on, ordered by a global arrival number
+//! A waiter sits in the FIFO of every key it waits on (an MLOCK also in those of keys its
+//! owner already holds, so that it keeps its arrival place if such a hold ends), ordered by a global arrival number
 //! (`seq`), which keeps all queues consistent with one order and so rules out deadlock for
 //! multi-key waits. The connection that asked keeps the receiving end of a oneshot channel;
 //! the table sends the grant (or an error) through it inside the critical section that made
@@ -44,16 +45,8 @@ pub struct Waiter {
     pub keys: Vec<Bytes>,
     /// Whether this is an MLOCK (reply is an array).
     pub multi: bool,
-    pub(crate) state: Mutex<WaiterState>,
-}
-
-#[derive(Debug)]
-pub(crate) struct WaiterState {
     /// Where to send the outcome; None once sent or cancelled.
-    pub(crate) sender: Option<oneshot::Sender<WaitResult>>,
-    /// Per key of `keys`: whether the waiter sits in that key's queue (MLOCK leaves out keys
-    /// the owner already holds exclusively).
-    pub(crate) queued: Vec<bool>,
+    sender: Mutex<Option<oneshot::Sender<WaitResult>>>,
 }
 
 impl Waiter {
@@ -64,7 +57,6 @@ impl Waiter {
         kind: HoldKind,
         ttl_ms: u64,
         keys: Vec<Bytes>,
-        queued: Vec<bool>,
         multi: bool,
     ) -> (Waiter, oneshot::Receiver<WaitResult>) {
         let (tx, rx) = oneshot::channel();
@@ -75,22 +67,19 @@ impl Waiter {
             ttl_ms,
             keys,
             multi,
-            state: Mutex::new(WaiterState {
-                sender: Some(tx),
-                queued,
-            }),
+            sender: Mutex::new(Some(tx)),
         };
         (waiter, rx)
     }
 
     /// Whether the waiter still waits (not granted, failed or cancelled).
     pub fn is_pending(&self) -> bool {
-        self.state.lock().sender.is_some()
+        self.sender.lock().is_some()
     }
 
     /// Sends the outcome. False when the receiver is gone (the grant must be undone).
     pub(crate) fn deliver(&self, result: WaitResult) -> bool {
-        match self.state.lock().sender.take() {
+        match self.sender.lock().take() {
             Some(tx) => tx.send(result).is_ok(),
             None => false,
         }
@@ -98,6 +87,6 @@ impl Waiter {
 
     /// Marks the waiter finished without a reply (cancelled); true if it was pending.
     pub(crate) fn close(&self) -> bool {
-        self.state.lock().sender.take().is_some()
+        self.sender.lock().take().is_some()
     }
 }
