@@ -88,6 +88,11 @@ pub struct Wheel<T> {
     due: Vec<u32>,
     /// A lower bound of the ticks in `due` (valid while `due` is non-empty).
     due_min: u64,
+    /// The `(level, slot)` whose whole list became `due` without touching its entries (see
+    /// [`Wheel::process`]): entries still marked with it live in `due`. Cleared whenever
+    /// `due` is found empty, which always happens before `elapsed` moves on, so no new
+    /// entry can be placed in that slot meanwhile.
+    due_slot: Option<(u8, u8)>,
     /// Entries beyond the top level's current rotation.
     overflow: Vec<u32>,
 }
@@ -110,6 +115,7 @@ impl<T> Wheel<T> {
             occupied: [0; LEVELS],
             due: Vec::new(),
             due_min: 0,
+            due_slot: None,
             overflow: Vec::new(),
         }
     }
@@ -207,7 +213,10 @@ impl<T> Wheel<T> {
         let mut fired = 0;
         loop {
             while fired < budget {
-                let Some(index) = self.due.pop() else { break };
+                let Some(index) = self.due.pop() else {
+                    self.due_slot = None;
+                    break;
+                };
                 let generation = self.entries[index as usize].generation;
                 let item = self.release(index);
                 out.push((TimerId { index, generation }, item));
@@ -250,8 +259,32 @@ impl<T> Wheel<T> {
     }
 
     /// Empties the slot (or overflow list) that starts at `tick`, firing or cascading its entries.
+    ///
+    /// A slot that ends by `now_tick` holds only due entries: its list becomes `due` whole
+    /// (their ticks are read for `due_min`, but nothing is written or pushed until they fire) instead of being re-placed one by
+    /// one. Called only with `due` empty.
     fn process(&mut self, tick: u64, level: u8, now_tick: u64) {
         self.elapsed = tick;
+        if level != OVERFLOW && self.due.is_empty() {
+            let shift = SLOT_BITS * u32::from(level);
+            if tick + (1u64 << shift) - 1 <= now_tick {
+                let slot = ((tick >> shift) as usize) & (SLOTS - 1);
+                self.occupied[level as usize] &= !(1u64 << slot);
+                let home = &mut self.slots[level as usize * SLOTS + slot];
+                // The old (empty) `due` buffer becomes the slot's, so no capacity is lost.
+                std::mem::swap(home, &mut self.due);
+                // The exact minimum (reads only): `next_deadline` stays as tight as before.
+                let entries = &self.entries;
+                self.due_min = self
+                    .due
+                    .iter()
+                    .map(|&i| entries[i as usize].tick)
+                    .min()
+                    .unwrap_or(tick);
+                self.due_slot = Some((level, slot as u8));
+                return;
+            }
+        }
         let mut list = if level == OVERFLOW {
             std::mem::take(&mut self.overflow)
         } else {
@@ -306,17 +339,22 @@ impl<T> Wheel<T> {
     fn unlink(&mut self, index: u32) {
         let entry = &self.entries[index as usize];
         let (level, slot, pos) = (entry.level, entry.slot as usize, entry.pos as usize);
+        let adopted = self.due_slot == Some((level, slot as u8));
         let list = match level {
             DUE => &mut self.due,
             OVERFLOW => &mut self.overflow,
+            _ if adopted => &mut self.due,
             _ => &mut self.slots[level as usize * SLOTS + slot],
         };
         debug_assert_eq!(list[pos], index);
         list.swap_remove(pos);
         if let Some(&moved) = list.get(pos) {
             self.entries[moved as usize].pos = pos as u32;
-        } else if list.is_empty() && level < DUE {
+        } else if list.is_empty() && level < DUE && !adopted {
             self.occupied[level as usize] &= !(1u64 << slot);
+        }
+        if self.due.is_empty() {
+            self.due_slot = None;
         }
         self.entries[index as usize].level = VACANT;
     }

@@ -11,23 +11,176 @@ use crate::persist::HoldKind;
 use crate::wheel::TimerId;
 
 /// One key's object.
+///
+/// Each variant is boxed so the map's bucket stays at key + 16 bytes: the hash map runs
+/// between 44% and 87% full, so every byte inline costs up to two bytes per key, while a
+/// box costs its size once (measured with `examples/lock_memory.rs`).
 #[derive(Debug)]
 pub enum Entry {
     /// A readers-writer lock; exists while it has holders or waiters.
-    Lock(Holds),
+    Lock(Box<Holds>),
     /// A semaphore; exists until SEM.DELETE.
-    Sem(Semaphore),
+    Sem(Box<Semaphore>),
     /// A compatibility-layer string.
-    Str(StrValue),
+    Str(Box<StrValue>),
 }
 
 /// The holders and FIFO waiters of a lock or a semaphore.
 #[derive(Debug, Default)]
 pub struct Holds {
     /// Current holders (at most one per owner).
-    pub holders: Vec<Holder>,
+    pub holders: HolderList,
     /// Waiters in global arrival order (`seq` rising).
-    pub queue: VecDeque<Arc<Waiter>>,
+    pub queue: Queue,
+}
+
+/// The holders of one key: one inline (the common case: an exclusive lock), more in a `Vec`.
+///
+/// A `Vec` allocates room for 4 holders on its first push (320 bytes for one lock);
+/// this keeps a single holder inside the entry. Reads go through `Deref<Target = [Holder]>`.
+#[derive(Debug)]
+pub enum HolderList {
+    /// No holder or several (or one left after a removal from several).
+    Many(Vec<Holder>),
+    /// Exactly one holder.
+    One(Holder),
+}
+
+impl Default for HolderList {
+    fn default() -> Self {
+        HolderList::Many(Vec::new())
+    }
+}
+
+impl std::ops::Deref for HolderList {
+    type Target = [Holder];
+    fn deref(&self) -> &[Holder] {
+        match self {
+            HolderList::Many(v) => v,
+            HolderList::One(h) => std::slice::from_ref(h),
+        }
+    }
+}
+
+impl std::ops::DerefMut for HolderList {
+    fn deref_mut(&mut self) -> &mut [Holder] {
+        match self {
+            HolderList::Many(v) => v,
+            HolderList::One(h) => std::slice::from_mut(h),
+        }
+    }
+}
+
+impl HolderList {
+    /// Adds a holder.
+    pub fn push(&mut self, holder: Holder) {
+        match self {
+            HolderList::Many(v) if v.is_empty() => *self = HolderList::One(holder),
+            HolderList::Many(v) => v.push(holder),
+            HolderList::One(_) => {
+                let HolderList::One(first) = std::mem::take(self) else {
+                    unreachable!("matched One above")
+                };
+                *self = HolderList::Many(vec![first, holder]);
+            }
+        }
+    }
+
+    /// Removes and returns the holder at `pos` (the last one takes its place).
+    ///
+    /// # Panics
+    /// If `pos` is out of bounds.
+    pub fn swap_remove(&mut self, pos: usize) -> Holder {
+        match self {
+            HolderList::Many(v) => {
+                let holder = v.swap_remove(pos);
+                if v.is_empty() {
+                    // Give the allocation back: an idle entry owns no heap memory.
+                    *v = Vec::new();
+                }
+                holder
+            }
+            HolderList::One(_) => {
+                assert_eq!(pos, 0, "holder index out of bounds");
+                let HolderList::One(holder) = std::mem::take(self) else {
+                    unreachable!("matched One above")
+                };
+                holder
+            }
+        }
+    }
+}
+
+/// A FIFO of waiters that costs one pointer while empty (most keys never have a waiter).
+///
+/// The box is deliberate (against `clippy::box_collection`): an empty `VecDeque` is 32
+/// bytes inline in every key's entry, the box 8; the extra allocation exists only while
+/// somebody waits.
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)]
+pub struct Queue(Option<Box<VecDeque<Arc<Waiter>>>>);
+
+impl Queue {
+    /// Whether nobody waits.
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|q| q.is_empty())
+    }
+
+    /// Waiters queued.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    /// The head waiter.
+    pub fn front(&self) -> Option<&Arc<Waiter>> {
+        self.0.as_ref().and_then(|q| q.front())
+    }
+
+    /// Appends a waiter.
+    pub fn push_back(&mut self, waiter: Arc<Waiter>) {
+        self.0.get_or_insert_default().push_back(waiter);
+    }
+
+    /// Removes the head waiter; frees the storage when the queue empties.
+    pub fn pop_front(&mut self) -> Option<Arc<Waiter>> {
+        let q = self.0.as_mut()?;
+        let head = q.pop_front();
+        if q.is_empty() {
+            self.0 = None;
+        }
+        head
+    }
+
+    /// The waiters, head first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Waiter>> {
+        self.0.iter().flat_map(|q| q.iter())
+    }
+
+    /// Keeps only the waiters for which `f` is true.
+    pub fn retain(&mut self, f: impl FnMut(&Arc<Waiter>) -> bool) {
+        if let Some(q) = self.0.as_mut() {
+            q.retain(f);
+            if q.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    /// Position of `seq` (Ok) or where it belongs (Err), by arrival order.
+    fn search(&self, seq: u64) -> Result<usize, usize> {
+        match &self.0 {
+            Some(q) => q.binary_search_by_key(&seq, |w| w.seq),
+            None => Err(0),
+        }
+    }
+}
+
+impl IntoIterator for Queue {
+    type Item = Arc<Waiter>;
+    type IntoIter = std::iter::Flatten<std::option::IntoIter<VecDeque<Arc<Waiter>>>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.map(|q| *q).into_iter().flatten()
+    }
 }
 
 /// A semaphore: capacity plus holds counted in permits.
@@ -138,9 +291,14 @@ impl Holds {
 
     /// Removes `waiter` from the queue; true if it was there.
     pub fn dequeue(&mut self, waiter: &Waiter) -> bool {
-        match self.queue.binary_search_by_key(&waiter.seq, |w| w.seq) {
+        match self.queue.search(waiter.seq) {
             Ok(pos) => {
-                self.queue.remove(pos);
+                if let Some(q) = self.queue.0.as_mut() {
+                    q.remove(pos);
+                    if q.is_empty() {
+                        self.queue.0 = None;
+                    }
+                }
                 true
             }
             Err(_) => false,
@@ -149,11 +307,8 @@ impl Holds {
 
     /// Inserts `waiter` at its place in global arrival order.
     pub fn enqueue(&mut self, waiter: Arc<Waiter>) {
-        let pos = self
-            .queue
-            .binary_search_by_key(&waiter.seq, |w| w.seq)
-            .unwrap_or_else(|pos| pos);
-        self.queue.insert(pos, waiter);
+        let pos = self.queue.search(waiter.seq).unwrap_or_else(|pos| pos);
+        self.queue.0.get_or_insert_default().insert(pos, waiter);
     }
 }
 

@@ -2,6 +2,7 @@
 //! state change passes (each updates memory, schedules or cancels the timer and emits its
 //! [`Record`]), plus the hand-off machinery (`pump`) that serves queues when holds end.
 
+use std::collections::hash_map::Entry::Occupied;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,13 +17,15 @@ use crate::persist::{HoldKind, Record};
 use crate::resp::Reply;
 use crate::wheel::Wheel;
 
-/// What a timer in the wheel stands for.
+/// What a timer in the wheel stands for: the key whose hold lease or string expiry it ends.
+///
+/// Which hold (or whether the string's expiry) is found at expiry by the timer id itself:
+/// every hold and string stores its `TimerId`, and a fired id matches only the hold or
+/// string it was scheduled for (ids are generational). Carrying no token keeps a timer at
+/// one `Bytes` handle.
 #[derive(Debug)]
-pub(crate) enum Due {
-    /// The lease of the hold with `token` on `key`.
-    Hold { key: Bytes, token: i64 },
-    /// The expiry of string `key`.
-    Str { key: Bytes },
+pub(crate) struct Due {
+    pub(crate) key: Bytes,
 }
 
 /// The keys of one shard and their timers.
@@ -91,7 +94,7 @@ impl Shard {
                     continue;
                 }
             };
-            for h in holders {
+            for h in holders.iter() {
                 f(Record::Grant {
                     key: key.clone(),
                     owner: h.owner.clone(),
@@ -136,14 +139,7 @@ impl Tx<'_> {
         token: i64,
         deadline: Instant,
     ) {
-        let timer = self.schedule(
-            key,
-            deadline,
-            Due::Hold {
-                key: key.clone(),
-                token,
-            },
-        );
+        let timer = self.schedule(key, deadline, Due { key: key.clone() });
         if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
             holds.holders.push(Holder {
                 owner: owner.clone(),
@@ -172,14 +168,7 @@ impl Tx<'_> {
             // renewed a hold whose lease is due later in the batch, e.g. an MLOCK that counts
             // the owner's held key as granted): the renewed lease needs a timer of its own.
             // Found by tests/model.rs.
-            let timer = self.schedule(
-                key,
-                deadline,
-                Due::Hold {
-                    key: key.clone(),
-                    token,
-                },
-            );
+            let timer = self.schedule(key, deadline, Due { key: key.clone() });
             if let Some(h) = self
                 .entry(key)
                 .and_then(Entry::holds_mut)
@@ -214,7 +203,7 @@ impl Tx<'_> {
         self.shard(key)
             .entries
             .entry(key.clone())
-            .or_insert_with(|| Entry::Lock(Holds::default()));
+            .or_insert_with(|| Entry::Lock(Box::default()));
     }
 
     /// Drops `key` if it is a lock with no holders and no waiters.
@@ -235,10 +224,10 @@ impl Tx<'_> {
             _ => {
                 shard.entries.insert(
                     key.clone(),
-                    Entry::Sem(Semaphore {
+                    Entry::Sem(Box::new(Semaphore {
                         capacity,
                         holds: Holds::default(),
-                    }),
+                    })),
                 );
             }
         }
@@ -260,7 +249,7 @@ impl Tx<'_> {
                 }
             }
             other => {
-                for h in other.holds().map(|h| h.holders.as_slice()).unwrap_or(&[]) {
+                for h in other.holds().map(|h| &h.holders[..]).unwrap_or(&[]) {
                     shard.wheel.cancel(h.timer);
                 }
             }
@@ -275,13 +264,13 @@ impl Tx<'_> {
     /// ms) or never. Replaces an existing string; the caller checked the key's kind.
     pub(crate) fn put_str(&mut self, key: &Bytes, value: Bytes, expiry: Option<(Instant, u64)>) {
         self.cancel_str_timer(key);
-        let timer = expiry.map(|(d, _)| (d, self.schedule(key, d, Due::Str { key: key.clone() })));
+        let timer = expiry.map(|(d, _)| (d, self.schedule(key, d, Due { key: key.clone() })));
         self.shard(key).entries.insert(
             key.clone(),
-            Entry::Str(StrValue {
+            Entry::Str(Box::new(StrValue {
                 value: value.clone(),
                 expiry: timer,
-            }),
+            })),
         );
         self.emit(Record::StrSet {
             key: key.clone(),
@@ -293,7 +282,7 @@ impl Tx<'_> {
     /// Sets or clears the expiry of string `key` (which exists).
     pub(crate) fn set_str_expiry(&mut self, key: &Bytes, expiry: Option<(Instant, u64)>) {
         self.cancel_str_timer(key);
-        let timer = expiry.map(|(d, _)| (d, self.schedule(key, d, Due::Str { key: key.clone() })));
+        let timer = expiry.map(|(d, _)| (d, self.schedule(key, d, Due { key: key.clone() })));
         if let Some(Entry::Str(s)) = self.entry(key) {
             s.expiry = timer;
         }
@@ -305,13 +294,10 @@ impl Tx<'_> {
 
     fn cancel_str_timer(&mut self, key: &[u8]) {
         let shard = self.shard(key);
-        if let Some(Entry::Str(StrValue {
-            expiry: Some((_, timer)),
-            ..
-        })) = shard.entries.get(key)
-        {
-            let timer = *timer;
-            shard.wheel.cancel(timer);
+        if let Some(Entry::Str(s)) = shard.entries.get(key) {
+            if let Some((_, timer)) = s.expiry {
+                shard.wheel.cancel(timer);
+            }
         }
     }
 }
@@ -547,43 +533,97 @@ impl Tx<'_> {
     }
 
     /// Ends the due leases of shard `index` (the only shard this section holds), at most
-    /// `budget`. Returns how many ended.
+    /// `budget`. Returns how many timers fired.
+    ///
+    /// The common case (a hold with nobody queued behind it) is served in place with one
+    /// hash lookup per lease; a lease whose key has waiters goes through `pump` at once, so
+    /// records and hand-offs keep their firing order. Records are built only when a sink
+    /// takes them.
     pub(crate) fn expire_shard(&mut self, index: usize, budget: usize) -> usize {
+        /// Timers taken from the wheel per pass: bounds the scratch buffer.
+        const CHUNK: usize = 1024;
         let now = self.now.mono;
-        let mut due = Vec::new();
-        let Some((_, guard)) = self.guards.iter_mut().find(|(i, _)| *i == index) else {
-            return 0;
-        };
-        let n = guard.wheel.poll(now, budget, &mut due);
-        for (timer, what) in due {
-            match what {
-                Due::Hold { key, token } => {
-                    // A hold renewed since the poll (by a hand-off earlier in this batch) is
-                    // not due any more: its lease never ends before its deadline.
-                    let owner = self
-                        .entry(&key)
-                        .and_then(|e| e.holds())
-                        .and_then(|h| h.holders.iter().find(|h| h.token == token))
-                        .filter(|h| h.deadline <= now)
-                        .map(|h| h.owner.clone());
-                    if let Some(owner) = owner {
-                        self.release_hold(&key, &owner);
-                        metrics::counter!(crate::metrics::LEASES_EXPIRED).increment(1);
-                        self.pump(&key);
+        let logging = !self.replaying && self.table.shared.sink.is_some();
+        let mut due = Vec::with_capacity(budget.min(CHUNK));
+        let mut records = Vec::new();
+        let mut fired = 0;
+        let mut ended = 0u64;
+        while fired < budget {
+            let want = (budget - fired).min(CHUNK);
+            let n = match self.guards.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, guard)) => guard.wheel.poll(now, want, &mut due),
+                None => return fired,
+            };
+            fired += n;
+            let mut batch = due.drain(..);
+            loop {
+                let mut hand_off = None;
+                let Some((_, guard)) = self.guards.iter_mut().find(|(i, _)| *i == index) else {
+                    return fired;
+                };
+                let shard: &mut Shard = guard;
+                for (timer, Due { key }) in batch.by_ref() {
+                    let Occupied(mut slot) = shard.entries.entry(key) else {
+                        continue;
+                    };
+                    let holds = match slot.get_mut() {
+                        Entry::Str(s) => {
+                            if s.expiry.is_some_and(|(_, t)| t == timer) {
+                                let (key, _) = slot.remove_entry();
+                                if logging {
+                                    records.push(Record::Delete { key });
+                                }
+                            }
+                            continue;
+                        }
+                        Entry::Lock(h) => &mut **h,
+                        Entry::Sem(s) => &mut s.holds,
+                    };
+                    // The hold this timer was scheduled for. A hold renewed after the poll
+                    // (by a hand-off earlier in this batch) got a new timer, so it is not
+                    // found: its lease never ends before its deadline.
+                    let Some(pos) = holds.holders.iter().position(|h| h.timer == timer) else {
+                        continue;
+                    };
+                    let holder = holds.holders.swap_remove(pos);
+                    debug_assert!(holder.deadline <= now, "lease ended before its deadline");
+                    ended += 1;
+                    let waiters = !holds.queue.is_empty();
+                    let idle = holds.holders.is_empty() && matches!(slot.get(), Entry::Lock(_));
+                    let key = if !waiters && idle {
+                        slot.remove_entry().0
+                    } else {
+                        slot.key().clone()
+                    };
+                    if logging || waiters {
+                        if waiters {
+                            hand_off = Some(key.clone());
+                        }
+                        records.push(Record::Release {
+                            key,
+                            owner: holder.owner,
+                        });
+                    }
+                    if hand_off.is_some() {
+                        break;
                     }
                 }
-                Due::Str { key } => {
-                    let current = matches!(
-                        self.entry(&key),
-                        Some(Entry::Str(StrValue { expiry: Some((_, t)), .. })) if *t == timer
-                    );
-                    if current {
-                        self.remove_key(&key);
-                    }
+                for record in records.drain(..) {
+                    self.emit(record);
+                }
+                match hand_off {
+                    Some(key) => self.pump(&key),
+                    None => break,
                 }
             }
+            if n < want {
+                break;
+            }
         }
-        n
+        if ended > 0 {
+            metrics::counter!(crate::metrics::LEASES_EXPIRED).increment(ended);
+        }
+        fired
     }
 
     /// Applies a recovered record without emitting it again.

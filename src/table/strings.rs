@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::entry::{Entry, StrValue};
+use super::entry::Entry;
 use super::Tx;
 use crate::error::RespError;
 use crate::resp::Reply;
@@ -76,9 +76,10 @@ impl Tx<'_> {
         let now = self.now;
         match self.entry(key) {
             None => Ok(None),
-            Some(Entry::Str(StrValue { value, expiry })) => Ok(Some((
-                value.clone(),
-                expiry.map(|(d, _)| (d, now.wall_ms.saturating_add(now.ms_until(d) as u64))),
+            Some(Entry::Str(s)) => Ok(Some((
+                s.value.clone(),
+                s.expiry
+                    .map(|(d, _)| (d, now.wall_ms.saturating_add(now.ms_until(d) as u64))),
             ))),
             Some(_) => Err(RespError::WRONGTYPE),
         }
