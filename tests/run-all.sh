@@ -3,8 +3,9 @@
 # interop suites with real client libraries against a real Redis and against baton.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# A fixed seed keeps CI reproducible; run without it locally to explore new cases
-# (open model failures found that way: tests/model-open-failures.txt).
+# A fixed seed keeps CI reproducible; `PROPTEST_RNG_SEED=$RANDOM bash tests/run-all.sh`
+# (or plain `cargo test`) explores new cases. Shrunk failures become plain tests in
+# tests/model.rs.
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261201}"
 cargo test --all-targets
 cargo build --bin baton

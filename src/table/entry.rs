@@ -274,18 +274,13 @@ impl Holds {
         self.holders.is_empty() && self.queue.is_empty()
     }
 
-    /// Waiters as PROTOCOL.md counts them: an MLOCK whose owner holds this key exclusively
-    /// sits in the queue only to keep its arrival place should the hold end; it does not
-    /// wait for the key meanwhile.
+    /// Waiters as PROTOCOL.md counts them: an MLOCK whose owner held this key exclusively
+    /// when it asked, and still does, sits in the queue only to keep its arrival place
+    /// should that hold end; it does not wait for the key meanwhile.
     pub fn visible_waiters(&self) -> usize {
         self.queue
             .iter()
-            .filter(|w| {
-                !(w.multi
-                    && self
-                        .holder(&w.owner)
-                        .is_some_and(|h| h.kind == HoldKind::Exclusive))
-            })
+            .filter(|w| !self.holder(&w.owner).is_some_and(|h| w.owns(h.token)))
             .count()
     }
 

@@ -133,17 +133,18 @@ impl Tx<'_> {
         ttl_ms: u64,
         wait: bool,
     ) -> Result<Outcome, RespError> {
+        // Per key: the token of the owner's exclusive hold there, if any.
         let mut held = Vec::with_capacity(keys.len());
         let mut all_free = true;
         for key in keys {
             match self.entry(key) {
-                None => held.push(false),
+                None => held.push(None),
                 Some(Entry::Lock(holds)) => match holds.holder(owner) {
-                    Some(h) if h.kind == HoldKind::Exclusive => held.push(true),
+                    Some(h) if h.kind == HoldKind::Exclusive => held.push(Some(h.token)),
                     Some(_) => return Err(RespError::OTHER_MODE),
                     None => {
                         all_free &= holds.is_idle();
-                        held.push(false);
+                        held.push(None);
                     }
                 },
                 Some(_) => return Err(RespError::WRONGTYPE),
@@ -152,7 +153,7 @@ impl Tx<'_> {
         if all_free {
             let mut tokens = Vec::with_capacity(keys.len());
             for (key, held) in keys.iter().zip(&held) {
-                let renewed = if *held {
+                let renewed = if held.is_some() {
                     self.renew_hold(key, owner, ttl_ms)
                 } else {
                     None
@@ -179,9 +180,10 @@ impl Tx<'_> {
             ttl_ms,
             keys.to_vec(),
             true,
+            held,
         );
         let waiter = Arc::new(waiter);
-        // Also on the keys the owner holds: they count as granted while the hold lasts, and
+        // Also on the keys the owner holds: they count as granted while that hold lasts, and
         // if it ends first the MLOCK waits for that key at its arrival place.
         for key in keys {
             self.ensure_lock(key);

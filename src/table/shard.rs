@@ -322,7 +322,15 @@ impl Tx<'_> {
                 return Err(err);
             }
         };
-        let (waiter, rx) = Waiter::new(seq, owner.clone(), kind, ttl_ms, vec![key.clone()], false);
+        let (waiter, rx) = Waiter::new(
+            seq,
+            owner.clone(),
+            kind,
+            ttl_ms,
+            vec![key.clone()],
+            false,
+            Vec::new(),
+        );
         let waiter = Arc::new(waiter);
         if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
             holds.queue.push_back(waiter.clone());
@@ -413,7 +421,7 @@ impl Tx<'_> {
     }
 
     /// Grants multi-key waiter `w` if, on every key, it heads the queue of a free key or
-    /// its owner holds the key exclusively; all of its keys' shards are held. Returns true if
+    /// its owner still has the exclusive hold it had there when it asked; all of its keys' shards are held. Returns true if
     /// it was granted (or found finished), i.e. the queues changed.
     pub(crate) fn examine_multi(&mut self, w: &Arc<Waiter>) -> bool {
         if !w.is_pending() {
@@ -423,9 +431,7 @@ impl Tx<'_> {
             self.entry(key)
                 .and_then(|e| e.holds())
                 .is_some_and(|holds| {
-                    let own = holds
-                        .holder(&w.owner)
-                        .is_some_and(|h| h.kind == HoldKind::Exclusive);
+                    let own = holds.holder(&w.owner).is_some_and(|h| w.owns(h.token));
                     let heads = holds.queue.front().is_some_and(|h| h.seq == w.seq);
                     own || heads && holds.holders.is_empty()
                 })

@@ -45,6 +45,10 @@ pub struct Waiter {
     pub keys: Vec<Bytes>,
     /// Whether this is an MLOCK (reply is an array).
     pub multi: bool,
+    /// MLOCK only, per key: the token of the owner's exclusive hold when it asked. That hold
+    /// counts as granted for as long as it lasts (renewals keep the token); any other hold
+    /// of the owner, made while this waits, does not.
+    pub own_tokens: Vec<Option<i64>>,
     /// Where to send the outcome; None once sent or cancelled.
     sender: Mutex<Option<oneshot::Sender<WaitResult>>>,
 }
@@ -58,6 +62,7 @@ impl Waiter {
         ttl_ms: u64,
         keys: Vec<Bytes>,
         multi: bool,
+        own_tokens: Vec<Option<i64>>,
     ) -> (Waiter, oneshot::Receiver<WaitResult>) {
         let (tx, rx) = oneshot::channel();
         let waiter = Waiter {
@@ -67,6 +72,7 @@ impl Waiter {
             ttl_ms,
             keys,
             multi,
+            own_tokens,
             sender: Mutex::new(Some(tx)),
         };
         (waiter, rx)
@@ -83,6 +89,11 @@ impl Waiter {
             Some(tx) => tx.send(result).is_ok(),
             None => false,
         }
+    }
+
+    /// Whether `token` is the owner's hold on one of the keys when this MLOCK asked.
+    pub(crate) fn owns(&self, token: i64) -> bool {
+        self.own_tokens.contains(&Some(token))
     }
 
     /// Marks the waiter finished without a reply (cancelled); true if it was pending.
