@@ -6,6 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+/// The server's allocator (src/main.rs), so that the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use baton::persist::HoldKind;
 use baton::table::{LockTable, Now, TableConfig};
 use bytes::Bytes;

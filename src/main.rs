@@ -6,6 +6,12 @@ use clap::Parser;
 
 use baton::config::Config;
 
+/// mimalloc instead of glibc malloc: ending 1M leases at once took 1.5 s with glibc (40% of
+/// it in free-chunk consolidation) and 0.6 s with mimalloc, at the same memory per lock
+/// (`cargo run --release --example lock_memory`; jemalloc: 0.78 s and +25% memory).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::parse();
     tracing_subscriber::fmt()
