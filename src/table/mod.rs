@@ -299,8 +299,14 @@ impl LockTable {
     /// Ends the leases (and string expiries) due at `now`, at most `budget` of them.
     /// Returns how many ended; when it equals `budget`, more may be due.
     pub fn expire(&self, now: Now, budget: usize) -> usize {
+        self.expire_shards(0..self.shards.len(), now, budget)
+    }
+
+    /// [`LockTable::expire`] for the shards in `shards` only (the expirer splits the shards
+    /// among workers that run in parallel; each shard is locked on its own).
+    pub fn expire_shards(&self, shards: std::ops::Range<usize>, now: Now, budget: usize) -> usize {
         let mut done = 0;
-        for i in 0..self.shards.len() {
+        for i in shards.start..shards.end.min(self.shards.len()) {
             if done >= budget {
                 break;
             }
