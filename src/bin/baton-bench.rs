@@ -1,8 +1,9 @@
 //! `baton-bench`: a load generator for lock workloads.
 //!
 //! `redis-benchmark` can neither run acquire/release cycles nor blocking waits, so this
-//! tool speaks RESP2 by hand over a tokio `TcpStream` (requests encoded here, replies
-//! parsed minimally) and drives one of these workloads (`--workload`):
+//! tool speaks RESP2 by hand over a tokio `TcpStream` (the minimal client in
+//! `common/resp_client.rs`, shared with `baton-scenarios`) and drives one of these
+//! workloads (`--workload`):
 //!
 //! - `ping`: `PING`, optionally pipelined (`-P`).
 //! - `native-cycle`: `LOCK key owner ttl` on a random key, then `UNLOCK key owner`.
@@ -30,21 +31,17 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 
-/// Errors of this tool: I/O, protocol surprises and setup failures, all as text.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+#[path = "common/resp_client.rs"]
+mod resp_client;
+
+use resp_client::{BoxError, Conn, Reply};
 
 /// The standard Redlock release script (compare-and-delete), as the Redis docs give it.
 const RELEASE_SCRIPT: &str = "if redis.call(\"get\",KEYS[1]) == ARGV[1] then\n    return redis.call(\"del\",KEYS[1])\nelse\n    return 0\nend";
 
 /// The key every client of a hot-key workload fights over.
 const HOT_KEY: &str = "bench:hot";
-
-/// Largest bulk reply accepted (a bench never expects big values).
-const MAX_BULK: usize = 64 * 1024 * 1024;
 
 /// Highest latency the histograms track, in nanoseconds (60 s).
 const MAX_TRACKED_NS: u64 = 60_000_000_000;
@@ -152,168 +149,6 @@ struct Args {
     /// Runtime worker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-}
-
-/// One parsed reply; array contents are read and discarded (no workload needs them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Reply {
-    /// `+...`
-    Status(Vec<u8>),
-    /// `-...`
-    Error(String),
-    /// `:n`
-    Int(i64),
-    /// `$n` with its bytes.
-    Bulk(Vec<u8>),
-    /// `$-1` or `*-1`.
-    Nil,
-    /// `*n`: only the element count is kept.
-    Array(usize),
-}
-
-/// Makes an `InvalidData` error for a reply this tool cannot read.
-fn protocol_error(what: impl Into<String>) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, what.into())
-}
-
-/// Parses the decimal integer of a RESP header line.
-fn parse_int(digits: &[u8]) -> std::io::Result<i64> {
-    std::str::from_utf8(digits)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| protocol_error(format!("bad integer {:?}", String::from_utf8_lossy(digits))))
-}
-
-/// One connection: a buffered reader for replies and an output buffer for requests.
-struct Conn {
-    /// Reply side.
-    rd: BufReader<OwnedReadHalf>,
-    /// Request side.
-    wr: OwnedWriteHalf,
-    /// Requests encoded but not yet written.
-    out: Vec<u8>,
-    /// Scratch buffer for header lines.
-    line: Vec<u8>,
-}
-
-impl Conn {
-    /// Connects with Nagle off (the requests are small and latency matters).
-    async fn connect(addr: &str) -> Result<Self, BoxError> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        stream.set_nodelay(true)?;
-        let (rd, wr) = stream.into_split();
-        Ok(Conn {
-            rd: BufReader::with_capacity(64 * 1024, rd),
-            wr,
-            out: Vec::with_capacity(16 * 1024),
-            line: Vec::with_capacity(128),
-        })
-    }
-
-    /// Encodes one command as a RESP array of bulk strings into the output buffer.
-    fn push(&mut self, args: &[&[u8]]) {
-        let out = &mut self.out;
-        out.push(b'*');
-        out.extend_from_slice(itoa::Buffer::new().format(args.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for arg in args {
-            out.push(b'$');
-            out.extend_from_slice(itoa::Buffer::new().format(arg.len()).as_bytes());
-            out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(arg);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-
-    /// Writes every encoded request.
-    async fn flush(&mut self) -> std::io::Result<()> {
-        self.wr.write_all(&self.out).await?;
-        self.out.clear();
-        Ok(())
-    }
-
-    /// Reads one header line (`\r\n` stripped) into `self.line`.
-    async fn read_line(&mut self) -> std::io::Result<()> {
-        self.line.clear();
-        let n = self.rd.read_until(b'\n', &mut self.line).await?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "server closed the connection",
-            ));
-        }
-        if self.line.len() < 3 || !self.line.ends_with(b"\r\n") {
-            return Err(protocol_error("reply line without CRLF"));
-        }
-        self.line.truncate(self.line.len() - 2);
-        Ok(())
-    }
-
-    /// Reads one complete reply (arrays are skipped element by element, nested too).
-    async fn read(&mut self) -> std::io::Result<Reply> {
-        let top = self.read_one().await?;
-        let mut pending = match top {
-            Reply::Array(n) => n,
-            _ => return Ok(top),
-        };
-        while pending > 0 {
-            pending -= 1;
-            if let Reply::Array(n) = self.read_one().await? {
-                pending = pending.saturating_add(n);
-            }
-        }
-        Ok(top)
-    }
-
-    /// Reads one RESP2 value; for an array only its header.
-    async fn read_one(&mut self) -> std::io::Result<Reply> {
-        self.read_line().await?;
-        let kind = self.line[0];
-        let body = &self.line[1..];
-        match kind {
-            b'+' => Ok(Reply::Status(body.to_vec())),
-            b'-' => Ok(Reply::Error(String::from_utf8_lossy(body).into_owned())),
-            b':' => Ok(Reply::Int(parse_int(body)?)),
-            b'$' => {
-                let len = parse_int(body)?;
-                if len < 0 {
-                    return Ok(Reply::Nil);
-                }
-                let len = usize::try_from(len)
-                    .ok()
-                    .filter(|&l| l <= MAX_BULK)
-                    .ok_or_else(|| protocol_error("bulk reply too long"))?;
-                let mut data = vec![0u8; len + 2];
-                self.rd.read_exact(&mut data).await?;
-                if !data.ends_with(b"\r\n") {
-                    return Err(protocol_error("bulk reply without CRLF"));
-                }
-                data.truncate(len);
-                Ok(Reply::Bulk(data))
-            }
-            b'*' => {
-                let len = parse_int(body)?;
-                if len < 0 {
-                    return Ok(Reply::Nil);
-                }
-                let len = usize::try_from(len).map_err(|_| protocol_error("bad array length"))?;
-                Ok(Reply::Array(len))
-            }
-            other => Err(protocol_error(format!(
-                "unexpected reply type byte {:?}",
-                char::from(other)
-            ))),
-        }
-    }
-
-    /// Sends one command and reads its reply.
-    async fn call(&mut self, args: &[&[u8]]) -> std::io::Result<Reply> {
-        self.push(args);
-        self.flush().await?;
-        self.read().await
-    }
 }
 
 /// The compare-and-delete a Redis-style client releases with.

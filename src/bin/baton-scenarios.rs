@@ -15,8 +15,9 @@
 //!   `LOCK hot <owner> 60000 WAIT 0` behind a holder, Redis `BLPOP` on an empty list), the
 //!   rest idle, and reports PING latency from one more connection and the server's RSS.
 //!
-//! Requests are RESP2 encoded here by hand over tokio `TcpStream`s; replies are parsed
-//! minimally. Each run prints a human summary and, as its last line, one JSON object.
+//! Requests are RESP2 encoded by hand over tokio `TcpStream`s and replies parsed minimally,
+//! by the client in `common/resp_client.rs` (shared with `baton-bench`). Each run prints a
+//! human summary and, as its last line, one JSON object.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,15 +26,13 @@ use std::time::{Duration, Instant};
 
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Errors of this tool: I/O, protocol surprises and setup failures, all as text.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+#[path = "common/resp_client.rs"]
+mod resp_client;
 
-/// Largest bulk reply accepted (INFO is the biggest reply expected).
-const MAX_BULK: usize = 16 * 1024 * 1024;
+use resp_client::{dial, encode, BoxError, Conn, Reply};
 
 /// Highest latency the histograms track, in nanoseconds (60 s).
 const MAX_TRACKED_NS: u64 = 60_000_000_000;
@@ -189,176 +188,8 @@ struct ClientsArgs {
     duration_secs: u64,
 }
 
-/// One parsed reply; array contents are read and discarded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Reply {
-    /// `+...`
-    Status(Vec<u8>),
-    /// `-...`
-    Error(String),
-    /// `:n`
-    Int(i64),
-    /// `$n` with its bytes.
-    Bulk(Vec<u8>),
-    /// `$-1` or `*-1`.
-    Nil,
-    /// `*n`: only the element count is kept.
-    Array(usize),
-}
-
-/// Makes an `InvalidData` error for a reply this tool cannot read.
-fn protocol_error(what: impl Into<String>) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, what.into())
-}
-
-/// Parses the decimal integer of a RESP header line.
-fn parse_int(digits: &[u8]) -> std::io::Result<i64> {
-    std::str::from_utf8(digits)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| protocol_error(format!("bad integer {:?}", String::from_utf8_lossy(digits))))
-}
-
-/// Appends one command as a RESP array of bulk strings to `out`.
-fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.push(b'*');
-    out.extend_from_slice(itoa::Buffer::new().format(args.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for arg in args {
-        out.push(b'$');
-        out.extend_from_slice(itoa::Buffer::new().format(arg.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// Opens a TCP connection with Nagle off.
-async fn dial(addr: &str) -> Result<TcpStream, BoxError> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-/// One connection: a buffered reader for replies and an output buffer for requests.
-struct Conn {
-    /// Reply side.
-    rd: BufReader<OwnedReadHalf>,
-    /// Request side.
-    wr: OwnedWriteHalf,
-    /// Requests encoded but not yet written.
-    out: Vec<u8>,
-    /// Scratch buffer for header lines.
-    line: Vec<u8>,
-}
-
+// The queries only the scenarios need, beside the shared client.
 impl Conn {
-    /// Connects with Nagle off.
-    async fn connect(addr: &str) -> Result<Self, BoxError> {
-        let (rd, wr) = dial(addr).await?.into_split();
-        Ok(Conn {
-            rd: BufReader::with_capacity(64 * 1024, rd),
-            wr,
-            out: Vec::with_capacity(128 * 1024),
-            line: Vec::with_capacity(128),
-        })
-    }
-
-    /// Encodes one command into the output buffer.
-    fn push(&mut self, args: &[&[u8]]) {
-        encode(&mut self.out, args);
-    }
-
-    /// Writes every encoded request.
-    async fn flush(&mut self) -> std::io::Result<()> {
-        self.wr.write_all(&self.out).await?;
-        self.out.clear();
-        Ok(())
-    }
-
-    /// Reads one header line (`\r\n` stripped) into `self.line`.
-    async fn read_line(&mut self) -> std::io::Result<()> {
-        self.line.clear();
-        let n = self.rd.read_until(b'\n', &mut self.line).await?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "server closed the connection",
-            ));
-        }
-        if self.line.len() < 3 || !self.line.ends_with(b"\r\n") {
-            return Err(protocol_error("reply line without CRLF"));
-        }
-        self.line.truncate(self.line.len() - 2);
-        Ok(())
-    }
-
-    /// Reads one complete reply (arrays are skipped element by element, nested too).
-    async fn read(&mut self) -> std::io::Result<Reply> {
-        let top = self.read_one().await?;
-        let mut pending = match top {
-            Reply::Array(n) => n,
-            _ => return Ok(top),
-        };
-        while pending > 0 {
-            pending -= 1;
-            if let Reply::Array(n) = self.read_one().await? {
-                pending = pending.saturating_add(n);
-            }
-        }
-        Ok(top)
-    }
-
-    /// Reads one RESP2 value; for an array only its header.
-    async fn read_one(&mut self) -> std::io::Result<Reply> {
-        self.read_line().await?;
-        let kind = self.line[0];
-        let body = &self.line[1..];
-        match kind {
-            b'+' => Ok(Reply::Status(body.to_vec())),
-            b'-' => Ok(Reply::Error(String::from_utf8_lossy(body).into_owned())),
-            b':' => Ok(Reply::Int(parse_int(body)?)),
-            b'$' => {
-                let len = parse_int(body)?;
-                if len < 0 {
-                    return Ok(Reply::Nil);
-                }
-                let len = usize::try_from(len)
-                    .ok()
-                    .filter(|&l| l <= MAX_BULK)
-                    .ok_or_else(|| protocol_error("bulk reply too long"))?;
-                let mut data = vec![0u8; len + 2];
-                self.rd.read_exact(&mut data).await?;
-                if !data.ends_with(b"\r\n") {
-                    return Err(protocol_error("bulk reply without CRLF"));
-                }
-                data.truncate(len);
-                Ok(Reply::Bulk(data))
-            }
-            b'*' => {
-                let len = parse_int(body)?;
-                if len < 0 {
-                    return Ok(Reply::Nil);
-                }
-                let len = usize::try_from(len).map_err(|_| protocol_error("bad array length"))?;
-                Ok(Reply::Array(len))
-            }
-            other => Err(protocol_error(format!(
-                "unexpected reply type byte {:?}",
-                char::from(other)
-            ))),
-        }
-    }
-
-    /// Sends one command and reads its reply.
-    async fn call(&mut self, args: &[&[u8]]) -> std::io::Result<Reply> {
-        self.push(args);
-        self.flush().await?;
-        self.read().await
-    }
-
     /// `DBSIZE` as a number.
     async fn dbsize(&mut self) -> Result<u64, BoxError> {
         match self.call(&[b"DBSIZE"]).await? {
@@ -898,11 +729,7 @@ async fn open_client(
         None => {
             let mut conn = Conn::connect(&addr).await?;
             expect_pong(&mut conn).await?;
-            let stream = conn
-                .rd
-                .into_inner()
-                .reunite(conn.wr)
-                .map_err(|e| format!("reunite: {e}"))?;
+            let stream = conn.into_stream().map_err(|e| format!("reunite: {e}"))?;
             Ok(stream)
         }
     }
