@@ -26,7 +26,7 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
@@ -297,6 +297,15 @@ impl Ctx {
         self.shared.ops.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// The hot key's hand-off state, locked. A client that panicked while holding it
+    /// leaves at most one pairing wrong, so the poison is ignored.
+    fn handoff(&self) -> MutexGuard<'_, Handoff> {
+        self.shared
+            .handoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The release to use (set up before the run for the workloads that need it).
     fn release(&self) -> Result<&Release, BoxError> {
         self.release
@@ -439,11 +448,7 @@ async fn run_cycle(
 /// re-grant, not a hand-off). Returns this grant's number.
 fn on_grant(ctx: &Ctx, stats: &mut Stats, me: usize) -> u64 {
     let now = Instant::now();
-    let mut h = ctx
-        .shared
-        .handoff
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut h = ctx.handoff();
     let gen = h.next_gen;
     h.next_gen += 1;
     match h.release.take() {
@@ -459,11 +464,7 @@ fn on_grant(ctx: &Ctx, stats: &mut Stats, me: usize) -> u64 {
 /// reply came first (as 0, counted as early). `me` is the releasing client.
 fn on_release(ctx: &Ctx, stats: &mut Stats, gen: u64, me: usize) {
     let now = Instant::now();
-    let mut h = ctx
-        .shared
-        .handoff
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut h = ctx.handoff();
     if h.early_grant == Some(gen + 1) {
         h.early_grant = None;
         stats.record(Duration::ZERO);
