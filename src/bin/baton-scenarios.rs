@@ -113,13 +113,10 @@ impl Common {
     }
 }
 
-/// Options of `memory`.
-#[derive(Debug, Clone, ClapArgs)]
-struct MemoryArgs {
-    /// Server and target.
-    #[command(flatten)]
-    common: Common,
-    /// Locks to load.
+/// How many leases `memory` and `expiry` load, and over what (options both take).
+#[derive(Debug, Clone, Copy, ClapArgs)]
+struct LoadArgs {
+    /// Locks (leases) to load.
     #[arg(long, default_value_t = 1_000_000)]
     keys: u64,
     /// Loading connections.
@@ -128,6 +125,17 @@ struct MemoryArgs {
     /// Commands per pipelined batch.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+}
+
+/// Options of `memory`.
+#[derive(Debug, Clone, ClapArgs)]
+struct MemoryArgs {
+    /// Server and target.
+    #[command(flatten)]
+    common: Common,
+    /// The load.
+    #[command(flatten)]
+    load: LoadArgs,
     /// Wait after loading before reading RSS, in ms.
     #[arg(long, default_value_t = 1000)]
     settle_ms: u64,
@@ -139,15 +147,9 @@ struct ExpiryArgs {
     /// Server and target.
     #[command(flatten)]
     common: Common,
-    /// Leases to load.
-    #[arg(long, default_value_t = 1_000_000)]
-    keys: u64,
-    /// Loading connections.
-    #[arg(long, default_value_t = 4)]
-    connections: usize,
-    /// Commands per pipelined batch.
-    #[arg(long, default_value_t = 1000)]
-    batch: usize,
+    /// The load (split into the bulk and the tail below).
+    #[command(flatten)]
+    load: LoadArgs,
     /// Start of the one-second window the deadlines fall in, in ms after loading starts.
     /// Every lease's ttl is computed at send time so that its deadline is this instant
     /// plus uniform(0..1000) ms; loading must end well before (the idle gap is reported).
@@ -388,18 +390,18 @@ async fn load_range(
     Ok(stats)
 }
 
-/// Loads `keys` leases over `connections` connections; returns the merged figures.
+/// Loads `shape.keys` leases, keys `lock:<first_key>` onwards, spread over
+/// `shape.connections` connections in batches of `shape.batch`; returns the merged figures.
 async fn load(
     common: &Common,
     first_key: u64,
-    keys: u64,
-    connections: usize,
-    batch: usize,
+    shape: LoadArgs,
     plan: TtlPlan,
     origin: Instant,
 ) -> Result<LoadStats, BoxError> {
-    let connections = connections.max(1) as u64;
-    let batch = batch.max(1);
+    let keys = shape.keys;
+    let connections = shape.connections.max(1) as u64;
+    let batch = shape.batch.max(1);
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..connections {
         let range = first_key + keys * c / connections..first_key + keys * (c + 1) / connections;
@@ -474,16 +476,7 @@ async fn run_memory(args: MemoryArgs) -> Result<(), BoxError> {
     let (rss_before, source) = server_rss(&mut ctl, common).await?;
     let used_before = ctl.info_field("memory", "used_memory").await?;
     let origin = Instant::now();
-    let stats = load(
-        common,
-        0,
-        args.keys,
-        args.connections,
-        args.batch,
-        TtlPlan::Fixed(HELD_TTL_MS),
-        origin,
-    )
-    .await?;
+    let stats = load(common, 0, args.load, TtlPlan::Fixed(HELD_TTL_MS), origin).await?;
     let load_secs = origin.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
     let keys_after = ctl.dbsize().await?;
@@ -525,7 +518,7 @@ async fn run_memory(args: MemoryArgs) -> Result<(), BoxError> {
     println!(
         "{{\"scenario\":\"memory\",\"target\":\"{}\",\"keys\":{},\"loaded\":{},\"failed\":{},\"held\":{},\"load_secs\":{:.3},\"rss_source\":\"{}\",\"rss_before\":{},\"rss_after\":{},\"bytes_per_lock\":{:.1},\"used_memory_bytes_per_lock\":{}}}",
         common.target.name(),
-        args.keys,
+        args.load.keys,
         stats.ok,
         stats.failed,
         held,
@@ -575,14 +568,15 @@ async fn run_expiry(args: ExpiryArgs) -> Result<(), BoxError> {
     }
     let origin = Instant::now();
     let window_ns = args.window_at_ms * 1_000_000;
-    let tail = args.tail.min(args.keys);
-    let bulk = args.keys - tail;
+    let tail = args.tail.min(args.load.keys);
+    let bulk = args.load.keys - tail;
     let mut stats = load(
         common,
         0,
-        bulk,
-        args.connections,
-        args.batch,
+        LoadArgs {
+            keys: bulk,
+            ..args.load
+        },
         TtlPlan::Window {
             window_ns,
             spread_ms: args.bulk_spread_ms.min(999),
@@ -594,9 +588,11 @@ async fn run_expiry(args: ExpiryArgs) -> Result<(), BoxError> {
         let tail_stats = load(
             common,
             bulk,
-            tail,
-            1,
-            tail as usize,
+            LoadArgs {
+                keys: tail,
+                connections: 1,
+                batch: tail as usize,
+            },
             TtlPlan::Window {
                 window_ns: window_ns + 999_000_000,
                 spread_ms: 1,
@@ -690,7 +686,7 @@ async fn run_expiry(args: ExpiryArgs) -> Result<(), BoxError> {
     println!("  {}", hist_line("PING during the expiry", &during));
     println!(
         "{{\"scenario\":\"expiry\",\"target\":\"{target}\",\"keys\":{},\"loaded\":{},\"failed\":{},\"peak_dbsize\":{peak_keys},\"load_ms\":{},\"idle_before_window_ms\":{},\"lateness_ms\":{late_json},\"lateness_upper_ms\":{late_upper_json},\"lateness_lower_ms\":{late_lower_json},\"left_at_give_up\":{},\"polls\":{polls},{},{}}}",
-        args.keys,
+        args.load.keys,
         stats.ok,
         stats.failed,
         ms(loaded_ns),
