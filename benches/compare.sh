@@ -20,6 +20,7 @@
 # Defaults: 5 rounds of 3 s per run: (7 rows x 2 servers + 6 durability configurations)
 # x 5 rounds, about 6 minutes.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 ROUNDS=5
 DURATION=3
@@ -42,30 +43,12 @@ while [[ $# -gt 0 ]]; do
         --dur-port) DUR_PORT="$2"; shift 2 ;;
         --dur-connections) DUR_CONNS="$2"; shift 2 ;;
         --dur-dir) DUR_DIR="$2"; shift 2 ;;
-        --out) OUT_DIR="$2"; shift 2 ;;
-        --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
-        *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+        *) bench_common_arg "$@"; shift "$SHIFT_BY" ;;
     esac
 done
 
-cd "$(dirname "$0")/.."
-
-if [[ $BUILD -eq 1 ]]; then
-    cargo build --release --bin baton --bin baton-bench
-fi
-BATON=target/release/baton
+bench_setup baton-bench
 BENCH=target/release/baton-bench
-
-# Redis comes from the distribution's packages when missing (the machine runs as root).
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-    if [[ $(id -u) -ne 0 ]]; then
-        echo "compare.sh: redis-server/redis-cli missing and not root to install them" >&2
-        exit 1
-    fi
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools
-fi
 
 WORK=$(mktemp -d)
 if [[ -z $DUR_DIR ]]; then DUR_DIR=$WORK/dur; fi
@@ -76,13 +59,7 @@ REDIS_PID=
 DUR_PID=
 STARTED=$(date +%s)
 cleanup() {
-    # Only the processes this script started, by their PIDs.
-    for pid in $BATON_PID $REDIS_PID $DUR_PID; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in $BATON_PID $REDIS_PID $DUR_PID; do
-        wait "$pid" 2>/dev/null || true
-    done
+    bench_stop "$BATON_PID" "$REDIS_PID" "$DUR_PID"
     rm -rf "$DUR_BASE" "$WORK"
 }
 trap cleanup EXIT
@@ -90,20 +67,8 @@ trap 'exit 130' INT TERM
 
 "$BATON" --port "$BATON_PORT" --persistence off >"$WORK/baton.log" 2>&1 &
 BATON_PID=$!
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize no >"$WORK/redis.log" 2>&1 &
+bench_redis "$REDIS_PORT" "$WORK/redis.log" --appendonly no
 REDIS_PID=$!
-
-wait_up() {
-    local port=$1 i
-    for i in $(seq 100); do
-        if [[ $(redis-cli -p "$port" PING 2>/dev/null) == PONG ]]; then return 0; fi
-        sleep 0.1
-    done
-    echo "compare.sh: server on port $port did not come up" >&2
-    cat "$WORK"/*.log >&2
-    exit 1
-}
 wait_up "$BATON_PORT"
 wait_up "$REDIS_PORT"
 
@@ -157,8 +122,7 @@ start_dur() {
     if [[ $server == baton ]]; then
         "$BATON" --port "$DUR_PORT" $flags --dir "$dir" >"$WORK/dur-$id.log" 2>&1 &
     else
-        redis-server --port "$DUR_PORT" --bind 127.0.0.1 --save '' $flags --dir "$dir" \
-            --daemonize no >"$WORK/dur-$id.log" 2>&1 &
+        bench_redis "$DUR_PORT" "$WORK/dur-$id.log" $flags --dir "$dir"
     fi
     DUR_PID=$!
     wait_up "$DUR_PORT"
@@ -167,8 +131,7 @@ start_dur() {
 # Stops the running durability server (SIGTERM, then waits for it) and drops its data.
 stop_dur() {
     local id=$1 round=$2
-    kill "$DUR_PID" 2>/dev/null || true
-    wait "$DUR_PID" 2>/dev/null || true
+    bench_stop "$DUR_PID"
     DUR_PID=
     rm -rf "${DUR_BASE:?}/$id-$round"
 }

@@ -11,6 +11,7 @@
 # --keys: leases for memory and expiry (default 1000000); --big adds a 10M-lock memory
 # run. Defaults take about 3 minutes after the build.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 KEYS=1000000
 BIG=0
@@ -27,32 +28,12 @@ while [[ $# -gt 0 ]]; do
         --big) BIG=1; shift ;;
         --connections) CONNS="$2"; shift 2 ;;
         --blocked) BLOCKED="$2"; shift 2 ;;
-        --baton-port) BATON_PORT="$2"; shift 2 ;;
-        --redis-port) REDIS_PORT="$2"; shift 2 ;;
-        --out) OUT_DIR="$2"; shift 2 ;;
-        --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-        *) echo "scenarios.sh: unknown argument $1" >&2; exit 2 ;;
+        *) bench_common_arg "$@"; shift "$SHIFT_BY" ;;
     esac
 done
 
-cd "$(dirname "$0")/.."
-
-if [[ $BUILD -eq 1 ]]; then
-    cargo build --release --bin baton --bin baton-scenarios
-fi
-BATON=target/release/baton
+bench_setup baton-scenarios
 SCEN=target/release/baton-scenarios
-
-# Redis comes from the distribution's packages when missing (the machine runs as root).
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-    if [[ $(id -u) -ne 0 ]]; then
-        echo "scenarios.sh: redis-server/redis-cli missing and not root to install them" >&2
-        exit 1
-    fi
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools
-fi
 
 # 10k client sockets in one process and 10k on each server: raise the fd limit as far as
 # allowed (a container may cap the hard limit; 20000 is enough).
@@ -65,25 +46,11 @@ fi
 WORK=$(mktemp -d)
 SERVER_PID=
 cleanup() {
-    # Only the server this script started, by its PID.
-    if [[ -n $SERVER_PID ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    bench_stop "$SERVER_PID"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-wait_up() {
-    local port=$1 i
-    for i in $(seq 100); do
-        if [[ $(redis-cli -p "$port" PING 2>/dev/null) == PONG ]]; then return 0; fi
-        sleep 0.1
-    done
-    echo "scenarios.sh: server on port $port did not come up" >&2
-    return 1
-}
 
 # start_server baton|redis: a fresh server; sets SERVER_PID and PORT.
 start_server() {
@@ -95,8 +62,7 @@ start_server() {
             ;;
         redis)
             PORT=$REDIS_PORT
-            redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no \
-                --maxclients 20000 --daemonize no >>"$WORK/redis.log" 2>&1 &
+            bench_redis "$PORT" "$WORK/redis.log" --appendonly no --maxclients 20000
             ;;
     esac
     SERVER_PID=$!
@@ -104,8 +70,7 @@ start_server() {
 }
 
 stop_server() {
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+    bench_stop "$SERVER_PID"
     SERVER_PID=
 }
 
