@@ -60,6 +60,22 @@ pub struct TimerId {
     generation: u32,
 }
 
+impl TimerId {
+    /// The id as one integer, for callers that pack it into their own storage.
+    pub fn to_bits(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// The id [`to_bits`](Self::to_bits) gave. Any value is safe to pass: an id the wheel
+    /// did not hand out is simply not pending.
+    pub fn from_bits(bits: u64) -> TimerId {
+        TimerId {
+            index: bits as u32,
+            generation: (bits >> 32) as u32,
+        }
+    }
+}
+
 /// One slab entry. When vacant, `pos` links the free list and `item` is `None`.
 #[derive(Debug, Clone)]
 struct Entry<T> {
