@@ -65,12 +65,15 @@ impl Waiter {
         own_tokens: Vec<Option<i64>>,
     ) -> (Waiter, oneshot::Receiver<WaitResult>) {
         let (tx, rx) = oneshot::channel();
+        // Copies: the request's `Bytes` are slices of the connection's read buffer, which a
+        // long wait would otherwise keep alive whole.
+        let copy = |b: &Bytes| Bytes::copy_from_slice(b);
         let waiter = Waiter {
             seq,
-            owner,
+            owner: copy(&owner),
             kind,
             ttl_ms,
-            keys,
+            keys: keys.iter().map(copy).collect(),
             multi,
             own_tokens,
             sender: Mutex::new(Some(tx)),
