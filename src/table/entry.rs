@@ -416,6 +416,16 @@ impl Entry {
         }
     }
 
+    /// A placeholder for a vacant slot of a shard's slab (`keys.rs`); never a key's entry.
+    pub(crate) fn vacant() -> Entry {
+        Entry::Sole(SoleLock::vacant())
+    }
+
+    /// Whether this is the [`vacant`](Self::vacant) placeholder.
+    pub(crate) fn is_vacant(&self) -> bool {
+        matches!(self, Entry::Sole(s) if s.is_vacant())
+    }
+
     /// `value` at `key` in the general form.
     pub(crate) fn boxed(key: &[u8], value: Value) -> Entry {
         Entry::Boxed(Box::new(Object {

@@ -29,6 +29,7 @@
 //! primitives, never touching `Shard` maps directly for holds.
 
 mod entry;
+mod keys;
 mod keyspace;
 mod locks;
 mod sems;

@@ -2,20 +2,19 @@
 //! state change passes (each updates memory, schedules or cancels the timer and emits its
 //! [`Record`]), plus the hand-off machinery (`pump`) that serves queues when holds end.
 //!
-//! Keys live in a `hashbrown::HashTable` of [`Entry`]s that carry their own key, so a key's
-//! bytes are stored once; the wheel's timers carry only the key's hash (see [`Due`]).
+//! Keys live in [`Keys`] (`keys.rs`): entries that carry their own key, so a key's bytes are
+//! stored once; the wheel's timers carry only the key's hash (see [`Due`]).
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hashbrown::HashTable;
 
 use super::entry::{
     Deadline, Entry, Holder, HolderRef, Holds, KindExt, Lease, Semaphore, StrValue, Value,
 };
+use super::keys::Keys;
 use super::waiters::{WaitResult, Waiter};
 use super::{Now, TableStats, Tx};
 use crate::error::RespError;
@@ -38,9 +37,8 @@ pub(crate) struct Due {
 /// The keys of one shard and their timers.
 #[derive(Debug)]
 pub struct Shard {
-    /// Every key of the shard, found by [`Shard::hash`] of its bytes.
-    entries: HashTable<Entry>,
-    hasher: foldhash::fast::RandomState,
+    /// Every key of the shard.
+    keys: Keys,
     pub(crate) wheel: Wheel<Due>,
     /// Replay only: holds whose recovered deadline has already passed, by (key, owner), with
     /// their kind and token. A later Refresh record may revive one: the live server
@@ -73,48 +71,35 @@ pub(crate) enum Ended {
 impl Shard {
     pub(crate) fn new(origin: Instant) -> Self {
         Shard {
-            entries: HashTable::new(),
-            hasher: foldhash::fast::RandomState::default(),
+            keys: Keys::default(),
             wheel: Wheel::new(origin),
             ghosts: HashMap::default(),
         }
     }
 
-    /// The in-shard hash of `key` (independent of the hash that picked the shard).
-    fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
     /// The entry of `key`.
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Entry> {
-        self.entries.find(self.hash(key), |e| e.key() == key)
+        self.keys.get(key)
     }
 
     /// The entry of `key`, mutably.
     pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        let hash = self.hash(key);
-        self.entries.find_mut(hash, |e| e.key() == key)
+        self.keys.get_mut(key)
     }
 
     /// Adds `entry`, whose key must be missing.
     fn insert(&mut self, entry: Entry) {
-        debug_assert!(self.get(entry.key()).is_none(), "key inserted twice");
-        let hash = self.hash(entry.key());
-        let hasher = &self.hasher;
-        self.entries
-            .insert_unique(hash, entry, |e| hasher.hash_one(e.key()));
+        self.keys.insert(entry);
     }
 
     /// Removes the entry of `key` (its timers stay: the caller cancels them).
     fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let hash = self.hash(key);
-        let slot = self.entries.find_entry(hash, |e| e.key() == key).ok()?;
-        Some(slot.remove().0)
+        self.keys.remove(key)
     }
 
     /// Removes every entry, cancelling their timers.
     pub(crate) fn take_all(&mut self) -> Vec<Entry> {
-        let entries: Vec<Entry> = self.entries.drain().collect();
+        let entries = self.keys.take_all();
         for timer in entries.iter().flat_map(Entry::timers) {
             self.wheel.cancel(timer);
         }
@@ -123,26 +108,26 @@ impl Shard {
 
     /// Number of keys (idle locks included).
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.keys.len()
     }
 
     /// Every entry, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.iter()
+        self.keys.iter()
     }
 
     /// What a timer for `key` carries.
     fn due(&self, key: &[u8]) -> Due {
         Due {
-            hash: self.hash(key),
+            hash: self.keys.hash(key),
         }
     }
 
     /// Removes the first hold on `key` for which `which` is true and returns its lease; a
     /// sole lock goes with its holder (a general one stays for `pump` and `gc`).
     fn take_holder(&mut self, key: &[u8], which: impl Fn(HolderRef<'_>) -> bool) -> Option<Lease> {
-        let hash = self.hash(key);
-        let mut slot = self.entries.find_entry(hash, |e| e.key() == key).ok()?;
+        let hash = self.keys.hash(key);
+        let mut slot = self.keys.find(hash, |e| e.key() == key)?;
         if let Entry::Sole(sole) = slot.get() {
             if !which(sole.holder()) {
                 return None;
@@ -161,37 +146,27 @@ impl Shard {
     /// copied out only when `names` is set (for the log), the key also when waiters must be
     /// served.
     pub(crate) fn end_timer(&mut self, due: Due, timer: TimerId, names: bool) -> Ended {
-        let Ok(mut slot) = self.entries.find_entry(due.hash, |e| e.has_timer(timer)) else {
+        let Some(mut slot) = self.keys.find(due.hash, |e| e.has_timer(timer)) else {
             return Ended::Nothing;
         };
         let copy = |bytes: &[u8]| Bytes::copy_from_slice(bytes);
         let (ended, remove) = match slot.get_mut() {
             Entry::Sole(sole) => {
-                let (key, owner) = match names {
-                    true => (Some(copy(sole.key())), Some(copy(sole.owner()))),
-                    false => (None, None),
+                let ended = Ended::Hold {
+                    key: names.then(|| copy(sole.key())),
+                    owner: names.then(|| copy(sole.owner())),
+                    deadline: sole.lease().deadline,
+                    waiters: false,
                 };
-                let deadline = sole.lease().deadline;
-                let waiters = false;
-                (
-                    Ended::Hold {
-                        key,
-                        owner,
-                        deadline,
-                        waiters,
-                    },
-                    true,
-                )
+                (ended, true)
             }
             Entry::Boxed(object) => {
                 let is_lock = matches!(object.value, Value::Lock(_));
                 match &mut object.value {
-                    Value::Str(_) => (
-                        Ended::Str {
-                            key: names.then(|| copy(&object.key)),
-                        },
-                        true,
-                    ),
+                    Value::Str(_) => {
+                        let key = names.then(|| copy(&object.key));
+                        (Ended::Str { key }, true)
+                    }
                     Value::Lock(holds) | Value::Sem(Semaphore { holds, .. }) => {
                         let Some(pos) = holds.holders.iter().position(|h| h.lease.timer == timer)
                         else {
@@ -222,7 +197,7 @@ impl Shard {
     }
 
     pub(crate) fn add_stats(&self, stats: &mut TableStats) {
-        for entry in self.entries.iter() {
+        for entry in self.keys.iter() {
             if entry.is_lock() {
                 stats.locks += 1;
             } else if entry.is_sem() {
@@ -242,7 +217,7 @@ impl Shard {
             now.wall_ms
                 .saturating_add(now.ms_until(deadline.instant(origin)) as u64)
         };
-        for entry in self.entries.iter() {
+        for entry in self.keys.iter() {
             let key = Bytes::copy_from_slice(entry.key());
             if let Some(s) = entry.str_value() {
                 f(Record::StrSet {

@@ -52,6 +52,17 @@ impl SoleLock {
         Some(sole)
     }
 
+    /// A placeholder that holds nothing and allocates nothing: a vacant slot of a shard's
+    /// slab (`keys.rs`). No method but [`is_vacant`](Self::is_vacant) may be called on it.
+    pub(crate) fn vacant() -> SoleLock {
+        SoleLock(Box::default())
+    }
+
+    /// Whether this is the [`vacant`](Self::vacant) placeholder.
+    pub(crate) fn is_vacant(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The key.
     pub fn key(&self) -> &[u8] {
         &self.0[HEADER..HEADER + self.key_len()]
