@@ -65,15 +65,12 @@ impl Waiter {
         own_tokens: Vec<Option<i64>>,
     ) -> (Waiter, oneshot::Receiver<WaitResult>) {
         let (tx, rx) = oneshot::channel();
-        // Copies: the request's `Bytes` are slices of the connection's read buffer, which a
-        // long wait would otherwise keep alive whole.
-        let copy = |b: &Bytes| Bytes::copy_from_slice(b);
         let waiter = Waiter {
             seq,
-            owner: copy(&owner),
+            owner,
             kind,
             ttl_ms,
-            keys: keys.iter().map(copy).collect(),
+            keys,
             multi,
             own_tokens,
             sender: Mutex::new(Some(tx)),
