@@ -24,10 +24,13 @@
 //!   capped at 2^52 ms (≈ 142,000 years).
 //!
 //! Layout (compact for 1M+ timers): a slab of entries (item, deadline tick, generation and
-//! position `(level, slot, index-in-slot)`) with a free list; each slot is a `Vec<u32>` of slab
+//! position `(level, slot, index-in-slot)`; 32 bytes for an 8-byte item) with a free list; each slot is a `Vec<u32>` of slab
 //! indexes, removed from with `swap_remove` (the moved entry's index is patched), which makes
 //! cancel O(1). Level `k` has 64 slots of `64^k` ms each, as in tokio's driver. Polling
 //! processes the earliest occupied slot: its entries either fire or cascade to a lower level.
+//!
+//! Items are small `Copy` handles (the lock table stores a key's hash): a vacant slab entry
+//! keeps its stale item instead of an `Option`, which would cost a tag word per timer.
 //!
 //! To extend: keep every position change in [`Wheel::place`] / [`Wheel::unlink`] so the
 //! slot-index back-pointers stay right, and extend the model proptest at the bottom.
@@ -60,7 +63,24 @@ pub struct TimerId {
     generation: u32,
 }
 
-/// One slab entry. When vacant, `pos` links the free list and `item` is `None`.
+impl TimerId {
+    /// The id as one integer, for callers that pack it into their own storage.
+    pub fn to_bits(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// The id [`to_bits`](Self::to_bits) gave. Any value is safe to pass: an id the wheel
+    /// did not hand out is simply not pending.
+    pub fn from_bits(bits: u64) -> TimerId {
+        TimerId {
+            index: bits as u32,
+            generation: (bits >> 32) as u32,
+        }
+    }
+}
+
+/// One slab entry. When vacant, `level` is `VACANT`, `pos` links the free list and `item` is
+/// the stale item of its last timer.
 #[derive(Debug, Clone)]
 struct Entry<T> {
     tick: u64,
@@ -69,7 +89,7 @@ struct Entry<T> {
     pos: u32,
     level: u8,
     slot: u8,
-    item: Option<T>,
+    item: T,
 }
 
 /// A hierarchical timer wheel of items `T` with 1 ms resolution.
@@ -97,7 +117,7 @@ pub struct Wheel<T> {
     overflow: Vec<u32>,
 }
 
-impl<T> Wheel<T> {
+impl<T: Copy> Wheel<T> {
     /// A wheel whose tick 0 is `origin`; resolution 1 ms.
     pub fn new(origin: Instant) -> Self {
         Self::with_capacity(origin, 0)
@@ -143,7 +163,7 @@ impl<T> Wheel<T> {
             let entry = &mut self.entries[index as usize];
             self.free_head = entry.pos;
             entry.tick = tick;
-            entry.item = Some(item);
+            entry.item = item;
             index
         } else {
             let index = u32::try_from(self.entries.len())
@@ -156,7 +176,7 @@ impl<T> Wheel<T> {
                 pos: 0,
                 level: VACANT,
                 slot: 0,
-                item: Some(item),
+                item,
             });
             index
         };
@@ -367,14 +387,14 @@ impl<T> Wheel<T> {
         entry.pos = self.free_head;
         self.free_head = index;
         self.len -= 1;
-        entry.item.take().expect("released entry holds an item")
+        entry.item
     }
 
     /// The entry behind `id` if it is still pending.
     fn pending(&self, id: TimerId) -> Option<&Entry<T>> {
         self.entries
             .get(id.index as usize)
-            .filter(|e| e.generation == id.generation && e.item.is_some())
+            .filter(|e| e.generation == id.generation && e.level != VACANT)
     }
 
     /// `deadline` in whole ms since origin, rounded up and capped at `MAX_TICK`.

@@ -206,7 +206,7 @@ impl TableCommand {
                 for i in 0..table.shard_count() {
                     table.for_each_key(i, now, &mut |key, _| {
                         if glob_match(pattern, key) {
-                            keys.push(Reply::Bulk(key.clone()));
+                            keys.push(Reply::Bulk(Bytes::copy_from_slice(key)));
                         }
                     });
                 }
@@ -231,7 +231,7 @@ impl TableCommand {
                             .is_none_or(|k| k.eq_ignore_ascii_case(type_name.as_bytes()));
                         let match_ok = pattern.as_ref().is_none_or(|p| glob_match(p, key));
                         if type_ok && match_ok {
-                            keys.push(Reply::Bulk(key.clone()));
+                            keys.push(Reply::Bulk(Bytes::copy_from_slice(key)));
                         }
                     });
                     shard += 1;

@@ -1,31 +1,102 @@
 //! What a key holds: a lock, a semaphore or a string, and the holders of a lock/semaphore.
+//!
+//! # Forms
+//! An [`Entry`] is 16 bytes in its shard's hash table, keyed by the key it stores itself (the
+//! key's bytes exist once), in one of two forms:
+//! - [`Entry::Sole`]: a lock with exactly one holder and nobody queued, in one allocation
+//!   ([`SoleLock`], see `sole.rs`). A grant on a free key makes this form.
+//! - [`Entry::Boxed`]: everything else, an [`Object`] (its key and [`Value`]) in one box: a
+//!   lock with several holders or with waiters, a semaphore, a string, or a key longer than
+//!   the compact form takes.
+//!
+//! A sole lock becomes boxed when a second holder or a waiter comes ([`Entry::expand`]) and
+//! stays boxed until the lock is idle and dropped; the next grant on the free key is compact
+//! again. Readers see both forms through [`HolderRef`] ([`Entry::holders`]); all changes go
+//! through the primitives in `shard.rs`.
+//!
+//! Keys, owners and values are copies of exactly their length, never `Bytes` slices of a
+//! connection's read buffer (which would keep the whole buffer alive).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-
+pub use super::sole::SoleLock;
 use super::waiters::Waiter;
 use crate::persist::HoldKind;
 use crate::wheel::TimerId;
 
-/// One key's object.
+/// A monotonic deadline as nanoseconds after the table's origin: 8 bytes where an `Instant`
+/// takes 16, and exact (no rounding), so leases and PTTL read as before.
 ///
-/// Each variant is boxed so the map's bucket stays at key + 16 bytes: the hash map runs
-/// between 44% and 87% full, so every byte inline costs up to two bytes per key, while a
-/// box costs its size once (measured with `examples/lock_memory.rs`).
-#[derive(Debug)]
-pub enum Entry {
-    /// A readers-writer lock; exists while it has holders or waiters.
-    Lock(Box<Holds>),
-    /// A semaphore; exists until SEM.DELETE.
-    Sem(Box<Semaphore>),
-    /// A compatibility-layer string.
-    Str(Box<StrValue>),
+/// Deadlines before the origin (which no caller makes: `now` comes after the table was
+/// built) would count as the origin itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Deadline(u64);
+
+impl Deadline {
+    /// `at` as a deadline of a table whose time zero is `origin`.
+    pub fn new(origin: Instant, at: Instant) -> Deadline {
+        let nanos = at.saturating_duration_since(origin).as_nanos();
+        Deadline(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// The instant again, given the same `origin`.
+    pub fn instant(self, origin: Instant) -> Instant {
+        origin + std::time::Duration::from_nanos(self.0)
+    }
+
+    pub(crate) fn from_nanos(nanos: u64) -> Deadline {
+        Deadline(nanos)
+    }
+
+    pub(crate) fn as_nanos(self) -> u64 {
+        self.0
+    }
 }
 
-/// The holders and FIFO waiters of a lock or a semaphore.
+/// A hold's terms, everything but its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// Lock mode or permits.
+    pub kind: HoldKind,
+    /// The fencing token of the grant.
+    pub token: i64,
+    /// Monotonic end of the lease.
+    pub deadline: Deadline,
+    /// The lease's timer in the shard's wheel.
+    pub timer: TimerId,
+}
+
+/// One hold in the general form: who, and on which terms.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    /// The owner chosen by the client (a copy of exactly its length).
+    pub owner: Box<[u8]>,
+    /// Mode, token, deadline, timer.
+    pub lease: Lease,
+}
+
+impl Holder {
+    /// The holder as readers see it.
+    pub fn as_ref(&self) -> HolderRef<'_> {
+        HolderRef {
+            owner: &self.owner,
+            lease: self.lease,
+        }
+    }
+}
+
+/// A hold as read from either form of entry.
+#[derive(Debug, Clone, Copy)]
+pub struct HolderRef<'a> {
+    /// The owner.
+    pub owner: &'a [u8],
+    /// Mode, token, deadline, timer.
+    pub lease: Lease,
+}
+
+/// The holders and FIFO waiters of a lock or a semaphore in the general form.
 #[derive(Debug, Default)]
 pub struct Holds {
     /// Current holders (at most one per owner).
@@ -34,10 +105,11 @@ pub struct Holds {
     pub queue: Queue,
 }
 
-/// The holders of one key: one inline (the common case: an exclusive lock), more in a `Vec`.
+/// The holders of one key: one inline (a semaphore's usual case, or what is left of a
+/// contended lock), more in a `Vec`.
 ///
-/// A `Vec` allocates room for 4 holders on its first push (320 bytes for one lock);
-/// this keeps a single holder inside the entry. Reads go through `Deref<Target = [Holder]>`.
+/// A `Vec` allocates room for 4 holders on its first push; this keeps a single holder
+/// inside the entry. Reads go through `Deref<Target = [Holder]>`.
 #[derive(Debug)]
 pub enum HolderList {
     /// No holder or several (or one left after a removal from several).
@@ -195,32 +267,21 @@ pub struct Semaphore {
 impl Semaphore {
     /// Permits held now.
     pub fn used(&self) -> u64 {
-        self.holds.holders.iter().map(|h| h.kind.permits()).sum()
+        self.holds
+            .holders
+            .iter()
+            .map(|h| h.lease.kind.permits())
+            .sum()
     }
 }
 
 /// A string value with an optional expiry.
 #[derive(Debug)]
 pub struct StrValue {
-    /// The bytes.
-    pub value: Bytes,
+    /// The bytes (a copy of exactly their length).
+    pub value: Box<[u8]>,
     /// When it expires, and its timer.
-    pub expiry: Option<(Instant, TimerId)>,
-}
-
-/// One hold: who, how, which token, until when.
-#[derive(Debug, Clone)]
-pub struct Holder {
-    /// The owner chosen by the client.
-    pub owner: Bytes,
-    /// Lock mode or permits.
-    pub kind: HoldKind,
-    /// The fencing token of the grant.
-    pub token: i64,
-    /// Monotonic end of the lease.
-    pub deadline: Instant,
-    /// The lease's timer in the shard's wheel.
-    pub timer: TimerId,
+    pub expiry: Option<(Deadline, TimerId)>,
 }
 
 /// Mode compatibility and permit counts.
@@ -261,17 +322,19 @@ impl KindExt for HoldKind {
 impl Holds {
     /// The hold of `owner`, if any.
     pub fn holder(&self, owner: &[u8]) -> Option<&Holder> {
-        self.holders.iter().find(|h| h.owner == owner)
-    }
-
-    /// Whether a lock hold of `kind` fits beside the current holders.
-    pub fn lock_fits(&self, kind: &HoldKind) -> bool {
-        self.holders.iter().all(|h| h.kind.compatible_with(kind))
+        self.holders.iter().find(|h| *h.owner == *owner)
     }
 
     /// Whether nobody holds or waits.
     pub fn is_idle(&self) -> bool {
         self.holders.is_empty() && self.queue.is_empty()
+    }
+
+    /// Whether a lock hold of `kind` fits beside the current holders.
+    pub fn lock_fits(&self, kind: &HoldKind) -> bool {
+        self.holders
+            .iter()
+            .all(|h| h.lease.kind.compatible_with(kind))
     }
 
     /// Waiters as PROTOCOL.md counts them: an MLOCK whose owner held this key exclusively
@@ -280,7 +343,7 @@ impl Holds {
     pub fn visible_waiters(&self) -> usize {
         self.queue
             .iter()
-            .filter(|w| !self.holder(&w.owner).is_some_and(|h| w.owns(h.token)))
+            .filter(|w| !self.holder(&w.owner).is_some_and(|h| w.owns(h.lease.token)))
             .count()
     }
 
@@ -307,31 +370,276 @@ impl Holds {
     }
 }
 
+/// A key in the general form: its bytes and what it holds.
+#[derive(Debug)]
+pub struct Object {
+    /// The key (a copy of exactly its length).
+    pub key: Box<[u8]>,
+    /// What it holds.
+    pub value: Value,
+}
+
+/// What a key in the general form holds.
+#[derive(Debug)]
+pub enum Value {
+    /// A readers-writer lock; exists while it has holders or waiters.
+    Lock(Holds),
+    /// A semaphore; exists until SEM.DELETE.
+    Sem(Semaphore),
+    /// A compatibility-layer string.
+    Str(StrValue),
+}
+
+/// One key and its object, as its shard's table stores it (see the module doc).
+#[derive(Debug)]
+pub enum Entry {
+    /// A lock with exactly one holder and no waiters.
+    Sole(SoleLock),
+    /// Any other key.
+    Boxed(Box<Object>),
+}
+
 impl Entry {
-    /// The holds of a lock or semaphore; None for a string.
-    pub fn holds(&self) -> Option<&Holds> {
-        match self {
-            Entry::Lock(h) => Some(h),
-            Entry::Sem(s) => Some(&s.holds),
-            Entry::Str(_) => None,
+    /// A lock held by `owner` alone on `lease`: compact when it fits, else in the general
+    /// form.
+    pub(crate) fn held(key: &[u8], owner: &[u8], lease: Lease) -> Entry {
+        match SoleLock::new(key, owner, &lease) {
+            Some(sole) => Entry::Sole(sole),
+            None => {
+                let mut holds = Holds::default();
+                holds.holders.push(Holder {
+                    owner: owner.into(),
+                    lease,
+                });
+                Entry::boxed(key, Value::Lock(holds))
+            }
         }
     }
 
-    /// Mutable holds of a lock or semaphore.
-    pub fn holds_mut(&mut self) -> Option<&mut Holds> {
+    /// A placeholder for a vacant slot of a shard's slab (`keys.rs`); never a key's entry.
+    pub(crate) fn vacant() -> Entry {
+        Entry::Sole(SoleLock::vacant())
+    }
+
+    /// Whether this is the [`vacant`](Self::vacant) placeholder.
+    pub(crate) fn is_vacant(&self) -> bool {
+        matches!(self, Entry::Sole(s) if s.is_vacant())
+    }
+
+    /// `value` at `key` in the general form.
+    pub(crate) fn boxed(key: &[u8], value: Value) -> Entry {
+        Entry::Boxed(Box::new(Object {
+            key: key.into(),
+            value,
+        }))
+    }
+
+    /// The key.
+    pub fn key(&self) -> &[u8] {
         match self {
-            Entry::Lock(h) => Some(h),
-            Entry::Sem(s) => Some(&mut s.holds),
-            Entry::Str(_) => None,
+            Entry::Sole(s) => s.key(),
+            Entry::Boxed(o) => &o.key,
         }
+    }
+
+    /// Whether the key is a lock (of either form).
+    pub fn is_lock(&self) -> bool {
+        matches!(self, Entry::Sole(_)) || matches!(self.value(), Some(Value::Lock(_)))
+    }
+
+    /// Whether the key is a semaphore.
+    pub fn is_sem(&self) -> bool {
+        matches!(self.value(), Some(Value::Sem(_)))
+    }
+
+    /// Whether the key is a string.
+    pub fn is_str(&self) -> bool {
+        matches!(self.value(), Some(Value::Str(_)))
     }
 
     /// `TYPE`'s answer.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Entry::Lock(_) => "lock",
-            Entry::Sem(_) => "semaphore",
-            Entry::Str(_) => "string",
+        match self.value() {
+            None | Some(Value::Lock(_)) => "lock",
+            Some(Value::Sem(_)) => "semaphore",
+            Some(Value::Str(_)) => "string",
         }
+    }
+
+    /// The value of the general form; None for a sole lock.
+    fn value(&self) -> Option<&Value> {
+        match self {
+            Entry::Sole(_) => None,
+            Entry::Boxed(o) => Some(&o.value),
+        }
+    }
+
+    /// The holds of a lock or semaphore in the general form; None for a sole lock (it has no
+    /// queue) and a string.
+    pub fn holds(&self) -> Option<&Holds> {
+        match self.value()? {
+            Value::Lock(h) => Some(h),
+            Value::Sem(s) => Some(&s.holds),
+            Value::Str(_) => None,
+        }
+    }
+
+    /// Mutable [`holds`](Self::holds).
+    pub fn holds_mut(&mut self) -> Option<&mut Holds> {
+        match self {
+            Entry::Sole(_) => None,
+            Entry::Boxed(o) => match &mut o.value {
+                Value::Lock(h) => Some(h),
+                Value::Sem(s) => Some(&mut s.holds),
+                Value::Str(_) => None,
+            },
+        }
+    }
+
+    /// The holds of a lock or semaphore, turning a sole lock into the general form first
+    /// (to add a holder or a waiter). None for a string.
+    pub fn expand(&mut self) -> Option<&mut Holds> {
+        if let Entry::Sole(sole) = self {
+            let mut holds = Holds::default();
+            holds.holders.push(Holder {
+                owner: sole.owner().into(),
+                lease: sole.lease(),
+            });
+            let boxed = Entry::boxed(sole.key(), Value::Lock(holds));
+            *self = boxed;
+        }
+        self.holds_mut()
+    }
+
+    /// The semaphore, if the key is one.
+    pub fn sem(&self) -> Option<&Semaphore> {
+        match self.value()? {
+            Value::Sem(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Mutable [`sem`](Self::sem).
+    pub fn sem_mut(&mut self) -> Option<&mut Semaphore> {
+        match self {
+            Entry::Boxed(o) => match &mut o.value {
+                Value::Sem(s) => Some(s),
+                _ => None,
+            },
+            Entry::Sole(_) => None,
+        }
+    }
+
+    /// The string, if the key is one.
+    pub fn str_value(&self) -> Option<&StrValue> {
+        match self.value()? {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Mutable [`str_value`](Self::str_value).
+    pub fn str_mut(&mut self) -> Option<&mut StrValue> {
+        match self {
+            Entry::Boxed(o) => match &mut o.value {
+                Value::Str(s) => Some(s),
+                _ => None,
+            },
+            Entry::Sole(_) => None,
+        }
+    }
+
+    /// The holders of a lock or semaphore (none for a string).
+    pub fn holders(&self) -> impl Iterator<Item = HolderRef<'_>> {
+        let (sole, many) = match self {
+            Entry::Sole(s) => (Some(s.holder()), &[][..]),
+            Entry::Boxed(_) => (None, self.holds().map_or(&[][..], |h| &h.holders[..])),
+        };
+        sole.into_iter().chain(many.iter().map(Holder::as_ref))
+    }
+
+    /// The hold of `owner`, if any.
+    pub fn holder(&self, owner: &[u8]) -> Option<HolderRef<'_>> {
+        self.holders().find(|h| h.owner == owner)
+    }
+
+    /// Whether a lock hold of `kind` fits beside the current holders.
+    pub fn lock_fits(&self, kind: &HoldKind) -> bool {
+        self.holders().all(|h| h.lease.kind.compatible_with(kind))
+    }
+
+    /// Whether anybody waits in the key's queue.
+    pub fn has_waiters(&self) -> bool {
+        self.holds().is_some_and(|h| !h.queue.is_empty())
+    }
+
+    /// Whether nobody holds or waits (meaningful for locks; a string has neither).
+    pub fn is_idle(&self) -> bool {
+        self.holders().next().is_none() && !self.has_waiters()
+    }
+
+    /// Whether the key is a lock that nobody holds or waits for (it is then dropped).
+    pub fn is_idle_lock(&self) -> bool {
+        matches!(self.value(), Some(Value::Lock(h)) if h.is_idle())
+    }
+
+    /// Whether `timer` is the timer of one of the key's leases or of its string expiry.
+    pub fn has_timer(&self, timer: TimerId) -> bool {
+        match self {
+            Entry::Sole(s) => s.timer() == timer,
+            Entry::Boxed(o) => match &o.value {
+                Value::Lock(h) | Value::Sem(Semaphore { holds: h, .. }) => {
+                    h.holders.iter().any(|h| h.lease.timer == timer)
+                }
+                Value::Str(s) => s.expiry.is_some_and(|(_, t)| t == timer),
+            },
+        }
+    }
+
+    /// Every timer the key owns (its leases', or its string expiry's).
+    pub fn timers(&self) -> impl Iterator<Item = TimerId> + '_ {
+        let expiry = self.str_value().and_then(|s| s.expiry).map(|(_, t)| t);
+        self.holders().map(|h| h.lease.timer).chain(expiry)
+    }
+
+    /// Changes the lease of the first holder for which `which` is true with `change`, and
+    /// returns it as changed; None when no holder matches.
+    pub(crate) fn update_lease(
+        &mut self,
+        which: impl Fn(HolderRef<'_>) -> bool,
+        change: impl FnOnce(&mut Lease),
+    ) -> Option<Lease> {
+        match self {
+            Entry::Sole(s) => {
+                if !which(s.holder()) {
+                    return None;
+                }
+                let mut lease = s.lease();
+                change(&mut lease);
+                s.set_lease(&lease);
+                Some(lease)
+            }
+            Entry::Boxed(_) => {
+                let holder = self
+                    .holds_mut()?
+                    .holders
+                    .iter_mut()
+                    .find(|h| which(h.as_ref()))?;
+                change(&mut holder.lease);
+                Some(holder.lease)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_stay_small() {
+        // The hash table's bucket: a fat pointer whose null niche tags the boxed form.
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+        assert_eq!(std::mem::size_of::<Holder>(), 56);
     }
 }

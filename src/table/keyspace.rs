@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 
-use super::entry::Entry;
 use super::{LockTable, Now, Tx};
 use crate::error::RespError;
 use crate::persist::Record;
@@ -11,11 +10,7 @@ use crate::persist::Record;
 impl Tx<'_> {
     /// Whether `key` exists (a lock while it has holders or waiters).
     pub fn exists(&mut self, key: &[u8]) -> bool {
-        match self.entry(key) {
-            Some(Entry::Lock(h)) => !h.is_idle(),
-            Some(_) => true,
-            None => false,
-        }
+        self.entry(key).is_some_and(|e| !e.is_idle_lock())
     }
 
     /// TYPE: `lock`, `semaphore`, `string` or `none`.
@@ -31,33 +26,35 @@ impl Tx<'_> {
     pub fn del(&mut self, key: &Bytes) -> bool {
         match self.entry(key) {
             None => false,
-            Some(Entry::Lock(holds)) => {
-                let owners: Vec<Bytes> = holds.holders.iter().map(|h| h.owner.clone()).collect();
+            Some(e) if e.is_lock() => {
+                let owners: Vec<Box<[u8]>> = e.holders().map(|h| h.owner.into()).collect();
                 for owner in owners {
                     self.release_hold(key, &owner);
                 }
                 self.pump(key);
                 true
             }
-            Some(Entry::Sem(_)) => self.sem_delete(key).is_ok(),
-            Some(Entry::Str(_)) => self.remove_key(key).is_some(),
+            Some(e) if e.is_sem() => self.sem_delete(key).is_ok(),
+            Some(_) => self.remove_key(key).is_some(),
         }
     }
 
     /// PTTL in ms: -2 missing; a lock: its longest remaining lease (-1 with only waiters); a
     /// semaphore: -1; a string: its remaining time or -1.
     pub fn pttl(&mut self, key: &[u8]) -> i64 {
-        let now = self.now;
+        let (now, origin) = (self.now, self.origin());
+        let left = |deadline: super::Deadline| now.ms_until(deadline.instant(origin));
         match self.entry(key) {
             None => -2,
-            Some(Entry::Lock(h)) => h
-                .holders
-                .iter()
-                .map(|h| now.ms_until(h.deadline))
-                .max()
-                .unwrap_or(-1),
-            Some(Entry::Sem(_)) => -1,
-            Some(Entry::Str(s)) => s.expiry.map_or(-1, |(d, _)| now.ms_until(d)),
+            Some(e) if e.is_sem() => -1,
+            Some(e) => match e.str_value() {
+                Some(s) => s.expiry.map_or(-1, |(d, _)| left(d)),
+                None => e
+                    .holders()
+                    .map(|h| left(h.lease.deadline))
+                    .max()
+                    .unwrap_or(-1),
+            },
         }
     }
 
@@ -68,21 +65,15 @@ impl Tx<'_> {
         self.emit(Record::FlushAll);
         // One FlushAll record stands for all the deletes below.
         self.replaying = true;
-        let keys: Vec<Bytes> = self
-            .guards
-            .iter()
-            .flat_map(|(_, g)| g.entries.keys().cloned().collect::<Vec<_>>())
-            .collect();
         // Remove every key before failing any waiter: failing an MLOCK waiter takes it out
         // of its other keys' queues and pumps them, and a key still present would then
         // grant the waiter queued behind it (which must get `keyspace flushed` too).
-        let mut removed = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Some(entry) = self.remove_key(&key) {
-                removed.push((key, entry));
-            }
+        let mut removed = Vec::new();
+        for (_, guard) in &mut self.guards {
+            removed.extend(guard.take_all().into_iter().filter(|e| e.has_waiters()));
         }
-        for (key, mut entry) in removed {
+        for mut entry in removed {
+            let key = Bytes::copy_from_slice(entry.key());
             if let Some(holds) = entry.holds_mut() {
                 self.fail_waiters(&key, holds, RespError::FLUSHED);
             }
@@ -94,20 +85,17 @@ impl Tx<'_> {
 impl LockTable {
     /// Number of keys.
     pub fn dbsize(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().entries.len()).sum()
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
     /// Calls `f` with the key and type name of every key of shard `index` (SCAN walks one
     /// shard at a time so that no call holds more than one shard lock).
-    pub fn for_each_key(&self, index: usize, _now: Now, f: &mut dyn FnMut(&Bytes, &'static str)) {
+    pub fn for_each_key(&self, index: usize, _now: Now, f: &mut dyn FnMut(&[u8], &'static str)) {
         if let Some(shard) = self.shards.get(index) {
-            for (key, entry) in shard.lock().entries.iter() {
-                if let Entry::Lock(h) = entry {
-                    if h.is_idle() {
-                        continue;
-                    }
+            for entry in shard.lock().iter() {
+                if !entry.is_idle_lock() {
+                    f(entry.key(), entry.type_name());
                 }
-                f(key, entry.type_name());
             }
         }
     }

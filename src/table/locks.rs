@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::entry::{Entry, KindExt};
+use super::entry::{Holds, KindExt};
 use super::waiters::Waiter;
 use super::{Blocked, Outcome, Tx};
 use crate::error::RespError;
@@ -28,29 +28,26 @@ impl Tx<'_> {
         ttl_ms: u64,
         wait: bool,
     ) -> Result<Outcome, RespError> {
-        let existing = match self.entry(key) {
-            Some(Entry::Lock(holds)) => holds.holder(owner).map(|h| (h.kind, h.token)),
+        let (existing, grantable) = match self.entry(key) {
+            Some(e) if e.is_lock() => (
+                e.holder(owner).map(|h| h.lease),
+                !e.has_waiters() && e.lock_fits(&kind),
+            ),
             Some(_) => return Err(RespError::WRONGTYPE),
-            None => None,
+            None => (None, true),
         };
-        if let Some((held_kind, token)) = existing {
-            if held_kind != kind {
+        if let Some(lease) = existing {
+            if lease.kind != kind {
                 return Err(RespError::OTHER_MODE);
             }
-            let token = self.renew_hold(key, owner, ttl_ms).unwrap_or(token);
+            let token = self.renew_hold(key, owner, ttl_ms).unwrap_or(lease.token);
             return Ok(Reply::Int(token).into());
         }
-        self.ensure_lock(key);
-        let grantable = match self.entry(key) {
-            Some(Entry::Lock(holds)) => holds.queue.is_empty() && holds.lock_fits(&kind),
-            _ => return Err(RespError::WRONGTYPE),
-        };
         if grantable {
             let token = self.grant_hold(key, owner, kind, ttl_ms);
             return Ok(Reply::Int(token).into());
         }
         if !wait {
-            self.gc(key);
             return Ok(Reply::Nil.into());
         }
         self.enqueue_single(key, owner, kind, ttl_ms)
@@ -62,7 +59,7 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a string key.
     pub fn refresh(&mut self, key: &Bytes, owner: &[u8], ttl_ms: u64) -> Result<Reply, RespError> {
-        if matches!(self.entry(key), Some(Entry::Str(_))) {
+        if self.entry(key).is_some_and(|e| e.is_str()) {
             return Err(RespError::WRONGTYPE);
         }
         Ok(Reply::Int(i64::from(
@@ -76,7 +73,7 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a string key.
     pub fn unlock(&mut self, key: &Bytes, owner: &[u8]) -> Result<Reply, RespError> {
-        if matches!(self.entry(key), Some(Entry::Str(_))) {
+        if self.entry(key).is_some_and(|e| e.is_str()) {
             return Err(RespError::WRONGTYPE);
         }
         let released = self.release_hold(key, owner).is_some();
@@ -91,32 +88,38 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a string or semaphore key.
     pub fn lock_info(&mut self, key: &[u8]) -> Result<Reply, RespError> {
-        let now = self.now;
-        let holds = match self.entry(key) {
+        let (now, origin) = (self.now, self.origin());
+        let entry = match self.entry(key) {
             None => return Ok(Reply::Nil),
-            Some(Entry::Lock(h)) => h,
+            Some(e) if e.is_lock() => e,
             Some(_) => return Err(RespError::WRONGTYPE),
         };
-        if holds.is_idle() {
+        if entry.is_idle() {
             return Ok(Reply::Nil);
         }
-        let mode = holds.holders.first().map_or("none", |h| h.kind.mode_name());
-        let holders = holds
-            .holders
-            .iter()
+        let mode = entry
+            .holders()
+            .next()
+            .map_or("none", |h| h.lease.kind.mode_name());
+        let holders = entry
+            .holders()
             .map(|h| {
                 Reply::map_static(vec![
-                    ("owner", Reply::Bulk(h.owner.clone())),
-                    ("mode", Reply::bulk_static(h.kind.mode_name())),
-                    ("token", Reply::Int(h.token)),
-                    ("ttl", Reply::Int(now.ms_until(h.deadline))),
+                    ("owner", Reply::Bulk(Bytes::copy_from_slice(h.owner))),
+                    ("mode", Reply::bulk_static(h.lease.kind.mode_name())),
+                    ("token", Reply::Int(h.lease.token)),
+                    (
+                        "ttl",
+                        Reply::Int(now.ms_until(h.lease.deadline.instant(origin))),
+                    ),
                 ])
             })
             .collect();
+        let waiters = entry.holds().map_or(0, Holds::visible_waiters);
         Ok(Reply::map_static(vec![
             ("mode", Reply::bulk_static(mode)),
             ("holders", Reply::Array(holders)),
-            ("waiters", Reply::Int(holds.visible_waiters() as i64)),
+            ("waiters", Reply::Int(waiters as i64)),
         ]))
     }
 
@@ -139,11 +142,13 @@ impl Tx<'_> {
         for key in keys {
             match self.entry(key) {
                 None => held.push(None),
-                Some(Entry::Lock(holds)) => match holds.holder(owner) {
-                    Some(h) if h.kind == HoldKind::Exclusive => held.push(Some(h.token)),
+                Some(e) if e.is_lock() => match e.holder(owner) {
+                    Some(h) if h.lease.kind == HoldKind::Exclusive => {
+                        held.push(Some(h.lease.token))
+                    }
                     Some(_) => return Err(RespError::OTHER_MODE),
                     None => {
-                        all_free &= holds.is_idle();
+                        all_free &= e.is_idle();
                         held.push(None);
                     }
                 },
@@ -160,10 +165,7 @@ impl Tx<'_> {
                 };
                 let token = match renewed {
                     Some(t) => t,
-                    None => {
-                        self.ensure_lock(key);
-                        self.grant_hold(key, owner, HoldKind::Exclusive, ttl_ms)
-                    }
+                    None => self.grant_hold(key, owner, HoldKind::Exclusive, ttl_ms),
                 };
                 tokens.push(Reply::Int(token));
             }
@@ -186,10 +188,7 @@ impl Tx<'_> {
         // Also on the keys the owner holds: they count as granted while that hold lasts, and
         // if it ends first the MLOCK waits for that key at its arrival place.
         for key in keys {
-            self.ensure_lock(key);
-            if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
-                holds.queue.push_back(waiter.clone());
-            }
+            self.queue_waiter(key, waiter.clone());
         }
         Ok(Outcome::Blocked(Blocked { waiter, rx }))
     }
@@ -201,7 +200,7 @@ impl Tx<'_> {
     /// WRONGTYPE if any key is a string (nothing is released then).
     pub fn munlock(&mut self, keys: &[Bytes], owner: &[u8]) -> Result<Reply, RespError> {
         for key in keys {
-            if matches!(self.entry(key), Some(Entry::Str(_))) {
+            if self.entry(key).is_some_and(|e| e.is_str()) {
                 return Err(RespError::WRONGTYPE);
             }
         }

@@ -29,10 +29,12 @@
 //! primitives, never touching `Shard` maps directly for holds.
 
 mod entry;
+mod keys;
 mod keyspace;
 mod locks;
 mod sems;
 mod shard;
+mod sole;
 mod strings;
 mod token;
 mod waiters;
@@ -48,7 +50,10 @@ use smallvec::SmallVec;
 type ShardList = SmallVec<[usize; 4]>;
 use tokio::sync::oneshot;
 
-pub use entry::{Entry, Holder, Holds, KindExt, Semaphore, StrValue};
+pub use entry::{
+    Deadline, Entry, Holder, HolderRef, Holds, KindExt, Lease, Object, Semaphore, SoleLock,
+    StrValue, Value,
+};
 pub use keyspace::glob_match;
 pub use sems::SemAcquire;
 pub use shard::Shard;
@@ -443,7 +448,7 @@ impl<'a> Tx<'a> {
 
     /// The entry of `key`, if any.
     pub fn entry(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        self.shard(key).entries.get_mut(key)
+        self.shard(key).get_mut(key)
     }
 
     fn shared(&self) -> &'a Shared {
@@ -484,13 +489,10 @@ impl<'a> Tx<'a> {
         self.shared().waiters.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Schedules a timer and wakes the expirer if it fires before the expirer's wake-up.
-    fn schedule(
-        &mut self,
-        key: &[u8],
-        deadline: Instant,
-        due: shard::Due,
-    ) -> crate::wheel::TimerId {
+    /// Schedules a timer for `key` and wakes the expirer if it fires before the expirer's
+    /// wake-up.
+    fn schedule(&mut self, key: &[u8], deadline: Instant) -> crate::wheel::TimerId {
+        let due = self.due(key);
         let id = self.shard(key).wheel.insert(deadline, due);
         self.wake_if_earlier(deadline);
         id

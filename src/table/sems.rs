@@ -33,11 +33,11 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a lock or string key.
     pub fn sem_create(&mut self, key: &Bytes, capacity: u64) -> Result<Reply, RespError> {
-        if matches!(self.entry(key), Some(Entry::Lock(_)) | Some(Entry::Str(_))) {
+        if self.entry(key).is_some_and(|e| !e.is_sem()) {
             return Err(RespError::WRONGTYPE);
         }
         self.put_sem(key, capacity);
-        if let Some(Entry::Sem(sem)) = self.entry(key) {
+        if let Some(sem) = self.entry(key).and_then(Entry::sem_mut) {
             let too_big: Vec<Arc<Waiter>> = sem
                 .holds
                 .queue
@@ -69,8 +69,10 @@ impl Tx<'_> {
     ) -> Result<Outcome, RespError> {
         let kind = HoldKind::Permits(req.permits);
         let capacity = match self.entry(key) {
-            Some(Entry::Sem(sem)) => sem.capacity,
-            Some(_) => return Err(RespError::WRONGTYPE),
+            Some(e) => match e.sem() {
+                Some(sem) => sem.capacity,
+                None => return Err(RespError::WRONGTYPE),
+            },
             None => match req.create_capacity {
                 None => return Err(RespError::NO_SUCH_SEM),
                 Some(c) if req.permits > c => return Err(RespError::PERMITS_EXCEED),
@@ -83,18 +85,20 @@ impl Tx<'_> {
         if req.permits > capacity {
             return Err(RespError::PERMITS_EXCEED);
         }
-        let (existing, grantable) = match self.entry(key) {
-            Some(Entry::Sem(sem)) => (
-                sem.holds.holder(owner).map(|h| (h.kind, h.token)),
+        let (existing, grantable) = match self.entry(key).and_then(|e| e.sem()) {
+            Some(sem) => (
+                sem.holds.holder(owner).map(|h| h.lease),
                 sem.holds.queue.is_empty() && sem.used() + req.permits <= capacity,
             ),
-            _ => return Err(RespError::NO_SUCH_SEM),
+            None => return Err(RespError::NO_SUCH_SEM),
         };
-        if let Some((held_kind, token)) = existing {
-            if held_kind != kind {
+        if let Some(lease) = existing {
+            if lease.kind != kind {
                 return Err(RespError::OTHER_PERMITS);
             }
-            let token = self.renew_hold(key, owner, req.ttl_ms).unwrap_or(token);
+            let token = self
+                .renew_hold(key, owner, req.ttl_ms)
+                .unwrap_or(lease.token);
             return Ok(Reply::Int(token).into());
         }
         if grantable {
@@ -114,12 +118,12 @@ impl Tx<'_> {
     pub fn sem_release(&mut self, key: &Bytes, owner: &[u8]) -> Result<Reply, RespError> {
         match self.entry(key) {
             None => return Ok(Reply::Int(0)),
-            Some(Entry::Sem(_)) => {}
+            Some(e) if e.is_sem() => {}
             Some(_) => return Err(RespError::WRONGTYPE),
         }
         let permits = self
             .release_hold(key, owner)
-            .map_or(0, |h| h.kind.permits());
+            .map_or(0, |lease| lease.kind.permits());
         if permits > 0 {
             self.pump(key);
         }
@@ -131,11 +135,13 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a lock or string key.
     pub fn sem_info(&mut self, key: &[u8]) -> Result<Reply, RespError> {
-        let now = self.now;
+        let (now, origin) = (self.now, self.origin());
         let sem = match self.entry(key) {
             None => return Ok(Reply::Nil),
-            Some(Entry::Sem(s)) => s,
-            Some(_) => return Err(RespError::WRONGTYPE),
+            Some(e) => match e.sem() {
+                Some(s) => s,
+                None => return Err(RespError::WRONGTYPE),
+            },
         };
         let holders = sem
             .holds
@@ -143,10 +149,13 @@ impl Tx<'_> {
             .iter()
             .map(|h| {
                 Reply::map_static(vec![
-                    ("owner", Reply::Bulk(h.owner.clone())),
-                    ("permits", Reply::Int(h.kind.permits() as i64)),
-                    ("token", Reply::Int(h.token)),
-                    ("ttl", Reply::Int(now.ms_until(h.deadline))),
+                    ("owner", Reply::Bulk(Bytes::copy_from_slice(&h.owner))),
+                    ("permits", Reply::Int(h.lease.kind.permits() as i64)),
+                    ("token", Reply::Int(h.lease.token)),
+                    (
+                        "ttl",
+                        Reply::Int(now.ms_until(h.lease.deadline.instant(origin))),
+                    ),
                 ])
             })
             .collect();
@@ -166,9 +175,11 @@ impl Tx<'_> {
     pub fn sem_delete(&mut self, key: &[u8]) -> Result<Reply, RespError> {
         match self.entry(key) {
             None => Ok(Reply::Int(0)),
-            Some(Entry::Sem(_)) => {
-                if let Some(Entry::Sem(mut sem)) = self.remove_key(key) {
-                    self.fail_waiters(key, &mut sem.holds, RespError::SEM_DELETED);
+            Some(e) if e.is_sem() => {
+                if let Some(mut entry) = self.remove_key(key) {
+                    if let Some(holds) = entry.holds_mut() {
+                        self.fail_waiters(key, holds, RespError::SEM_DELETED);
+                    }
                 }
                 Ok(Reply::Int(1))
             }

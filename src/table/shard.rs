@@ -1,37 +1,44 @@
 //! A shard: the keys it owns, their lease timers, and the primitives through which every
 //! state change passes (each updates memory, schedules or cancels the timer and emits its
 //! [`Record`]), plus the hand-off machinery (`pump`) that serves queues when holds end.
+//!
+//! Keys live in [`Keys`] (`keys.rs`): entries that carry their own key, so a key's bytes are
+//! stored once; the wheel's timers carry only the key's hash (see [`Due`]).
 
-use std::collections::hash_map::Entry::Occupied;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::entry::{Entry, Holder, Holds, KindExt, Semaphore, StrValue};
+use super::entry::{
+    Deadline, Entry, Holder, HolderRef, Holds, KindExt, Lease, Semaphore, StrValue, Value,
+};
+use super::keys::Keys;
 use super::waiters::{WaitResult, Waiter};
 use super::{Now, TableStats, Tx};
 use crate::error::RespError;
 use crate::persist::{HoldKind, Record};
 use crate::resp::Reply;
-use crate::wheel::Wheel;
+use crate::wheel::{TimerId, Wheel};
 
-/// What a timer in the wheel stands for: the key whose hold lease or string expiry it ends.
+/// What a timer in the wheel stands for: the hash of the key whose hold lease or string
+/// expiry it ends (8 bytes, where a copy of the key cost a `Bytes` handle and a shared
+/// buffer per lease).
 ///
-/// Which hold (or whether the string's expiry) is found at expiry by the timer id itself:
-/// every hold and string stores its `TimerId`, and a fired id matches only the hold or
-/// string it was scheduled for (ids are generational). Carrying no token keeps a timer at
-/// one `Bytes` handle.
-#[derive(Debug)]
+/// At expiry the key is found by that hash and the timer id itself: every hold and string
+/// stores its `TimerId`, and a fired id matches only the hold or string it was scheduled for
+/// (ids are generational), so keys whose hashes collide are told apart too.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Due {
-    pub(crate) key: Bytes,
+    hash: u64,
 }
 
 /// The keys of one shard and their timers.
 #[derive(Debug)]
 pub struct Shard {
-    pub(crate) entries: HashMap<Bytes, Entry, foldhash::fast::RandomState>,
+    /// Every key of the shard.
+    keys: Keys,
     pub(crate) wheel: Wheel<Due>,
     /// Replay only: holds whose recovered deadline has already passed, by (key, owner), with
     /// their kind and token. A later Refresh record may revive one: the live server
@@ -42,13 +49,147 @@ pub struct Shard {
     pub(crate) ghosts: HashMap<(Bytes, Bytes), (HoldKind, i64), foldhash::fast::RandomState>,
 }
 
+/// What one fired timer ended ([`Shard::end_timer`]).
+pub(crate) enum Ended {
+    /// Nothing: what it was scheduled for is gone, or has a newer timer.
+    Nothing,
+    /// A string expired and was removed; its key when asked for.
+    Str { key: Option<Bytes> },
+    /// A hold's lease ran out and the hold was removed (its lock too, when left idle).
+    Hold {
+        /// The key, when asked for or when `waiters`.
+        key: Option<Bytes>,
+        /// The owner, when asked for.
+        owner: Option<Bytes>,
+        /// The lease's end.
+        deadline: Deadline,
+        /// Whether the key's queue must be served now.
+        waiters: bool,
+    },
+}
+
 impl Shard {
     pub(crate) fn new(origin: Instant) -> Self {
         Shard {
-            entries: HashMap::default(),
+            keys: Keys::default(),
             wheel: Wheel::new(origin),
             ghosts: HashMap::default(),
         }
+    }
+
+    /// The entry of `key`.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&Entry> {
+        self.keys.get(key)
+    }
+
+    /// The entry of `key`, mutably.
+    pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.keys.get_mut(key)
+    }
+
+    /// Adds `entry`, whose key must be missing.
+    fn insert(&mut self, entry: Entry) {
+        self.keys.insert(entry);
+    }
+
+    /// Removes the entry of `key` (its timers stay: the caller cancels them).
+    fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        self.keys.remove(key)
+    }
+
+    /// Removes every entry, cancelling their timers.
+    pub(crate) fn take_all(&mut self) -> Vec<Entry> {
+        let entries = self.keys.take_all();
+        for timer in entries.iter().flat_map(Entry::timers) {
+            self.wheel.cancel(timer);
+        }
+        entries
+    }
+
+    /// Number of keys (idle locks included).
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Every entry, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.keys.iter()
+    }
+
+    /// What a timer for `key` carries.
+    fn due(&self, key: &[u8]) -> Due {
+        Due {
+            hash: self.keys.hash(key),
+        }
+    }
+
+    /// Removes the first hold on `key` for which `which` is true and returns its lease; a
+    /// sole lock goes with its holder (a general one stays for `pump` and `gc`).
+    fn take_holder(&mut self, key: &[u8], which: impl Fn(HolderRef<'_>) -> bool) -> Option<Lease> {
+        let hash = self.keys.hash(key);
+        let mut slot = self.keys.find(hash, |e| e.key() == key)?;
+        if let Entry::Sole(sole) = slot.get() {
+            if !which(sole.holder()) {
+                return None;
+            }
+            let lease = sole.lease();
+            slot.remove();
+            return Some(lease);
+        }
+        let holds = slot.get_mut().holds_mut()?;
+        let pos = holds.holders.iter().position(|h| which(h.as_ref()))?;
+        Some(holds.holders.swap_remove(pos).lease)
+    }
+
+    /// Ends what `timer` was scheduled for (it fired, carrying `due`): removes the hold whose
+    /// lease it was, or the string it expires; a lock left idle is dropped. Key and owner are
+    /// copied out only when `names` is set (for the log), the key also when waiters must be
+    /// served.
+    pub(crate) fn end_timer(&mut self, due: Due, timer: TimerId, names: bool) -> Ended {
+        let Some(mut slot) = self.keys.find(due.hash, |e| e.has_timer(timer)) else {
+            return Ended::Nothing;
+        };
+        let copy = |bytes: &[u8]| Bytes::copy_from_slice(bytes);
+        let (ended, remove) = match slot.get_mut() {
+            Entry::Sole(sole) => {
+                let ended = Ended::Hold {
+                    key: names.then(|| copy(sole.key())),
+                    owner: names.then(|| copy(sole.owner())),
+                    deadline: sole.lease().deadline,
+                    waiters: false,
+                };
+                (ended, true)
+            }
+            Entry::Boxed(object) => {
+                let is_lock = matches!(object.value, Value::Lock(_));
+                match &mut object.value {
+                    Value::Str(_) => {
+                        let key = names.then(|| copy(&object.key));
+                        (Ended::Str { key }, true)
+                    }
+                    Value::Lock(holds) | Value::Sem(Semaphore { holds, .. }) => {
+                        let Some(pos) = holds.holders.iter().position(|h| h.lease.timer == timer)
+                        else {
+                            return Ended::Nothing;
+                        };
+                        let holder = holds.holders.swap_remove(pos);
+                        let waiters = !holds.queue.is_empty();
+                        let idle = is_lock && holds.is_idle();
+                        let ended = Ended::Hold {
+                            key: (names || waiters).then(|| copy(&object.key)),
+                            owner: names.then(|| Bytes::from(holder.owner)),
+                            deadline: holder.lease.deadline,
+                            waiters,
+                        };
+                        (ended, idle)
+                    }
+                }
+            }
+        };
+        if remove {
+            slot.remove();
+        }
+        ended
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
@@ -56,51 +197,49 @@ impl Shard {
     }
 
     pub(crate) fn add_stats(&self, stats: &mut TableStats) {
-        for entry in self.entries.values() {
-            match entry {
-                Entry::Lock(h) => {
-                    stats.locks += 1;
-                    stats.holders += h.holders.len();
-                }
-                Entry::Sem(s) => {
-                    stats.semaphores += 1;
-                    stats.holders += s.holds.holders.len();
-                }
-                Entry::Str(_) => stats.strings += 1,
+        for entry in self.keys.iter() {
+            if entry.is_lock() {
+                stats.locks += 1;
+            } else if entry.is_sem() {
+                stats.semaphores += 1;
+            } else {
+                stats.strings += 1;
             }
+            stats.holders += entry.holders().count();
         }
         stats.timers += self.wheel.len();
     }
 
     /// Every live key of this shard as records (snapshot).
     pub(crate) fn dump(&self, now: Now, f: &mut dyn FnMut(Record)) {
-        let wall = |deadline: Instant| now.wall_ms.saturating_add(now.ms_until(deadline) as u64);
-        for (key, entry) in &self.entries {
-            let holders = match entry {
-                Entry::Lock(h) => &h.holders,
-                Entry::Sem(s) => {
-                    f(Record::SemCreate {
-                        key: key.clone(),
-                        capacity: s.capacity,
-                    });
-                    &s.holds.holders
-                }
-                Entry::Str(s) => {
-                    f(Record::StrSet {
-                        key: key.clone(),
-                        value: s.value.clone(),
-                        deadline_ms: s.expiry.map(|(d, _)| wall(d)),
-                    });
-                    continue;
-                }
-            };
-            for h in holders.iter() {
+        let origin = self.wheel.origin();
+        let wall = |deadline: Deadline| {
+            now.wall_ms
+                .saturating_add(now.ms_until(deadline.instant(origin)) as u64)
+        };
+        for entry in self.keys.iter() {
+            let key = Bytes::copy_from_slice(entry.key());
+            if let Some(s) = entry.str_value() {
+                f(Record::StrSet {
+                    key,
+                    value: Bytes::copy_from_slice(&s.value),
+                    deadline_ms: s.expiry.map(|(d, _)| wall(d)),
+                });
+                continue;
+            }
+            if let Some(s) = entry.sem() {
+                f(Record::SemCreate {
+                    key: key.clone(),
+                    capacity: s.capacity,
+                });
+            }
+            for h in entry.holders() {
                 f(Record::Grant {
                     key: key.clone(),
-                    owner: h.owner.clone(),
-                    hold: h.kind,
-                    token: h.token,
-                    deadline_ms: wall(h.deadline),
+                    owner: Bytes::copy_from_slice(h.owner),
+                    hold: h.lease.kind,
+                    token: h.lease.token,
+                    deadline_ms: wall(h.lease.deadline),
                 });
             }
         }
@@ -109,8 +248,24 @@ impl Shard {
 
 /// The state-change primitives. Only these touch holds, strings and timers.
 impl Tx<'_> {
-    /// Adds a hold for `owner` to the lock or semaphore at `key` (which exists) with a new
-    /// token and a lease of `ttl_ms`. Returns the token.
+    /// Time zero of the shards' wheels and of every [`Deadline`].
+    pub(crate) fn origin(&self) -> Instant {
+        self.table.shared.origin
+    }
+
+    /// Whether records are wanted (a sink takes them and this is no replay): records whose
+    /// fields must be copied out of the table are built only then.
+    pub(crate) fn logging(&self) -> bool {
+        !self.replaying && self.table.shared.sink.is_some()
+    }
+
+    /// What the timer of a lease or expiry on `key` carries.
+    pub(crate) fn due(&mut self, key: &[u8]) -> Due {
+        self.shard(key).due(key)
+    }
+
+    /// Adds a hold for `owner` to the lock or semaphore at `key` with a new token and a lease
+    /// of `ttl_ms` (a missing key becomes a lock). Returns the token.
     pub(crate) fn grant_hold(
         &mut self,
         key: &Bytes,
@@ -131,23 +286,42 @@ impl Tx<'_> {
         token
     }
 
+    /// Stores a hold and schedules its lease: a missing key becomes a sole lock (or a
+    /// general one when the key is too long for the compact form); a sole lock that gets a
+    /// second holder becomes general.
     fn insert_holder(
         &mut self,
-        key: &Bytes,
-        owner: &Bytes,
+        key: &[u8],
+        owner: &[u8],
         kind: HoldKind,
         token: i64,
         deadline: Instant,
     ) {
-        let timer = self.schedule(key, deadline, Due { key: key.clone() });
-        if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
-            holds.holders.push(Holder {
-                owner: owner.clone(),
-                kind,
-                token,
-                deadline,
-                timer,
-            });
+        let timer = self.schedule(key, deadline);
+        let lease = Lease {
+            kind,
+            token,
+            deadline: Deadline::new(self.origin(), deadline),
+            timer,
+        };
+        let shard = self.shard(key);
+        match shard.get_mut(key) {
+            None if !matches!(kind, HoldKind::Permits(_)) => {
+                shard.insert(Entry::held(key, owner, lease));
+            }
+            Some(entry) if !entry.is_str() => {
+                if let Some(holds) = entry.expand() {
+                    holds.holders.push(Holder {
+                        owner: owner.into(),
+                        lease,
+                    });
+                }
+            }
+            // Callers create the semaphore first and never grant on a string.
+            _ => {
+                debug_assert!(false, "no lock or semaphore to hold at the key");
+                shard.wheel.cancel(timer);
+            }
         }
     }
 
@@ -155,80 +329,84 @@ impl Tx<'_> {
     /// or None when the owner holds nothing there.
     pub(crate) fn renew_hold(&mut self, key: &Bytes, owner: &[u8], ttl_ms: u64) -> Option<i64> {
         let (deadline, deadline_ms) = self.now.deadline(ttl_ms);
-        let holder = self
-            .entry(key)
-            .and_then(Entry::holds_mut)?
-            .holders
-            .iter_mut()
-            .find(|h| h.owner == owner)?;
-        holder.deadline = deadline;
-        let (token, timer, owner) = (holder.token, holder.timer, holder.owner.clone());
-        if !self.reschedule(key, timer, deadline) {
+        let at = Deadline::new(self.origin(), deadline);
+        let lease = self
+            .entry(key)?
+            .update_lease(|h| h.owner == owner, |lease| lease.deadline = at)?;
+        if !self.reschedule(key, lease.timer, deadline) {
             // The old timer already fired in this `expire` batch (a hand-off during expiry
             // renewed a hold whose lease is due later in the batch, e.g. an MLOCK that counts
             // the owner's held key as granted): the renewed lease needs a timer of its own.
             // Found by tests/model.rs.
-            let timer = self.schedule(key, deadline, Due { key: key.clone() });
-            if let Some(h) = self
-                .entry(key)
-                .and_then(Entry::holds_mut)
-                .and_then(|h| h.holders.iter_mut().find(|h| h.token == token))
-            {
-                h.timer = timer;
+            let timer = self.schedule(key, deadline);
+            if let Some(entry) = self.entry(key) {
+                entry.update_lease(|h| h.lease.token == lease.token, |l| l.timer = timer);
             }
         }
-        self.emit(Record::Refresh {
-            key: key.clone(),
-            owner,
-            deadline_ms,
-        });
-        Some(token)
+        if self.logging() {
+            self.emit(Record::Refresh {
+                key: key.clone(),
+                owner: Bytes::copy_from_slice(owner),
+                deadline_ms,
+            });
+        }
+        Some(lease.token)
     }
 
     /// Ends the hold of `owner` on `key` (without serving the queue: call [`pump`]).
-    pub(crate) fn release_hold(&mut self, key: &Bytes, owner: &[u8]) -> Option<Holder> {
-        let holds = self.entry(key).and_then(Entry::holds_mut)?;
-        let pos = holds.holders.iter().position(|h| h.owner == owner)?;
-        let holder = holds.holders.swap_remove(pos);
-        self.shard(key).wheel.cancel(holder.timer);
-        self.emit(Record::Release {
-            key: key.clone(),
-            owner: holder.owner.clone(),
-        });
-        Some(holder)
+    /// Returns its lease.
+    pub(crate) fn release_hold(&mut self, key: &Bytes, owner: &[u8]) -> Option<Lease> {
+        let shard = self.shard(key);
+        let lease = shard.take_holder(key, |h| h.owner == owner)?;
+        shard.wheel.cancel(lease.timer);
+        if self.logging() {
+            self.emit(Record::Release {
+                key: key.clone(),
+                owner: Bytes::copy_from_slice(owner),
+            });
+        }
+        Some(lease)
     }
 
-    /// Creates an empty lock at `key` if the key is free (no record: an idle lock is no state).
-    pub(crate) fn ensure_lock(&mut self, key: &Bytes) {
-        self.shard(key)
-            .entries
-            .entry(key.clone())
-            .or_insert_with(|| Entry::Lock(Box::default()));
+    /// Puts `waiter` at the back of `key`'s queue, making the key a lock if it is missing;
+    /// a sole lock becomes general (no record: a queue is no durable state).
+    pub(crate) fn queue_waiter(&mut self, key: &[u8], waiter: Arc<Waiter>) {
+        let shard = self.shard(key);
+        match shard.get_mut(key) {
+            Some(entry) => {
+                if let Some(holds) = entry.expand() {
+                    holds.queue.push_back(waiter);
+                }
+            }
+            None => {
+                let mut holds = Holds::default();
+                holds.queue.push_back(waiter);
+                shard.insert(Entry::boxed(key, Value::Lock(holds)));
+            }
+        }
     }
 
     /// Drops `key` if it is a lock with no holders and no waiters.
     pub(crate) fn gc(&mut self, key: &[u8]) {
         let shard = self.shard(key);
-        if let Some(Entry::Lock(h)) = shard.entries.get(key) {
-            if h.is_idle() {
-                shard.entries.remove(key);
-            }
+        if shard.get(key).is_some_and(Entry::is_idle_lock) {
+            shard.remove(key);
         }
     }
 
     /// Creates the semaphore `key` or sets its capacity.
     pub(crate) fn put_sem(&mut self, key: &Bytes, capacity: u64) {
         let shard = self.shard(key);
-        match shard.entries.get_mut(key) {
-            Some(Entry::Sem(s)) => s.capacity = capacity,
-            _ => {
-                shard.entries.insert(
-                    key.clone(),
-                    Entry::Sem(Box::new(Semaphore {
-                        capacity,
-                        holds: Holds::default(),
-                    })),
-                );
+        match shard.get_mut(key).and_then(Entry::sem_mut) {
+            Some(s) => s.capacity = capacity,
+            None => {
+                // Callers remove any other kind first; replacing keeps a stray one out.
+                let sem = Semaphore {
+                    capacity,
+                    holds: Holds::default(),
+                };
+                shard.remove(key);
+                shard.insert(Entry::boxed(key, Value::Sem(sem)));
             }
         }
         self.emit(Record::SemCreate {
@@ -241,37 +419,36 @@ impl Tx<'_> {
     /// the entry) are the caller's to serve or fail.
     pub(crate) fn remove_key(&mut self, key: &[u8]) -> Option<Entry> {
         let shard = self.shard(key);
-        let entry = shard.entries.remove(key)?;
-        match &entry {
-            Entry::Str(s) => {
-                if let Some((_, timer)) = s.expiry {
-                    shard.wheel.cancel(timer);
-                }
-            }
-            other => {
-                for h in other.holds().map(|h| &h.holders[..]).unwrap_or(&[]) {
-                    shard.wheel.cancel(h.timer);
-                }
-            }
+        let entry = shard.remove(key)?;
+        for timer in entry.timers() {
+            shard.wheel.cancel(timer);
         }
-        self.emit(Record::Delete {
-            key: Bytes::copy_from_slice(key),
-        });
+        if self.logging() {
+            self.emit(Record::Delete {
+                key: Bytes::copy_from_slice(key),
+            });
+        }
         Some(entry)
     }
 
-    /// Stores string `key` = `value`, expiring at `expiry` (a monotonic deadline and its wall
-    /// ms) or never. Replaces an existing string; the caller checked the key's kind.
+    /// Stores string `key` = `value` (a copy of it), expiring at `expiry` (a monotonic
+    /// deadline and its wall ms) or never. Replaces an existing string; the caller checked
+    /// the key's kind.
     pub(crate) fn put_str(&mut self, key: &Bytes, value: Bytes, expiry: Option<(Instant, u64)>) {
         self.cancel_str_timer(key);
-        let timer = expiry.map(|(d, _)| (d, self.schedule(key, d, Due { key: key.clone() })));
-        self.shard(key).entries.insert(
-            key.clone(),
-            Entry::Str(Box::new(StrValue {
-                value: value.clone(),
-                expiry: timer,
-            })),
-        );
+        let expiry_at = self.str_expiry(key, expiry);
+        let stored = StrValue {
+            value: value.as_ref().into(),
+            expiry: expiry_at,
+        };
+        let shard = self.shard(key);
+        match shard.get_mut(key).and_then(Entry::str_mut) {
+            Some(s) => *s = stored,
+            None => {
+                shard.remove(key);
+                shard.insert(Entry::boxed(key, Value::Str(stored)));
+            }
+        }
         self.emit(Record::StrSet {
             key: key.clone(),
             value,
@@ -282,9 +459,9 @@ impl Tx<'_> {
     /// Sets or clears the expiry of string `key` (which exists).
     pub(crate) fn set_str_expiry(&mut self, key: &Bytes, expiry: Option<(Instant, u64)>) {
         self.cancel_str_timer(key);
-        let timer = expiry.map(|(d, _)| (d, self.schedule(key, d, Due { key: key.clone() })));
-        if let Some(Entry::Str(s)) = self.entry(key) {
-            s.expiry = timer;
+        let expiry_at = self.str_expiry(key, expiry);
+        if let Some(s) = self.entry(key).and_then(Entry::str_mut) {
+            s.expiry = expiry_at;
         }
         self.emit(Record::StrExpire {
             key: key.clone(),
@@ -292,22 +469,36 @@ impl Tx<'_> {
         });
     }
 
+    /// Schedules the expiry of string `key` at `expiry`, if any: its stored deadline and timer.
+    fn str_expiry(
+        &mut self,
+        key: &[u8],
+        expiry: Option<(Instant, u64)>,
+    ) -> Option<(Deadline, TimerId)> {
+        let (deadline, _) = expiry?;
+        let timer = self.schedule(key, deadline);
+        Some((Deadline::new(self.origin(), deadline), timer))
+    }
+
     fn cancel_str_timer(&mut self, key: &[u8]) {
         let shard = self.shard(key);
-        if let Some(Entry::Str(s)) = shard.entries.get(key) {
-            if let Some((_, timer)) = s.expiry {
-                shard.wheel.cancel(timer);
-            }
+        let timer = shard
+            .get(key)
+            .and_then(Entry::str_value)
+            .and_then(|s| s.expiry);
+        if let Some((_, timer)) = timer {
+            shard.wheel.cancel(timer);
         }
     }
 }
 
 /// Hand-off: serving queues when holds end, and waiters leaving.
 impl Tx<'_> {
-    /// Queues a single-key request (LOCK family, SEM.ACQUIRE) at the back of `key`'s queue.
+    /// Queues a single-key request (LOCK family, SEM.ACQUIRE) at the back of `key`'s queue
+    /// (the key exists: the request could not be granted).
     ///
     /// # Errors
-    /// `max waiters reached` (an idle lock created for the request is dropped again).
+    /// `max waiters reached`.
     pub(crate) fn enqueue_single(
         &mut self,
         key: &Bytes,
@@ -315,13 +506,7 @@ impl Tx<'_> {
         kind: HoldKind,
         ttl_ms: u64,
     ) -> Result<super::Outcome, RespError> {
-        let seq = match self.admit_waiter() {
-            Ok(seq) => seq,
-            Err(err) => {
-                self.gc(key);
-                return Err(err);
-            }
-        };
+        let seq = self.admit_waiter()?;
         let (waiter, rx) = Waiter::new(
             seq,
             owner.clone(),
@@ -332,9 +517,7 @@ impl Tx<'_> {
             Vec::new(),
         );
         let waiter = Arc::new(waiter);
-        if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
-            holds.queue.push_back(waiter.clone());
-        }
+        self.queue_waiter(key, waiter.clone());
         Ok(super::Outcome::Blocked(super::Blocked { waiter, rx }))
     }
 
@@ -343,11 +526,8 @@ impl Tx<'_> {
     pub(crate) fn pump(&mut self, key: &Bytes) {
         loop {
             let Some(entry) = self.entry(key) else { return };
-            let capacity = match entry {
-                Entry::Sem(s) => Some((s.capacity, s.used())),
-                Entry::Lock(_) => None,
-                Entry::Str(_) => return,
-            };
+            let capacity = entry.sem().map(|s| (s.capacity, s.used()));
+            // None for a string, and for a sole lock: nobody waits there.
             let Some(holds) = entry.holds_mut() else {
                 return;
             };
@@ -384,9 +564,8 @@ impl Tx<'_> {
     fn grant_single(&mut self, key: &Bytes, w: &Arc<Waiter>) {
         let existing = self
             .entry(key)
-            .and_then(|e| e.holds())
-            .and_then(|h| h.holder(&w.owner))
-            .map(|h| h.kind);
+            .and_then(|e| e.holder(&w.owner))
+            .map(|h| h.lease.kind);
         let result = match existing {
             // The same owner got the key meanwhile on another connection: same hold, so the
             // grant is idempotent (same token, lease reset).
@@ -427,11 +606,14 @@ impl Tx<'_> {
         if !w.is_pending() {
             return false;
         }
+        // Every key has a general entry: the waiter sits in each key's queue.
         let ready = w.keys.iter().all(|key| {
             self.entry(key)
                 .and_then(|e| e.holds())
                 .is_some_and(|holds| {
-                    let own = holds.holder(&w.owner).is_some_and(|h| w.owns(h.token));
+                    let own = holds
+                        .holder(&w.owner)
+                        .is_some_and(|h| w.owns(h.lease.token));
                     let heads = holds.queue.front().is_some_and(|h| h.seq == w.seq);
                     own || heads && holds.holders.is_empty()
                 })
@@ -449,7 +631,6 @@ impl Tx<'_> {
             let token = match renewed {
                 Some(token) => token,
                 None => {
-                    self.ensure_lock(key);
                     fresh.push(key.clone());
                     self.grant_hold(key, &w.owner, HoldKind::Exclusive, w.ttl_ms)
                 }
@@ -542,14 +723,15 @@ impl Tx<'_> {
     /// `budget`. Returns how many timers fired.
     ///
     /// The common case (a hold with nobody queued behind it) is served in place with one
-    /// hash lookup per lease; a lease whose key has waiters goes through `pump` at once, so
-    /// records and hand-offs keep their firing order. Records are built only when a sink
-    /// takes them.
+    /// hash lookup per lease ([`Shard::end_timer`]); a lease whose key has waiters goes
+    /// through `pump` at once, so records and hand-offs keep their firing order. Records
+    /// are built only when a sink takes them.
     pub(crate) fn expire_shard(&mut self, index: usize, budget: usize) -> usize {
         /// Timers taken from the wheel per pass: bounds the scratch buffer.
         const CHUNK: usize = 1024;
         let now = self.now.mono;
-        let logging = !self.replaying && self.table.shared.sink.is_some();
+        let origin = self.origin();
+        let logging = self.logging();
         let mut due = Vec::with_capacity(budget.min(CHUNK));
         let mut records = Vec::new();
         let mut fired = 0;
@@ -568,50 +750,39 @@ impl Tx<'_> {
                     return fired;
                 };
                 let shard: &mut Shard = guard;
-                for (timer, Due { key }) in batch.by_ref() {
-                    let Occupied(mut slot) = shard.entries.entry(key) else {
-                        continue;
-                    };
-                    let holds = match slot.get_mut() {
-                        Entry::Str(s) => {
-                            if s.expiry.is_some_and(|(_, t)| t == timer) {
-                                let (key, _) = slot.remove_entry();
-                                if logging {
-                                    records.push(Record::Delete { key });
-                                }
+                for (timer, due) in batch.by_ref() {
+                    // A hold renewed after the poll (by a hand-off earlier in this batch) got
+                    // a new timer, so it is not found: its lease never ends before its
+                    // deadline.
+                    match shard.end_timer(due, timer, logging) {
+                        Ended::Nothing => {}
+                        Ended::Str { key } => {
+                            if let Some(key) = key {
+                                records.push(Record::Delete { key });
                             }
-                            continue;
                         }
-                        Entry::Lock(h) => &mut **h,
-                        Entry::Sem(s) => &mut s.holds,
-                    };
-                    // The hold this timer was scheduled for. A hold renewed after the poll
-                    // (by a hand-off earlier in this batch) got a new timer, so it is not
-                    // found: its lease never ends before its deadline.
-                    let Some(pos) = holds.holders.iter().position(|h| h.timer == timer) else {
-                        continue;
-                    };
-                    let holder = holds.holders.swap_remove(pos);
-                    debug_assert!(holder.deadline <= now, "lease ended before its deadline");
-                    ended += 1;
-                    let waiters = !holds.queue.is_empty();
-                    let idle = holds.holders.is_empty() && matches!(slot.get(), Entry::Lock(_));
-                    let key = if !waiters && idle {
-                        slot.remove_entry().0
-                    } else {
-                        slot.key().clone()
-                    };
-                    if logging || waiters {
-                        if waiters {
-                            hand_off = Some(key.clone());
-                        }
-                        records.push(Record::Release {
+                        Ended::Hold {
                             key,
-                            owner: holder.owner,
-                        });
-                    }
-                    if hand_off.is_some() {
-                        break;
+                            owner,
+                            deadline,
+                            waiters,
+                        } => {
+                            debug_assert!(
+                                deadline.instant(origin) <= now,
+                                "lease ended before its deadline"
+                            );
+                            ended += 1;
+                            if let (Some(key), Some(owner)) = (&key, owner) {
+                                records.push(Record::Release {
+                                    key: key.clone(),
+                                    owner,
+                                });
+                            }
+                            if waiters {
+                                hand_off = key;
+                                break;
+                            }
+                        }
                     }
                 }
                 for record in records.drain(..) {
@@ -670,14 +841,13 @@ impl Tx<'_> {
                 let ghost = (key.clone(), owner.clone());
                 match mono(*deadline_ms) {
                     Some(deadline) => {
+                        let at = Deadline::new(self.origin(), deadline);
                         let found = self
                             .entry(key)
-                            .and_then(Entry::holds_mut)
-                            .and_then(|h| h.holders.iter_mut().find(|h| h.owner == *owner))
-                            .map(|h| {
-                                h.deadline = deadline;
-                                h.timer
-                            });
+                            .and_then(|e| {
+                                e.update_lease(|h| h.owner == owner.as_ref(), |l| l.deadline = at)
+                            })
+                            .map(|lease| lease.timer);
                         if let Some(timer) = found {
                             self.reschedule(key, timer, deadline);
                         } else if let Some((hold, token)) = self.shard(key).ghosts.remove(&ghost) {
@@ -690,8 +860,10 @@ impl Tx<'_> {
                         }
                     }
                     None => {
-                        if let Some(h) = self.release_hold(key, owner) {
-                            self.shard(key).ghosts.insert(ghost, (h.kind, h.token));
+                        if let Some(lease) = self.release_hold(key, owner) {
+                            self.shard(key)
+                                .ghosts
+                                .insert(ghost, (lease.kind, lease.token));
                         }
                         self.gc(key);
                     }
@@ -703,7 +875,7 @@ impl Tx<'_> {
                 self.gc(key);
             }
             Record::SemCreate { key, capacity } => {
-                if matches!(self.entry(key), Some(Entry::Lock(_)) | Some(Entry::Str(_))) {
+                if self.entry(key).is_some_and(|e| !e.is_sem()) {
                     self.remove_key(key);
                     self.forget_ghosts(key);
                 }
@@ -718,7 +890,7 @@ impl Tx<'_> {
                 value,
                 deadline_ms,
             } => {
-                if matches!(self.entry(key), Some(Entry::Lock(_)) | Some(Entry::Sem(_))) {
+                if self.entry(key).is_some_and(|e| !e.is_str()) {
                     self.remove_key(key);
                     self.forget_ghosts(key);
                 }
@@ -733,7 +905,7 @@ impl Tx<'_> {
                 }
             }
             Record::StrExpire { key, deadline_ms } => {
-                if matches!(self.entry(key), Some(Entry::Str(_))) {
+                if self.entry(key).is_some_and(|e| e.is_str()) {
                     match deadline_ms {
                         None => self.set_str_expiry(key, None),
                         Some(ms) => match mono(*ms) {
@@ -746,15 +918,8 @@ impl Tx<'_> {
                 }
             }
             Record::FlushAll => {
-                let keys: Vec<Bytes> = self
-                    .guards
-                    .iter()
-                    .flat_map(|(_, g)| g.entries.keys().cloned().collect::<Vec<_>>())
-                    .collect();
-                for key in keys {
-                    self.remove_key(&key);
-                }
                 for (_, guard) in &mut self.guards {
+                    guard.take_all();
                     guard.ghosts.clear();
                 }
             }
@@ -772,15 +937,13 @@ impl Tx<'_> {
         token: i64,
         deadline: Instant,
     ) {
-        match hold {
-            HoldKind::Permits(n) => {
-                if !matches!(self.entry(key), Some(Entry::Sem(_))) {
-                    self.put_sem(key, n);
-                }
+        if let HoldKind::Permits(n) = hold {
+            if !self.entry(key).is_some_and(|e| e.is_sem()) {
+                self.put_sem(key, n);
             }
-            _ => self.ensure_lock(key),
         }
-        if self.entry(key).and_then(|e| e.holds()).is_some() {
+        // A lock mode on a missing key makes a lock; a string takes no holds.
+        if !self.entry(key).is_some_and(|e| e.is_str()) {
             self.insert_holder(key, owner, hold, token, deadline);
         }
     }

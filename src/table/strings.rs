@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::entry::Entry;
 use super::Tx;
 use crate::error::RespError;
 use crate::resp::Reply;
@@ -73,16 +72,16 @@ type StringState = (Bytes, Option<(Instant, u64)>);
 
 impl Tx<'_> {
     fn string_value(&mut self, key: &[u8]) -> Result<Option<StringState>, RespError> {
-        let now = self.now;
-        match self.entry(key) {
-            None => Ok(None),
-            Some(Entry::Str(s)) => Ok(Some((
-                s.value.clone(),
-                s.expiry
-                    .map(|(d, _)| (d, now.wall_ms.saturating_add(now.ms_until(d) as u64))),
-            ))),
-            Some(_) => Err(RespError::WRONGTYPE),
-        }
+        let (now, origin) = (self.now, self.origin());
+        let Some(entry) = self.entry(key) else {
+            return Ok(None);
+        };
+        let s = entry.str_value().ok_or(RespError::WRONGTYPE)?;
+        let expiry = s.expiry.map(|(d, _)| {
+            let d = d.instant(origin);
+            (d, now.wall_ms.saturating_add(now.ms_until(d) as u64))
+        });
+        Ok(Some((Bytes::copy_from_slice(&s.value), expiry)))
     }
 
     /// SET key value [options].
