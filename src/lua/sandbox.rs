@@ -25,8 +25,9 @@
 //! two fresh C closures (Lua 5.1 has no light C functions), which made an EVALSHA's setup
 //! cost more than the script. So the Rust-side work of a run (building `KEYS`/`ARGV`,
 //! clearing them, converting the result) runs with the limit lifted ([`Vm::unlimited`]);
-//! it allocates only what the request and the script's own result hold. Everything the
-//! script itself does, `redis.call` replies included, runs under the limit.
+//! it allocates only what the request and the script's own result hold. So does the
+//! conversion of a small scalar `redis.call` reply (see `is_small`). Everything else the
+//! script does, larger replies included, runs under the limit.
 //!
 //! To extend: a new `redis.*` function is a Rust closure in `redis_table`; to raise an error
 //! table as Redis's `luaError` does, return `fail("ERR ...")`.
@@ -61,6 +62,33 @@ struct RunState {
     resp: Cell<ScriptResp>,
     /// The command closure of the run in progress, for `redis.call` and `redis.pcall`.
     call: CallSlot,
+    /// The memory limit in force while the script runs (bytes; 0 = none).
+    memory_limit: Cell<usize>,
+}
+
+impl RunState {
+    /// Runs `f` with the memory limit lifted, so that mlua calls the Lua API directly
+    /// instead of through a protected call (see the module header). Only for Rust code
+    /// whose allocations are small or bounded by the request. Without a limit only the
+    /// system allocator can fail, which aborts the process with or without Lua: this is the
+    /// mode mlua runs in when the limit is configured as 0.
+    fn unlimited<R>(&self, lua: &Lua, f: impl FnOnce() -> R) -> R {
+        /// Puts the limit back when `f` ends, normally or by unwinding.
+        struct Restore<'l>(&'l Lua, usize);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.set_memory_limit(self.1);
+            }
+        }
+
+        let limit = self.memory_limit.get();
+        if limit == 0 {
+            return f();
+        }
+        let _ = lua.set_memory_limit(0);
+        let _restore = Restore(lua, limit);
+        f()
+    }
 }
 
 /// The command closure a script's `redis.call` runs, as `Engine::eval` receives it.
@@ -142,8 +170,6 @@ pub(super) struct Vm {
     xpcall: Function,
     handler: Function,
     state: Rc<RunState>,
-    /// The memory limit in force while the script runs (bytes; 0 = none).
-    memory_limit: Cell<usize>,
 }
 
 impl Vm {
@@ -159,6 +185,7 @@ impl Vm {
             killed: Cell::new(false),
             resp: Cell::new(ScriptResp::Resp2),
             call: CallSlot(Cell::new(None)),
+            memory_limit: Cell::new(memory_limit_bytes),
         });
         let env = lua.globals();
         let xpcall: Function = env.get("xpcall")?;
@@ -208,37 +235,17 @@ impl Vm {
             xpcall,
             handler,
             state,
-            memory_limit: Cell::new(memory_limit_bytes),
         })
     }
 
     /// Sets the VM's memory limit (bytes; 0 = none).
     pub(super) fn set_memory_limit(&self, bytes: usize) {
-        self.memory_limit.set(bytes);
+        self.state.memory_limit.set(bytes);
         let _ = self.lua.set_memory_limit(bytes);
     }
 
-    /// Runs `f` with the memory limit lifted, so that mlua calls the Lua API directly
-    /// instead of through a protected call (see the module header). Only for Rust code
-    /// whose allocations the request bounds. Without a limit only the system allocator can
-    /// fail, which aborts the process with or without Lua: this is the mode mlua runs in
-    /// when the limit is configured as 0.
     fn unlimited<R>(&self, f: impl FnOnce() -> R) -> R {
-        /// Puts the limit back when `f` ends, normally or by unwinding.
-        struct Restore<'v>(&'v Vm, usize);
-        impl Drop for Restore<'_> {
-            fn drop(&mut self) {
-                let _ = self.0.lua.set_memory_limit(self.1);
-            }
-        }
-
-        let limit = self.memory_limit.get();
-        if limit == 0 {
-            return f();
-        }
-        let _ = self.lua.set_memory_limit(0);
-        let _restore = Restore(self, limit);
-        f()
+        self.state.unlimited(&self.lua, f)
     }
 
     /// Compiles a script body (source text only) into a function.
@@ -374,9 +381,31 @@ fn invoke(lua: &Lua, state: &RunState, args: MultiValue) -> mlua::Result<Result<
         Some(call) => call(args),
         None => Reply::Error(super::NOT_FROM_SCRIPT),
     });
+    let resp = state.resp.get();
     match reply {
         Reply::Error(err) => Ok(Err(err.text().to_owned())),
-        reply => Ok(Ok(reply_to_lua(lua, &reply, state.resp.get())?)),
+        reply if is_small(&reply) => {
+            Ok(Ok(state.unlimited(lua, || reply_to_lua(lua, &reply, resp))?))
+        }
+        reply => Ok(Ok(reply_to_lua(lua, &reply, resp)?)),
+    }
+}
+
+/// The largest string reply `redis.call` hands over with the memory limit lifted.
+const SMALL_REPLY_BYTES: usize = 4096;
+
+/// Whether `reply` is a scalar whose Lua form allocates at most one string of up to
+/// [`SMALL_REPLY_BYTES`] and one or two small tables (`{ok=...}`, RESP3's `{double=...}`).
+/// Such a reply (GET's, DEL's, SET's) converts with the limit lifted: under it, the
+/// protected conversion cost more than the command. The limit can be overshot by that
+/// much at most, and the script's next allocation fails if the VM is over it.
+fn is_small(reply: &Reply) -> bool {
+    match reply {
+        Reply::Simple(bytes) | Reply::Bulk(bytes) | Reply::Verbatim(bytes) => {
+            bytes.len() <= SMALL_REPLY_BYTES
+        }
+        Reply::Int(_) | Reply::Nil | Reply::NilArray | Reply::Bool(_) | Reply::Double(_) => true,
+        Reply::Error(_) | Reply::Array(_) | Reply::Map(_) | Reply::Set(_) => false,
     }
 }
 
