@@ -20,6 +20,13 @@
 //! thread switches engines or the engine is flushed (a generation counter), and is bounded
 //! at [`MAX_COMPILED_PER_THREAD`] entries.
 //!
+//! The shared cache still decides which shas exist (an evicted script answers `NOSCRIPT`
+//! on every thread), but an EVALSHA does not lock it: the engine counts removals (an
+//! epoch, bumped under the write lock by every eviction and flush), and a thread that has
+//! seen a sha in the shared cache at the current epoch knows it is still there. The two
+//! read locks per call this replaced were shared by all workers, so their lock word moved
+//! between the cores on every script.
+//!
 //! Cache bounds: scripts added by `SCRIPT LOAD` stay until `SCRIPT FLUSH`; scripts added only
 //! by `EVAL` are evictable, oldest first, beyond [`EngineConfig::max_eval_scripts`] (as
 //! Redis 7.4 does, so clients generating distinct scripts cannot grow memory without bound;
@@ -97,6 +104,10 @@ pub struct Engine {
     id: u64,
     config: EngineConfig,
     cache: RwLock<SourceCache>,
+    /// Bumped (under the write lock) whenever a script leaves `cache`.
+    removals: AtomicU64,
+    /// Bumped (under the write lock) by every SCRIPT FLUSH.
+    generation: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -105,7 +116,6 @@ struct SourceCache {
     /// Shas added by EVAL, oldest first (entries may be stale: check `evictable`).
     eval_order: VecDeque<Sha>,
     eval_count: usize,
-    generation: u64,
 }
 
 #[derive(Debug)]
@@ -121,7 +131,14 @@ struct ThreadVm {
     vm: Vm,
     engine: u64,
     generation: u64,
-    functions: HashMap<Sha, Function, RandomState>,
+    functions: HashMap<Sha, Compiled, RandomState>,
+}
+
+/// A compiled script and the removal epoch at which its sha was last seen in the shared
+/// cache: while the engine's epoch is the same, the sha is still there.
+struct Compiled {
+    func: Function,
+    seen: u64,
 }
 
 /// A script's sha1 as 40 lower-case hex digits, kept on the stack: EVALSHA looks it up in
@@ -177,6 +194,8 @@ impl Engine {
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             config,
             cache: RwLock::new(SourceCache::default()),
+            removals: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -186,7 +205,8 @@ impl Engine {
     /// `ERR Error compiling script (new function): user_script:1: ...`, or a shebang error.
     pub fn load(&self, source: &[u8]) -> Result<String, RespError> {
         let sha = Sha::of(source);
-        self.with_vm(|tvm| compile(tvm, sha, source).map(|_| ()))??;
+        let epoch = self.removals.load(Ordering::Acquire);
+        self.with_vm(|tvm| compile(tvm, sha, source, epoch))??;
         self.remember(sha, source, false);
         Ok(sha.as_str().to_owned())
     }
@@ -199,11 +219,9 @@ impl Engine {
     /// SCRIPT FLUSH: forgets every script (each thread drops its compiled functions lazily).
     pub fn flush(&self) {
         let mut cache = self.cache.write();
-        let generation = cache.generation + 1;
-        *cache = SourceCache {
-            generation,
-            ..SourceCache::default()
-        };
+        *cache = SourceCache::default();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.removals.fetch_add(1, Ordering::AcqRel);
     }
 
     /// EVAL / EVALSHA. `call` runs one command (`args[0]` is its name) in the caller's
@@ -216,31 +234,41 @@ impl Engine {
         call: &mut dyn FnMut(Vec<Bytes>) -> Reply,
     ) -> Reply {
         let outcome = self.with_vm(|tvm| {
+            // Loaded before the shared cache is consulted: a removal after this load makes
+            // the next call check again.
+            let epoch = self.removals.load(Ordering::Acquire);
             let sha = match script {
                 Script::Source(source) => {
                     let sha = Sha::of(source);
-                    compile(tvm, sha, source)?;
-                    self.remember(sha, source, true);
+                    if tvm.functions.get(&sha).is_none_or(|c| c.seen != epoch) {
+                        compile(tvm, sha, source, epoch)?;
+                        self.remember(sha, source, true);
+                    }
                     sha
                 }
                 Script::Sha(sha) => {
                     let sha = Sha::parse(sha).ok_or(NOSCRIPT)?;
-                    // The shared cache decides whether the sha is known (an evicted or
-                    // flushed script answers NOSCRIPT even where a thread still has it
-                    // compiled); its source is copied only when this thread must compile.
-                    if !tvm.functions.contains_key(&sha) {
-                        let source = self.source(sha).ok_or(NOSCRIPT)?;
-                        compile(tvm, sha, &source)?;
-                    } else if !self.cache.read().scripts.contains_key(&sha) {
-                        return Err(NOSCRIPT);
+                    match tvm.functions.get_mut(&sha) {
+                        Some(compiled) if compiled.seen == epoch => {}
+                        Some(compiled) => {
+                            if !self.cache.read().scripts.contains_key(&sha) {
+                                return Err(NOSCRIPT);
+                            }
+                            compiled.seen = epoch;
+                        }
+                        None => {
+                            // The source is copied only when this thread must compile.
+                            let source = self.source(sha).ok_or(NOSCRIPT)?;
+                            compile(tvm, sha, &source, epoch)?;
+                        }
                     }
                     sha
                 }
             };
-            let func = tvm.functions.get(&sha).ok_or(NOSCRIPT)?;
+            let compiled = tvm.functions.get(&sha).ok_or(NOSCRIPT)?;
             Ok::<_, RespError>(tvm.vm.run(
                 sha.as_str(),
-                func,
+                &compiled.func,
                 keys,
                 argv,
                 call,
@@ -298,6 +326,7 @@ impl Engine {
             if cache.scripts.get(&oldest).is_some_and(|c| c.evictable) {
                 cache.scripts.remove(&oldest);
                 cache.eval_count -= 1;
+                self.removals.fetch_add(1, Ordering::AcqRel);
             }
         }
         // Stale queue entries (pinned or flushed shas) must not pile up.
@@ -311,7 +340,7 @@ impl Engine {
 
     /// Runs `f` with this thread's VM, creating it on first use.
     fn with_vm<R>(&self, f: impl FnOnce(&mut ThreadVm) -> R) -> Result<R, RespError> {
-        let generation = self.cache.read().generation;
+        let generation = self.generation.load(Ordering::Acquire);
         VM.try_with(|cell| {
             // Already borrowed: a script's command tried to start a script.
             let Ok(mut slot) = cell.try_borrow_mut() else {
@@ -343,9 +372,11 @@ impl Engine {
     }
 }
 
-/// Makes sure this thread's cache holds the compiled function for `sha`.
-fn compile(tvm: &mut ThreadVm, sha: Sha, source: &[u8]) -> Result<(), RespError> {
-    if tvm.functions.contains_key(&sha) {
+/// Makes sure this thread's cache holds the compiled function for `sha`, marked as seen
+/// in the shared cache at `epoch` (the caller makes sure it is there).
+fn compile(tvm: &mut ThreadVm, sha: Sha, source: &[u8], epoch: u64) -> Result<(), RespError> {
+    if let Some(compiled) = tvm.functions.get_mut(&sha) {
+        compiled.seen = epoch;
         return Ok(());
     }
     let body = strip_shebang(source)?;
@@ -357,7 +388,7 @@ fn compile(tvm: &mut ThreadVm, sha: Sha, source: &[u8]) -> Result<(), RespError>
     if tvm.functions.len() >= MAX_COMPILED_PER_THREAD {
         tvm.functions.clear();
     }
-    tvm.functions.insert(sha, func);
+    tvm.functions.insert(sha, Compiled { func, seen: epoch });
     Ok(())
 }
 

@@ -483,6 +483,20 @@ fn eval_scripts_are_evicted_oldest_first_but_loaded_ones_stay() {
     assert!(!engine.exists(shas[0].as_bytes()));
     assert!(!engine.exists(shas[1].as_bytes()));
     assert!(shas[2..].iter().all(|sha| engine.exists(sha.as_bytes())));
+    // This thread still has the evicted scripts compiled; the shared cache decides.
+    let evalsha =
+        |sha: &str| engine.eval(Script::Sha(sha.as_bytes()), &[], &[], &mut |_| Reply::Nil);
+    assert_eq!(evalsha(&shas[0]), Reply::Error(NOSCRIPT));
+    assert_eq!(evalsha(&shas[2]), Reply::Int(3));
+    // EVAL adds an evicted script back (evicting the oldest, shas[2]), even though this
+    // thread had it compiled and had seen it before.
+    assert_eq!(
+        engine.eval(Script::Source(b"return 1"), &[], &[], &mut |_| Reply::Nil),
+        Reply::Int(1)
+    );
+    assert_eq!(evalsha(&shas[0]), Reply::Int(1));
+    assert_eq!(evalsha(&shas[2]), Reply::Error(NOSCRIPT));
+    assert_eq!(evalsha(&pinned), Reply::Int(0));
 }
 
 #[test]
