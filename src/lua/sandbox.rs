@@ -49,6 +49,11 @@ use crate::resp::reply::Reply;
 /// The time-limit hook runs every this many VM instructions (a few microseconds of work).
 pub(super) const HOOK_EVERY: u32 = 10_000;
 
+/// After a run, `KEYS` and `ARGV` of at most this many strings and bytes stay set until the
+/// next run (see [`Vm::run`]).
+const KEPT_ARGS: usize = 64;
+const KEPT_ARGS_BYTES: usize = 16 * 1024;
+
 /// The chunk name of user scripts; errors read `user_script:LINE: ...` as in Redis.
 const USER_CHUNK: &str = "@user_script";
 /// The chunk name of the prelude; its frames are skipped when locating an error.
@@ -296,8 +301,14 @@ impl Vm {
             out
         });
         self.unlimited(|| {
-            let _ = self.env.raw_set(&self.keys_name, Value::Nil);
-            let _ = self.env.raw_set(&self.argv_name, Value::Nil);
+            // Small KEYS and ARGV stay until the next run replaces them (no script can see
+            // them in between): clearing them cost two table sets per run. Large ones are
+            // let go at once, so a big request's strings do not outlive it.
+            let bytes: usize = keys.iter().chain(argv).map(Bytes::len).sum();
+            if bytes > KEPT_ARGS_BYTES || keys.len() + argv.len() > KEPT_ARGS {
+                let _ = self.env.raw_set(&self.keys_name, Value::Nil);
+                let _ = self.env.raw_set(&self.argv_name, Value::Nil);
+            }
             match out {
                 Ok(out) => self.finish(sha, out),
                 Err(err) => failure(sha, &root_message(&err)),
@@ -305,7 +316,18 @@ impl Vm {
         })
     }
 
+    /// `KEYS` or `ARGV`: a fresh table of the strings `items`.
     fn sequence(&self, items: &[Bytes]) -> mlua::Result<Table> {
+        // mlua pushes a `&str` onto the Lua stack directly, but any other string through a
+        // handle in its reference thread, which cost more than the table; keys and tokens
+        // are nearly always UTF-8.
+        let texts: Option<smallvec::SmallVec<[&str; 4]>> = items
+            .iter()
+            .map(|item| std::str::from_utf8(item).ok())
+            .collect();
+        if let Some(texts) = texts {
+            return self.lua.create_sequence_from(texts);
+        }
         let table = self.lua.create_table_with_capacity(items.len(), 0)?;
         for (i, item) in items.iter().enumerate() {
             table.raw_set(i + 1, self.lua.create_string(item)?)?;
