@@ -46,6 +46,13 @@ impl<'a> Args<'a> {
         self.args.len() - self.pos
     }
 
+    /// Every argument not consumed yet, raw; consumes them.
+    pub fn rest(&mut self) -> &'a [Bytes] {
+        let rest = self.args.get(self.pos..).unwrap_or_default();
+        self.pos = self.args.len();
+        rest
+    }
+
     /// The next argument, raw.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<&'a Bytes> {

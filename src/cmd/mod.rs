@@ -133,25 +133,33 @@ fn upper_name<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME]) -> Option<&'b [u8]> 
 /// # Errors
 /// Unknown command, wrong arity, or the first bad argument, with Redis's texts.
 pub fn parse(req: &Request, limits: ArgLimits) -> Result<Command, RespError> {
-    parse_spec(req, limits).map(|(cmd, _)| cmd)
+    parse_with(lookup(req)?, req, limits)
 }
 
-/// Like [`parse`], also giving the command's metadata.
-fn parse_spec(
-    req: &Request,
-    limits: ArgLimits,
-) -> Result<(Command, &'static spec::Spec), RespError> {
-    let (name, rest) = match req.args.split_first() {
-        Some(split) => split,
-        None => return Err(RespError::unknown_command(b"", &[])),
+/// The metadata of `req`'s command.
+///
+/// # Errors
+/// `ERR unknown command ...`.
+fn lookup(req: &Request) -> Result<&'static spec::Spec, RespError> {
+    let Some((name, rest)) = req.args.split_first() else {
+        return Err(RespError::unknown_command(b"", &[]));
     };
     let mut buf = [0u8; MAX_NAME];
-    let Some(spec) = upper_name(name, &mut buf).and_then(spec::lookup) else {
-        return Err(RespError::unknown_command(name, rest));
-    };
+    upper_name(name, &mut buf)
+        .and_then(spec::lookup)
+        .ok_or_else(|| RespError::unknown_command(name, rest))
+}
+
+/// Parses `req`, whose command `spec` describes.
+fn parse_with(
+    spec: &'static spec::Spec,
+    req: &Request,
+    limits: ArgLimits,
+) -> Result<Command, RespError> {
     if !spec.arity_ok(req.args.len()) {
         return Err(RespError::arity(spec.name));
     }
+    let rest = req.args.get(1..).unwrap_or_default();
     let mut args = Args::new(rest, limits);
     let cmd = match spec.group {
         "lock" => Command::Lock(lock::LockCommand::parse(spec.name, &mut args)?),
@@ -170,30 +178,22 @@ fn parse_spec(
         "connection" => Command::Conn(connection::ConnCommand::parse(spec.name, &mut args)?),
         _ => Command::Server(server::ServerCommand::parse(spec.name, &mut args)?),
     };
-    Ok((cmd, spec))
+    Ok(cmd)
 }
 
 /// Parses and executes one request for a connection.
 pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Executed {
     server.count_command();
-    let mut buf = [0u8; MAX_NAME];
-    let name = req
-        .args
-        .first()
-        .and_then(|n| upper_name(n, &mut buf))
-        .and_then(spec::lookup);
-    session.info.lock().last_cmd = name.map_or("NULL", |spec| spec.name);
+    // One lookup and one lock of the client's info per command: both showed in profiles.
+    let spec = lookup(req);
+    session.info.lock().last_cmd = spec.as_ref().map_or("NULL", |spec| spec.name);
     if !session.authenticated && !connection::allowed_before_auth(req) {
         return Executed::reply(RespError::NOAUTH.into());
     }
-    let cmd = match parse_spec(req, server.arg_limits()) {
-        Ok((cmd, spec)) => {
-            session.info.lock().last_cmd = spec.name;
-            cmd
-        }
-        Err(err) => return Executed::reply(err.into()),
-    };
-    apply(cmd, server, session)
+    match spec.and_then(|spec| parse_with(spec, req, server.arg_limits())) {
+        Ok(cmd) => apply(cmd, server, session),
+        Err(err) => Executed::reply(err.into()),
+    }
 }
 
 /// Applies a parsed command.

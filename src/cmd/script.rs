@@ -24,16 +24,7 @@ use crate::table::{Outcome, Tx};
 #[derive(Debug, Clone)]
 pub enum ScriptCommand {
     /// EVAL / EVALSHA.
-    Eval {
-        /// EVALSHA rather than EVAL.
-        sha: bool,
-        /// Script body or sha.
-        script: Bytes,
-        /// Declared keys.
-        keys: Vec<Bytes>,
-        /// Other arguments.
-        argv: Vec<Bytes>,
-    },
+    Eval(Eval),
     /// SCRIPT LOAD.
     Load(Bytes),
     /// SCRIPT EXISTS.
@@ -42,32 +33,61 @@ pub enum ScriptCommand {
     Flush,
 }
 
+/// EVAL / EVALSHA's arguments, kept as the client sent them (one vector, not three: this
+/// is the hot path of the Redlock release).
+#[derive(Debug, Clone)]
+pub struct Eval {
+    /// EVALSHA rather than EVAL.
+    pub sha: bool,
+    /// The arguments after the command name: script or sha, numkeys, keys, argv. The
+    /// parser checked that the first two and `numkeys` keys are there.
+    args: Vec<Bytes>,
+    /// How many keys follow numkeys.
+    numkeys: usize,
+}
+
+impl Eval {
+    /// The script body (EVAL) or sha (EVALSHA).
+    pub fn script(&self) -> &Bytes {
+        &self.args[0]
+    }
+
+    /// The declared keys.
+    pub fn keys(&self) -> &[Bytes] {
+        &self.args[2..2 + self.numkeys]
+    }
+
+    /// The arguments after the keys.
+    pub fn argv(&self) -> &[Bytes] {
+        &self.args[2 + self.numkeys..]
+    }
+}
+
 impl ScriptCommand {
     /// Parses the arguments of `name` (upper case, arity already checked).
     ///
     /// # Errors
     /// Redis's texts for numkeys and SCRIPT subcommands; `invalid key` for a declared key.
     pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
-        let mut rest = Vec::with_capacity(args.remaining());
-        while let Some(a) = args.next() {
-            rest.push(a.clone());
-        }
+        let max_key_bytes = args.limits().max_key_bytes;
+        let rest = args.rest();
         match name {
             "EVAL" | "EVALSHA" => {
-                let (script, tail) = rest.split_first().ok_or(RespError::arity(name))?;
-                let (keys, argv) = split_keys(tail)?;
+                let tail = rest.get(1..).ok_or_else(|| RespError::arity(name))?;
+                let (keys, _) = split_keys(tail)?;
                 for key in keys {
-                    super::args::check_key(key, args.limits().max_key_bytes)?;
+                    super::args::check_key(key, max_key_bytes)?;
                 }
-                Ok(ScriptCommand::Eval {
+                Ok(ScriptCommand::Eval(Eval {
                     sha: name == "EVALSHA",
-                    script: script.clone(),
-                    keys: keys.to_vec(),
-                    argv: argv.to_vec(),
-                })
+                    args: rest.to_vec(),
+                    numkeys: keys.len(),
+                }))
             }
             _ => {
-                let (sub, tail) = rest.split_first().ok_or(RespError::arity("script"))?;
+                let (sub, tail) = rest
+                    .split_first()
+                    .ok_or_else(|| RespError::arity("script"))?;
                 match sub.to_ascii_uppercase().as_slice() {
                     b"LOAD" if tail.len() == 1 => Ok(ScriptCommand::Load(tail[0].clone())),
                     b"LOAD" => Err(RespError::arity("script|load")),
@@ -100,17 +120,13 @@ impl ScriptCommand {
                 engine.flush();
                 Executed::reply(Reply::ok())
             }
-            ScriptCommand::Eval {
-                sha,
-                script,
-                keys,
-                argv,
-            } => {
+            ScriptCommand::Eval(eval) => {
                 let now = server.now();
-                let script = if *sha {
-                    Script::Sha(script)
+                let (keys, argv) = (eval.keys(), eval.argv());
+                let script = if eval.sha {
+                    Script::Sha(eval.script())
                 } else {
-                    Script::Source(script)
+                    Script::Source(eval.script())
                 };
                 let run = |tx: &mut Tx<'_>| {
                     let mut call = |args: Vec<Bytes>| script_call(server, tx, args);
@@ -119,7 +135,8 @@ impl ScriptCommand {
                 let ran = if keys.is_empty() {
                     server.table.run_all(now, run)
                 } else {
-                    let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_ref()).collect();
+                    let key_refs: smallvec::SmallVec<[&[u8]; 4]> =
+                        keys.iter().map(|k| k.as_ref()).collect();
                     server.table.run(&key_refs, now, run)
                 };
                 Executed {

@@ -20,6 +20,13 @@
 //! thread switches engines or the engine is flushed (a generation counter), and is bounded
 //! at [`MAX_COMPILED_PER_THREAD`] entries.
 //!
+//! The shared cache still decides which shas exist (an evicted script answers `NOSCRIPT`
+//! on every thread), but an EVALSHA does not lock it: the engine counts removals (an
+//! epoch, bumped under the write lock by every eviction and flush), and a thread that has
+//! seen a sha in the shared cache at the current epoch knows it is still there. The two
+//! read locks per call this replaced were shared by all workers, so their lock word moved
+//! between the cores on every script.
+//!
 //! Cache bounds: scripts added by `SCRIPT LOAD` stay until `SCRIPT FLUSH`; scripts added only
 //! by `EVAL` are evictable, oldest first, beyond [`EngineConfig::max_eval_scripts`] (as
 //! Redis 7.4 does, so clients generating distinct scripts cannot grow memory without bound;
@@ -38,6 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use foldhash::fast::RandomState;
 use mlua::Function;
 use parking_lot::RwLock;
 
@@ -96,15 +104,18 @@ pub struct Engine {
     id: u64,
     config: EngineConfig,
     cache: RwLock<SourceCache>,
+    /// Bumped (under the write lock) whenever a script leaves `cache`.
+    removals: AtomicU64,
+    /// Bumped (under the write lock) by every SCRIPT FLUSH.
+    generation: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct SourceCache {
-    scripts: HashMap<String, Cached>,
+    scripts: HashMap<Sha, Cached, RandomState>,
     /// Shas added by EVAL, oldest first (entries may be stale: check `evictable`).
-    eval_order: VecDeque<String>,
+    eval_order: VecDeque<Sha>,
     eval_count: usize,
-    generation: u64,
 }
 
 #[derive(Debug)]
@@ -120,7 +131,56 @@ struct ThreadVm {
     vm: Vm,
     engine: u64,
     generation: u64,
-    functions: HashMap<String, Function>,
+    functions: HashMap<Sha, Compiled, RandomState>,
+}
+
+/// A compiled script and the removal epoch at which its sha was last seen in the shared
+/// cache: while the engine's epoch is the same, the sha is still there.
+struct Compiled {
+    func: Function,
+    seen: u64,
+}
+
+/// A script's sha1 as 40 lower-case hex digits, kept on the stack: EVALSHA looks it up in
+/// two caches per call, and a `String` per lookup was measurable.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Sha([u8; 40]);
+
+impl Sha {
+    /// The sha1 of `bytes`.
+    fn of(bytes: &[u8]) -> Sha {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 40];
+        for (pair, byte) in out
+            .chunks_exact_mut(2)
+            .zip(sha1_smol::Sha1::from(bytes).digest().bytes())
+        {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+        Sha(out)
+    }
+
+    /// A client's sha (either case); None unless it is 40 hex digits.
+    fn parse(text: &[u8]) -> Option<Sha> {
+        let mut out: [u8; 40] = text.try_into().ok()?;
+        if !out.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        out.make_ascii_lowercase();
+        Some(Sha(out))
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Sha {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 thread_local! {
@@ -134,6 +194,8 @@ impl Engine {
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             config,
             cache: RwLock::new(SourceCache::default()),
+            removals: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -142,25 +204,24 @@ impl Engine {
     /// # Errors
     /// `ERR Error compiling script (new function): user_script:1: ...`, or a shebang error.
     pub fn load(&self, source: &[u8]) -> Result<String, RespError> {
-        let sha = sha1hex(source);
-        self.with_vm(|tvm| compile(tvm, &sha, source).map(|_| ()))??;
-        self.remember(&sha, source, false);
-        Ok(sha)
+        let sha = Sha::of(source);
+        let epoch = self.removals.load(Ordering::Acquire);
+        self.with_vm(|tvm| compile(tvm, sha, source, epoch))??;
+        self.remember(sha, source, false);
+        Ok(sha.as_str().to_owned())
     }
 
     /// SCRIPT EXISTS for one sha (either case).
     pub fn exists(&self, sha: &[u8]) -> bool {
-        normalize_sha(sha).is_some_and(|sha| self.cache.read().scripts.contains_key(&sha))
+        Sha::parse(sha).is_some_and(|sha| self.cache.read().scripts.contains_key(&sha))
     }
 
     /// SCRIPT FLUSH: forgets every script (each thread drops its compiled functions lazily).
     pub fn flush(&self) {
         let mut cache = self.cache.write();
-        let generation = cache.generation + 1;
-        *cache = SourceCache {
-            generation,
-            ..SourceCache::default()
-        };
+        *cache = SourceCache::default();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.removals.fetch_add(1, Ordering::AcqRel);
     }
 
     /// EVAL / EVALSHA. `call` runs one command (`args[0]` is its name) in the caller's
@@ -173,24 +234,46 @@ impl Engine {
         call: &mut dyn FnMut(Vec<Bytes>) -> Reply,
     ) -> Reply {
         let outcome = self.with_vm(|tvm| {
-            let (sha, func) = match script {
+            // Loaded before the shared cache is consulted: a removal after this load makes
+            // the next call check again.
+            let epoch = self.removals.load(Ordering::Acquire);
+            let sha = match script {
                 Script::Source(source) => {
-                    let sha = sha1hex(source);
-                    let func = compile(tvm, &sha, source)?;
-                    self.remember(&sha, source, true);
-                    (sha, func)
+                    let sha = Sha::of(source);
+                    if tvm.functions.get(&sha).is_none_or(|c| c.seen != epoch) {
+                        compile(tvm, sha, source, epoch)?;
+                        self.remember(sha, source, true);
+                    }
+                    sha
                 }
                 Script::Sha(sha) => {
-                    let sha = normalize_sha(sha).ok_or(NOSCRIPT)?;
-                    let source = self.source(&sha).ok_or(NOSCRIPT)?;
-                    let func = compile(tvm, &sha, &source)?;
-                    (sha, func)
+                    let sha = Sha::parse(sha).ok_or(NOSCRIPT)?;
+                    match tvm.functions.get_mut(&sha) {
+                        Some(compiled) if compiled.seen == epoch => {}
+                        Some(compiled) => {
+                            if !self.cache.read().scripts.contains_key(&sha) {
+                                return Err(NOSCRIPT);
+                            }
+                            compiled.seen = epoch;
+                        }
+                        None => {
+                            // The source is copied only when this thread must compile.
+                            let source = self.source(sha).ok_or(NOSCRIPT)?;
+                            compile(tvm, sha, &source, epoch)?;
+                        }
+                    }
+                    sha
                 }
             };
-            Ok::<_, RespError>(
-                tvm.vm
-                    .run(&sha, &func, keys, argv, call, self.config.time_limit),
-            )
+            let compiled = tvm.functions.get(&sha).ok_or(NOSCRIPT)?;
+            Ok::<_, RespError>(tvm.vm.run(
+                sha.as_str(),
+                &compiled.func,
+                keys,
+                argv,
+                call,
+                self.config.time_limit,
+            ))
         });
         match outcome {
             Ok(Ok(reply)) => reply,
@@ -198,20 +281,24 @@ impl Engine {
         }
     }
 
-    fn source(&self, sha: &str) -> Option<Arc<[u8]>> {
-        self.cache.read().scripts.get(sha).map(|c| c.source.clone())
+    fn source(&self, sha: Sha) -> Option<Arc<[u8]>> {
+        self.cache
+            .read()
+            .scripts
+            .get(&sha)
+            .map(|c| c.source.clone())
     }
 
     /// Adds a script to the shared cache; a `SCRIPT LOAD` pins one that `EVAL` added.
-    fn remember(&self, sha: &str, source: &[u8], evictable: bool) {
-        if let Some(cached) = self.cache.read().scripts.get(sha) {
+    fn remember(&self, sha: Sha, source: &[u8], evictable: bool) {
+        if let Some(cached) = self.cache.read().scripts.get(&sha) {
             if evictable || !cached.evictable {
                 return;
             }
         }
         let mut cache = self.cache.write();
         let cache = &mut *cache;
-        match cache.scripts.get_mut(sha) {
+        match cache.scripts.get_mut(&sha) {
             Some(cached) => {
                 if !evictable && cached.evictable {
                     cached.evictable = false;
@@ -220,14 +307,14 @@ impl Engine {
             }
             None => {
                 cache.scripts.insert(
-                    sha.to_owned(),
+                    sha,
                     Cached {
                         source: source.into(),
                         evictable,
                     },
                 );
                 if evictable {
-                    cache.eval_order.push_back(sha.to_owned());
+                    cache.eval_order.push_back(sha);
                     cache.eval_count += 1;
                 }
             }
@@ -239,6 +326,7 @@ impl Engine {
             if cache.scripts.get(&oldest).is_some_and(|c| c.evictable) {
                 cache.scripts.remove(&oldest);
                 cache.eval_count -= 1;
+                self.removals.fetch_add(1, Ordering::AcqRel);
             }
         }
         // Stale queue entries (pinned or flushed shas) must not pile up.
@@ -252,7 +340,7 @@ impl Engine {
 
     /// Runs `f` with this thread's VM, creating it on first use.
     fn with_vm<R>(&self, f: impl FnOnce(&mut ThreadVm) -> R) -> Result<R, RespError> {
-        let generation = self.cache.read().generation;
+        let generation = self.generation.load(Ordering::Acquire);
         VM.try_with(|cell| {
             // Already borrowed: a script's command tried to start a script.
             let Ok(mut slot) = cell.try_borrow_mut() else {
@@ -266,7 +354,7 @@ impl Engine {
                     vm,
                     engine: self.id,
                     generation,
-                    functions: HashMap::new(),
+                    functions: HashMap::default(),
                 });
             }
             let Some(tvm) = slot.as_mut() else {
@@ -284,10 +372,12 @@ impl Engine {
     }
 }
 
-/// The compiled function for `sha`, from this thread's cache or compiled now.
-fn compile(tvm: &mut ThreadVm, sha: &str, source: &[u8]) -> Result<Function, RespError> {
-    if let Some(func) = tvm.functions.get(sha) {
-        return Ok(func.clone());
+/// Makes sure this thread's cache holds the compiled function for `sha`, marked as seen
+/// in the shared cache at `epoch` (the caller makes sure it is there).
+fn compile(tvm: &mut ThreadVm, sha: Sha, source: &[u8], epoch: u64) -> Result<(), RespError> {
+    if let Some(compiled) = tvm.functions.get_mut(&sha) {
+        compiled.seen = epoch;
+        return Ok(());
     }
     let body = strip_shebang(source)?;
     let func = tvm.vm.compile(body).map_err(|msg| {
@@ -298,8 +388,8 @@ fn compile(tvm: &mut ThreadVm, sha: &str, source: &[u8]) -> Result<Function, Res
     if tvm.functions.len() >= MAX_COMPILED_PER_THREAD {
         tvm.functions.clear();
     }
-    tvm.functions.insert(sha.to_owned(), func.clone());
-    Ok(func)
+    tvm.functions.insert(sha, Compiled { func, seen: epoch });
+    Ok(())
 }
 
 /// Redis 7's `#!lua [flags=a,b]` first line: checked, then left out of the compiled body
@@ -342,12 +432,7 @@ fn strip_shebang(source: &[u8]) -> Result<&[u8], RespError> {
 
 /// The lower-case hex sha1 of `bytes`.
 pub fn sha1hex(bytes: &[u8]) -> String {
-    sha1_smol::Sha1::from(bytes).digest().to_string()
-}
-
-fn normalize_sha(sha: &[u8]) -> Option<String> {
-    (sha.len() == 40 && sha.iter().all(u8::is_ascii_hexdigit))
-        .then(|| String::from_utf8_lossy(sha).to_ascii_lowercase())
+    Sha::of(bytes).as_str().to_owned()
 }
 
 /// Splits EVAL's arguments after the script (`numkeys key... arg...`) into keys and argv.

@@ -12,25 +12,35 @@
 //! source text, never bytecode. `pcall` is Redis's version: a caught error table yields its
 //! `err` text.
 //!
-//! Running: [`Vm::run`] sets `KEYS`/`ARGV`, binds `redis.call`/`redis.pcall` (Rust
-//! functions) to the caller's command closure for the duration of the run (an mlua scope), and calls the script through
-//! `xpcall` with a message handler that, like Redis's `__redis__err__handler`, turns any
-//! error into `{err=..., source=..., line=...}` pointing at the innermost user-script frame.
+//! Running: [`Vm::run`] sets `KEYS`/`ARGV`, lends the caller's command closure to
+//! `redis.call`/`redis.pcall` for the duration of the run (a [`CallSlot`]: both are Rust
+//! functions created once per VM), and calls the script through `xpcall` with a message
+//! handler that, like Redis's `__redis__err__handler`, turns any error into
+//! `{err=..., source=..., line=...}` pointing at the innermost user-script frame.
 //! A count hook (every [`HOOK_EVERY`] instructions) checks the deadline; once passed, the
 //! script is killed: the hook raises on every call and the `pcall`/`xpcall` wrappers rethrow,
 //! so no Lua code can catch the kill. The VM is reusable afterwards.
 //!
+//! Cost: with a memory limit set, mlua guards every allocating API call with a `pcall` and
+//! two fresh C closures (Lua 5.1 has no light C functions), which made an EVALSHA's setup
+//! cost more than the script. So the Rust-side work of a run (building `KEYS`/`ARGV`,
+//! clearing them, converting the result) runs with the limit lifted ([`Vm::unlimited`]);
+//! it allocates only what the request and the script's own result hold. So does the
+//! conversion of a small scalar `redis.call` reply (see `is_small`). Everything else the
+//! script does, larger replies included, runs under the limit.
+//!
 //! To extend: a new `redis.*` function is a Rust closure in `redis_table`; to raise an error
 //! table as Redis's `luaError` does, return `fail("ERR ...")`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mlua::{
-    chunk::ChunkMode, Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value,
-    VmState,
+    chunk::ChunkMode, Function, HookTriggers, Lua, LuaOptions, LuaString, MultiValue, StdLib,
+    Table, Value, VmState,
 };
 
 use super::convert::{error_table, lua_to_args, lua_to_reply, reply_to_lua, ScriptResp};
@@ -39,18 +49,119 @@ use crate::resp::reply::Reply;
 /// The time-limit hook runs every this many VM instructions (a few microseconds of work).
 pub(super) const HOOK_EVERY: u32 = 10_000;
 
+/// After a run, `KEYS` and `ARGV` of at most this many strings and bytes stay set until the
+/// next run (see [`Vm::run`]).
+const KEPT_ARGS: usize = 64;
+const KEPT_ARGS_BYTES: usize = 16 * 1024;
+
 /// The chunk name of user scripts; errors read `user_script:LINE: ...` as in Redis.
 const USER_CHUNK: &str = "@user_script";
 /// The chunk name of the prelude; its frames are skipped when locating an error.
 const INTERNAL_CHUNK: &str = "=baton";
 
 /// Per-run state shared by the hook, the handler and the `redis` functions.
-#[derive(Debug)]
 struct RunState {
     deadline: Cell<Option<Instant>>,
     limit: Cell<Duration>,
     killed: Cell<bool>,
     resp: Cell<ScriptResp>,
+    /// The command closure of the run in progress, for `redis.call` and `redis.pcall`.
+    call: CallSlot,
+    /// The memory limit in force while the script runs (bytes; 0 = none).
+    memory_limit: Cell<usize>,
+}
+
+impl RunState {
+    /// Runs `f` with the memory limit lifted, so that mlua calls the Lua API directly
+    /// instead of through a protected call (see the module header). Only for Rust code
+    /// whose allocations are small or bounded by the request. Without a limit only the
+    /// system allocator can fail, which aborts the process with or without Lua: this is the
+    /// mode mlua runs in when the limit is configured as 0.
+    fn unlimited<R>(&self, lua: &Lua, f: impl FnOnce() -> R) -> R {
+        /// Puts the limit back when `f` ends, normally or by unwinding.
+        struct Restore<'l>(&'l Lua, usize);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.set_memory_limit(self.1);
+            }
+        }
+
+        let limit = self.memory_limit.get();
+        if limit == 0 {
+            return f();
+        }
+        let _ = lua.set_memory_limit(0);
+        let _restore = Restore(lua, limit);
+        f()
+    }
+}
+
+/// The command closure a script's `redis.call` runs, as `Engine::eval` receives it.
+type CallFn<'c> = dyn FnMut(Vec<Bytes>) -> Reply + 'c;
+
+/// Where the `redis.call`/`redis.pcall` functions, created once per VM, find the command
+/// closure of the run in progress.
+///
+/// The closure borrows the caller's lock-table section, so it lives for one [`Vm::run`]
+/// only, while the Lua functions live as long as the VM. Binding fresh functions per run
+/// (an mlua scope) is safe but cost a third of an EVALSHA; the slot instead holds a
+/// lifetime-erased pointer to the closure, and only [`lend`](Self::lend) and
+/// [`with`](Self::with) touch it. Why that is sound:
+/// - The slot is non-empty only inside `lend`, which stores a pointer made from the `&mut`
+///   it was given and empties the slot again before it returns or unwinds (the `Clear`
+///   guard); the borrow outlives the call to `lend`, so a stored pointer always points to
+///   a live closure, and the caller cannot touch the closure while it is lent.
+/// - `with` takes the pointer out of the slot before it turns it back into a `&mut` and
+///   puts it back afterwards, so at most one `&mut` to the closure exists at any time: a
+///   `redis.call` reached from inside the closure finds the slot empty.
+/// - `Cell` makes the slot `!Sync`, and it lives in the VM's `Rc<RunState>`: only the
+///   thread that owns the VM ever reads it.
+struct CallSlot(Cell<Option<NonNull<CallFn<'static>>>>);
+
+impl CallSlot {
+    /// Runs `f` with `call` reachable through [`with`](Self::with).
+    fn lend<R>(&self, call: &mut CallFn<'_>, f: impl FnOnce() -> R) -> R {
+        /// Empties the slot when `lend` ends, normally or by unwinding.
+        struct Clear<'s>(&'s CallSlot);
+        impl Drop for Clear<'_> {
+            fn drop(&mut self) {
+                self.0 .0.set(None);
+            }
+        }
+
+        let ptr: NonNull<CallFn<'_>> = NonNull::from(call);
+        // SAFETY: only the trait object's lifetime bound changes ('_ to 'static), not the
+        // layout of the pointer. The erased pointer is dereferenced only by `with`, and only
+        // while this call to `lend` runs (see the type's doc), during which `call` is
+        // borrowed and alive.
+        let ptr: NonNull<CallFn<'static>> = unsafe { std::mem::transmute(ptr) };
+        let previous = self.0.replace(Some(ptr));
+        debug_assert!(previous.is_none(), "a run lent its closure twice");
+        let _clear = Clear(self);
+        f()
+    }
+
+    /// Runs `f` with the lent closure, or with None outside a run and while the closure is
+    /// already running.
+    fn with<R>(&self, f: impl FnOnce(Option<&mut CallFn<'_>>) -> R) -> R {
+        struct PutBack<'s>(&'s CallSlot, Option<NonNull<CallFn<'static>>>);
+        impl Drop for PutBack<'_> {
+            fn drop(&mut self) {
+                self.0 .0.set(self.1.take());
+            }
+        }
+
+        let Some(mut ptr) = self.0.take() else {
+            return f(None);
+        };
+        let put_back = PutBack(self, Some(ptr));
+        // SAFETY: the slot held `ptr`, so the `lend` that stored it is still running and the
+        // closure is alive; `ptr` was taken out of the slot, so no other `&mut` to the
+        // closure exists until `put_back` returns it (after this `&mut` is gone).
+        let out = f(Some(unsafe { ptr.as_mut() }));
+        drop(put_back);
+        out
+    }
 }
 
 /// A sandboxed Lua VM (one per OS thread; see the module header of `lua`).
@@ -58,8 +169,9 @@ pub(super) struct Vm {
     lua: Lua,
     /// The real globals table behind the read-only `_G` proxy (KEYS and ARGV live here).
     env: Table,
-    /// The real `redis` table: `call` and `pcall` are bound to each run's closure.
-    redis: Table,
+    /// The interned names `KEYS` and `ARGV`, so a run does not hash them again.
+    keys_name: LuaString,
+    argv_name: LuaString,
     xpcall: Function,
     handler: Function,
     state: Rc<RunState>,
@@ -77,11 +189,13 @@ impl Vm {
             limit: Cell::new(Duration::ZERO),
             killed: Cell::new(false),
             resp: Cell::new(ScriptResp::Resp2),
+            call: CallSlot(Cell::new(None)),
+            memory_limit: Cell::new(memory_limit_bytes),
         });
         let env = lua.globals();
         let xpcall: Function = env.get("xpcall")?;
         let redis = redis_table(&lua, &state)?;
-        env.raw_set("redis", redis.clone())?;
+        env.raw_set("redis", redis)?;
         let killed = {
             let state = state.clone();
             lua.create_function(move |_, ()| Ok(state.killed.get()))?
@@ -116,10 +230,13 @@ impl Vm {
             )?;
         }
         lua.set_memory_limit(memory_limit_bytes)?;
+        let keys_name = lua.create_string("KEYS")?;
+        let argv_name = lua.create_string("ARGV")?;
         Ok(Vm {
             lua,
             env,
-            redis,
+            keys_name,
+            argv_name,
             xpcall,
             handler,
             state,
@@ -128,7 +245,12 @@ impl Vm {
 
     /// Sets the VM's memory limit (bytes; 0 = none).
     pub(super) fn set_memory_limit(&self, bytes: usize) {
+        self.state.memory_limit.set(bytes);
         let _ = self.lua.set_memory_limit(bytes);
+    }
+
+    fn unlimited<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.state.unlimited(&self.lua, f)
     }
 
     /// Compiles a script body (source text only) into a function.
@@ -158,48 +280,54 @@ impl Vm {
         func: &Function,
         keys: &[Bytes],
         argv: &[Bytes],
-        call: &mut dyn FnMut(Vec<Bytes>) -> Reply,
+        call: &mut CallFn<'_>,
         time_limit: Duration,
     ) -> Reply {
         let state = &self.state;
         state.killed.set(false);
         state.resp.set(ScriptResp::Resp2);
         state.limit.set(time_limit);
-        state.deadline.set(Instant::now().checked_add(time_limit));
-        let call = RefCell::new(call);
-        let result = self.lua.scope(|scope| {
-            self.env.raw_set("KEYS", self.sequence(keys)?)?;
-            self.env.raw_set("ARGV", self.sequence(argv)?)?;
-            // Rust functions, not Lua wrappers: `return redis.call(...)` must not be a Lua
-            // tail call, or the user frame (and the error's line) would be gone.
-            let rcall = scope.create_function(|lua, args: MultiValue| {
-                invoke(lua, &call, args, state.resp.get())?.map_err(raise)
-            })?;
-            let rpcall = scope.create_function(|lua, args: MultiValue| {
-                match invoke(lua, &call, args, state.resp.get())? {
-                    Ok(value) => Ok(value),
-                    Err(text) => Ok(Value::Table(error_table(lua, text.as_bytes())?)),
-                }
-            })?;
-            self.redis.raw_set("call", rcall)?;
-            self.redis.raw_set("pcall", rpcall)?;
-            let out = self
-                .xpcall
-                .call::<MultiValue>((func.clone(), self.handler.clone()));
-            self.redis.raw_set("call", Value::Nil)?;
-            self.redis.raw_set("pcall", Value::Nil)?;
-            Ok(out.map(|out| self.finish(sha, out)))
+        let setup = self.unlimited(|| {
+            self.env.raw_set(&self.keys_name, self.sequence(keys)?)?;
+            self.env.raw_set(&self.argv_name, self.sequence(argv)?)
         });
-        state.deadline.set(None);
-        let _ = self.env.raw_set("KEYS", Value::Nil);
-        let _ = self.env.raw_set("ARGV", Value::Nil);
-        match result {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(err)) | Err(err) => failure(sha, &root_message(&err)),
-        }
+        let out = setup.and_then(|()| {
+            state.deadline.set(Instant::now().checked_add(time_limit));
+            // Only the first returned value counts, as in Redis.
+            let out = state.call.lend(call, || {
+                self.xpcall.call::<(Value, Value)>((func, &self.handler))
+            });
+            state.deadline.set(None);
+            out
+        });
+        self.unlimited(|| {
+            // Small KEYS and ARGV stay until the next run replaces them (no script can see
+            // them in between): clearing them cost two table sets per run. Large ones are
+            // let go at once, so a big request's strings do not outlive it.
+            let bytes: usize = keys.iter().chain(argv).map(Bytes::len).sum();
+            if bytes > KEPT_ARGS_BYTES || keys.len() + argv.len() > KEPT_ARGS {
+                let _ = self.env.raw_set(&self.keys_name, Value::Nil);
+                let _ = self.env.raw_set(&self.argv_name, Value::Nil);
+            }
+            match out {
+                Ok(out) => self.finish(sha, out),
+                Err(err) => failure(sha, &root_message(&err)),
+            }
+        })
     }
 
+    /// `KEYS` or `ARGV`: a fresh table of the strings `items`.
     fn sequence(&self, items: &[Bytes]) -> mlua::Result<Table> {
+        // mlua pushes a `&str` onto the Lua stack directly, but any other string through a
+        // handle in its reference thread, which cost more than the table; keys and tokens
+        // are nearly always UTF-8.
+        let texts: Option<smallvec::SmallVec<[&str; 4]>> = items
+            .iter()
+            .map(|item| std::str::from_utf8(item).ok())
+            .collect();
+        if let Some(texts) = texts {
+            return self.lua.create_sequence_from(texts);
+        }
         let table = self.lua.create_table_with_capacity(items.len(), 0)?;
         for (i, item) in items.iter().enumerate() {
             table.raw_set(i + 1, self.lua.create_string(item)?)?;
@@ -207,12 +335,9 @@ impl Vm {
         Ok(table)
     }
 
-    /// `xpcall`'s results: `true, value...` or `false, error`.
-    fn finish(&self, sha: &str, out: MultiValue) -> Reply {
-        let mut out = out.into_iter();
-        let ok = matches!(out.next(), Some(Value::Boolean(true)));
-        let value = out.next().unwrap_or(Value::Nil);
-        if ok {
+    /// `xpcall`'s first two results: `true, value` or `false, error`.
+    fn finish(&self, sha: &str, (ok, value): (Value, Value)) -> Reply {
+        if matches!(ok, Value::Boolean(true)) {
             return lua_to_reply(&value, self.state.resp.get());
         }
         match value {
@@ -269,23 +394,40 @@ fn raise(text: String) -> mlua::Error {
 }
 
 /// Runs one `redis.call`/`redis.pcall`: the converted reply, or the error reply's text.
-fn invoke(
-    lua: &Lua,
-    call: &RefCell<&mut dyn FnMut(Vec<Bytes>) -> Reply>,
-    args: MultiValue,
-    resp: ScriptResp,
-) -> mlua::Result<Result<Value, String>> {
+fn invoke(lua: &Lua, state: &RunState, args: MultiValue) -> mlua::Result<Result<Value, String>> {
     let args = match lua_to_args(args) {
         Ok(args) => args,
         Err(err) => return Ok(Err(err.text().to_owned())),
     };
-    let reply = match call.try_borrow_mut() {
-        Ok(mut call) => (*call)(args),
-        Err(_) => Reply::Error(super::NOT_FROM_SCRIPT),
-    };
+    let reply = state.call.with(|call| match call {
+        Some(call) => call(args),
+        None => Reply::Error(super::NOT_FROM_SCRIPT),
+    });
+    let resp = state.resp.get();
     match reply {
         Reply::Error(err) => Ok(Err(err.text().to_owned())),
+        reply if is_small(&reply) => {
+            Ok(Ok(state.unlimited(lua, || reply_to_lua(lua, &reply, resp))?))
+        }
         reply => Ok(Ok(reply_to_lua(lua, &reply, resp)?)),
+    }
+}
+
+/// The largest string reply `redis.call` hands over with the memory limit lifted.
+const SMALL_REPLY_BYTES: usize = 4096;
+
+/// Whether `reply` is a scalar whose Lua form allocates at most one string of up to
+/// [`SMALL_REPLY_BYTES`] and one or two small tables (`{ok=...}`, RESP3's `{double=...}`).
+/// Such a reply (GET's, DEL's, SET's) converts with the limit lifted: under it, the
+/// protected conversion cost more than the command. The limit can be overshot by that
+/// much at most, and the script's next allocation fails if the VM is over it.
+fn is_small(reply: &Reply) -> bool {
+    match reply {
+        Reply::Simple(bytes) | Reply::Bulk(bytes) | Reply::Verbatim(bytes) => {
+            bytes.len() <= SMALL_REPLY_BYTES
+        }
+        Reply::Int(_) | Reply::Nil | Reply::NilArray | Reply::Bool(_) | Reply::Double(_) => true,
+        Reply::Error(_) | Reply::Array(_) | Reply::Map(_) | Reply::Set(_) => false,
     }
 }
 
@@ -363,9 +505,32 @@ fn number(value: Option<&Value>) -> Option<f64> {
     }
 }
 
-/// The `redis` table; `call` and `pcall` are bound per run by [`Vm::run`].
+/// The `redis` table; `call` and `pcall` run the closure [`Vm::run`] lends them.
 fn redis_table(lua: &Lua, state: &Rc<RunState>) -> mlua::Result<Table> {
     let redis = lua.create_table()?;
+    // Rust functions, not Lua wrappers: `return redis.call(...)` must not be a Lua tail
+    // call, or the user frame (and the error's line) would be gone.
+    {
+        let state = state.clone();
+        redis.raw_set(
+            "call",
+            lua.create_function(move |lua, args: MultiValue| {
+                invoke(lua, &state, args)?.map_err(raise)
+            })?,
+        )?;
+    }
+    {
+        let state = state.clone();
+        redis.raw_set(
+            "pcall",
+            lua.create_function(
+                move |lua, args: MultiValue| match invoke(lua, &state, args)? {
+                    Ok(value) => Ok(value),
+                    Err(text) => Ok(Value::Table(error_table(lua, text.as_bytes())?)),
+                },
+            )?,
+        )?;
+    }
     for (name, value) in [
         ("LOG_DEBUG", 0),
         ("LOG_VERBOSE", 1),

@@ -483,6 +483,20 @@ fn eval_scripts_are_evicted_oldest_first_but_loaded_ones_stay() {
     assert!(!engine.exists(shas[0].as_bytes()));
     assert!(!engine.exists(shas[1].as_bytes()));
     assert!(shas[2..].iter().all(|sha| engine.exists(sha.as_bytes())));
+    // This thread still has the evicted scripts compiled; the shared cache decides.
+    let evalsha =
+        |sha: &str| engine.eval(Script::Sha(sha.as_bytes()), &[], &[], &mut |_| Reply::Nil);
+    assert_eq!(evalsha(&shas[0]), Reply::Error(NOSCRIPT));
+    assert_eq!(evalsha(&shas[2]), Reply::Int(3));
+    // EVAL adds an evicted script back (evicting the oldest, shas[2]), even though this
+    // thread had it compiled and had seen it before.
+    assert_eq!(
+        engine.eval(Script::Source(b"return 1"), &[], &[], &mut |_| Reply::Nil),
+        Reply::Int(1)
+    );
+    assert_eq!(evalsha(&shas[0]), Reply::Int(1));
+    assert_eq!(evalsha(&shas[2]), Reply::Error(NOSCRIPT));
+    assert_eq!(evalsha(&pinned), Reply::Int(0));
 }
 
 #[test]
@@ -724,4 +738,41 @@ fn eval_cost() {
         assert_eq!(r, Reply::Int(1));
     }
     println!("eval: {:?} per call", start.elapsed() / n);
+}
+
+/// Like [`eval_cost`], with a fresh key and token per call as under load (every string is
+/// new to the VM, so interning and the collector do their real work).
+#[test]
+#[ignore]
+fn eval_cost_fresh_keys() {
+    let engine = engine();
+    let src = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+    let sha = engine.load(src.as_bytes()).unwrap();
+    let n = 200_000;
+    let names: Vec<(Bytes, Bytes)> = (0..n)
+        .map(|i| {
+            (
+                b(&format!("key:{}", i * 7919 % 1_000_003)),
+                b(&format!("token-{i:016x}")),
+            )
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    for (key, token) in &names {
+        let mut call = |args: Vec<Bytes>| {
+            if args[0].eq_ignore_ascii_case(b"get") {
+                Reply::Bulk(token.clone())
+            } else {
+                Reply::Int(1)
+            }
+        };
+        let r = engine.eval(
+            Script::Sha(sha.as_bytes()),
+            std::slice::from_ref(key),
+            std::slice::from_ref(token),
+            &mut call,
+        );
+        assert_eq!(r, Reply::Int(1));
+    }
+    println!("eval with fresh keys: {:?} per call", start.elapsed() / n);
 }

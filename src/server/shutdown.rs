@@ -1,33 +1,100 @@
-//! Shutdown: a watch channel that every task listens to, and a count of live connections
-//! so that `run` returns only after they finished their in-flight replies.
+//! Shutdown: a signal that every task listens to, and a count of live connections so that
+//! `run` returns only after they finished their in-flight replies.
+//!
+//! Every connection polls its [`Shutdown`] next to each read, so listening must touch no
+//! state that other tasks write: each subscriber gets its own waker slot, and only
+//! [`ShutdownTrigger::shutdown`] walks the list of slots. (A `watch` channel took a shared
+//! read lock and a shared waiter-list mutex on every request, about 2% of the server's CPU
+//! under load.)
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Poll, Waker};
 
-use tokio::sync::{watch, Notify};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 /// The shutdown signal as seen by one task.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Shutdown {
-    rx: watch::Receiver<bool>,
+    signal: Arc<Signal>,
+    /// This subscriber's waker, woken once when shutdown begins.
+    slot: Arc<Mutex<Option<Waker>>>,
+}
+
+#[derive(Debug, Default)]
+struct Signal {
+    started: AtomicBool,
+    /// Every subscriber's slot; dead ones are pruned as the list grows.
+    slots: Mutex<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    list: Vec<Weak<Mutex<Option<Waker>>>>,
+    /// List length after the last prune.
+    kept: usize,
+}
+
+impl Signal {
+    fn subscribe(self: &Arc<Self>) -> Shutdown {
+        let slot = Arc::new(Mutex::new(None));
+        let mut slots = self.slots.lock();
+        if slots.list.len() >= 2 * slots.kept.max(16) {
+            slots.list.retain(|s| s.strong_count() > 0);
+            slots.kept = slots.list.len();
+        }
+        slots.list.push(Arc::downgrade(&slot));
+        drop(slots);
+        Shutdown {
+            signal: self.clone(),
+            slot,
+        }
+    }
+}
+
+impl Clone for Shutdown {
+    /// Another subscriber with a slot of its own.
+    fn clone(&self) -> Self {
+        self.signal.subscribe()
+    }
 }
 
 impl Shutdown {
     /// Whether shutdown began.
     pub fn is_started(&self) -> bool {
-        *self.rx.borrow()
+        self.signal.started.load(Ordering::SeqCst)
     }
 
     /// Resolves when shutdown begins (at once if it already has).
-    pub async fn started(&mut self) {
-        let _ = self.rx.wait_for(|v| *v).await;
+    pub fn started(&mut self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.is_started() {
+                return Poll::Ready(());
+            }
+            {
+                let mut slot = self.slot.lock();
+                if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *slot = Some(cx.waker().clone());
+                }
+            }
+            // Checked again after storing the waker: `shutdown` sets the flag before it
+            // takes the wakers (both SeqCst), so either it sees this waker or this load
+            // sees the flag.
+            if self.is_started() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 }
 
 /// The sending side, owned by `server::run`.
 #[derive(Debug)]
 pub struct ShutdownTrigger {
-    tx: watch::Sender<bool>,
+    signal: Arc<Signal>,
     live: Arc<Live>,
 }
 
@@ -55,18 +122,15 @@ impl Drop for LiveGuard {
 impl ShutdownTrigger {
     /// A new trigger.
     pub fn new() -> Self {
-        let (tx, _) = watch::channel(false);
         ShutdownTrigger {
-            tx,
+            signal: Arc::default(),
             live: Arc::new(Live::default()),
         }
     }
 
     /// A receiver for a task.
     pub fn subscribe(&self) -> Shutdown {
-        Shutdown {
-            rx: self.tx.subscribe(),
-        }
+        self.signal.subscribe()
     }
 
     /// Counts a connection as live until the guard drops.
@@ -84,7 +148,13 @@ impl ShutdownTrigger {
 
     /// Signals shutdown and waits until every tracked connection ended (or `grace` passed).
     pub async fn shutdown(&self, grace: std::time::Duration) {
-        let _ = self.tx.send(true);
+        self.signal.started.store(true, Ordering::SeqCst);
+        let slots = std::mem::take(&mut self.signal.slots.lock().list);
+        for slot in slots.iter().filter_map(Weak::upgrade) {
+            if let Some(waker) = slot.lock().take() {
+                waker.wake();
+            }
+        }
         let wait = async {
             loop {
                 let notified = self.live.done.notified();
@@ -101,5 +171,41 @@ impl ShutdownTrigger {
 impl Default for ShutdownTrigger {
     fn default() -> Self {
         ShutdownTrigger::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn every_waiting_subscriber_wakes_and_late_ones_see_it_at_once() {
+        let trigger = ShutdownTrigger::new();
+        let waiting: Vec<_> = (0..40)
+            .map(|_| {
+                let mut shutdown = trigger.subscribe();
+                tokio::spawn(async move { shutdown.started().await })
+            })
+            .collect();
+        // Subscribers that came and went must not keep the signal from the others.
+        for _ in 0..100 {
+            drop(trigger.subscribe());
+        }
+        let mut idle = trigger.subscribe();
+        assert!(!idle.is_started());
+        tokio::task::yield_now().await;
+        trigger.shutdown(Duration::from_millis(10)).await;
+        for task in waiting {
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("woken")
+                .expect("task");
+        }
+        assert!(idle.is_started());
+        idle.started().await;
+        let mut late = idle.clone();
+        late.started().await;
+        trigger.subscribe().started().await;
     }
 }
