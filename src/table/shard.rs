@@ -97,6 +97,16 @@ impl Shard {
         self.keys.remove(key)
     }
 
+    /// Removes the entry of `key` if `drop_it` says so, with one lookup.
+    fn remove_if(&mut self, key: &[u8], drop_it: impl FnOnce(&Entry) -> bool) {
+        let hash = self.keys.hash(key);
+        if let Some(found) = self.keys.find(hash, |e| e.key() == key) {
+            if drop_it(found.get()) {
+                found.remove();
+            }
+        }
+    }
+
     /// Removes every entry, cancelling their timers.
     pub(crate) fn take_all(&mut self) -> Vec<Entry> {
         let entries = self.keys.take_all();
@@ -276,13 +286,15 @@ impl Tx<'_> {
         let token = self.next_token();
         let (deadline, deadline_ms) = self.now.deadline(ttl_ms);
         self.insert_holder(key, owner, kind, token, deadline);
-        self.emit(Record::Grant {
-            key: key.clone(),
-            owner: owner.clone(),
-            hold: kind,
-            token,
-            deadline_ms,
-        });
+        if self.logging() {
+            self.emit(Record::Grant {
+                key: key.clone(),
+                owner: owner.clone(),
+                hold: kind,
+                token,
+                deadline_ms,
+            });
+        }
         token
     }
 
@@ -388,10 +400,7 @@ impl Tx<'_> {
 
     /// Drops `key` if it is a lock with no holders and no waiters.
     pub(crate) fn gc(&mut self, key: &[u8]) {
-        let shard = self.shard(key);
-        if shard.get(key).is_some_and(Entry::is_idle_lock) {
-            shard.remove(key);
-        }
+        self.shard(key).remove_if(key, Entry::is_idle_lock);
     }
 
     /// Creates the semaphore `key` or sets its capacity.
