@@ -100,6 +100,63 @@ fn keys_and_argv_reset_per_call() {
         Reply::Int(2)
     );
     assert_eq!(eval_with(&engine, &mut db, src, &[], &[]), Reply::Int(0));
+    // What a script does to KEYS and ARGV does not reach the next run, whether they stay
+    // set between runs (small) or are cleared at once (large, or not UTF-8).
+    let scribble = "KEYS[3] = 'x' KEYS.extra = 1 setmetatable(ARGV, {__index = function() return 'm' end}) return 1";
+    let check = "return {#KEYS, #ARGV, KEYS.extra == nil, KEYS[3] == nil, ARGV[9] == nil, KEYS[1], ARGV[1]}";
+    let fresh = |key: &str, arg: &str| {
+        Reply::Array(vec![
+            Reply::Int(1),
+            Reply::Int(1),
+            Reply::Int(1),
+            Reply::Int(1),
+            Reply::Int(1),
+            Reply::Bulk(b(key)),
+            Reply::Bulk(b(arg)),
+        ])
+    };
+    let many: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    for (keys, argv) in [
+        (&["k", "k2"][..], &["a"][..]),
+        (&["k"][..], &many[..]),
+        (&["\u{fffd}"][..], &["\u{fffd}"][..]),
+    ] {
+        assert_eq!(
+            eval_with(&engine, &mut db, scribble, keys, argv),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            eval_with(&engine, &mut db, check, &["k"], &["v"]),
+            fresh("k", "v")
+        );
+    }
+    let binary = [Bytes::from_static(b"\xff\x00")];
+    assert_eq!(
+        engine.eval(
+            Script::Source(scribble.as_bytes()),
+            &binary,
+            &binary,
+            &mut |args| db.call(args)
+        ),
+        Reply::Int(1)
+    );
+    assert_eq!(
+        eval_with(&engine, &mut db, check, &["k"], &["v"]),
+        fresh("k", "v")
+    );
+    assert_eq!(
+        engine.eval(
+            Script::Source(b"return {KEYS[1], ARGV[1]}"),
+            &binary,
+            &binary,
+            &mut |args| db.call(args)
+        ),
+        Reply::Array(vec![
+            Reply::Bulk(binary[0].clone()),
+            Reply::Bulk(binary[0].clone())
+        ])
+    );
 }
 
 #[test]
