@@ -72,6 +72,12 @@ struct RunState {
 }
 
 impl RunState {
+    /// Whether the VM uses less memory than its limit (always, without one).
+    fn under_limit(&self, lua: &Lua) -> bool {
+        let limit = self.memory_limit.get();
+        limit == 0 || lua.used_memory() < limit
+    }
+
     /// Runs `f` with the memory limit lifted, so that mlua calls the Lua API directly
     /// instead of through a protected call (see the module header). Only for Rust code
     /// whose allocations are small or bounded by the request. Without a limit only the
@@ -406,7 +412,7 @@ fn invoke(lua: &Lua, state: &RunState, args: MultiValue) -> mlua::Result<Result<
     let resp = state.resp.get();
     match reply {
         Reply::Error(err) => Ok(Err(err.text().to_owned())),
-        reply if is_small(&reply) => {
+        reply if is_small(&reply) && state.under_limit(lua) => {
             Ok(Ok(state.unlimited(lua, || reply_to_lua(lua, &reply, resp))?))
         }
         reply => Ok(Ok(reply_to_lua(lua, &reply, resp)?)),
@@ -418,9 +424,10 @@ const SMALL_REPLY_BYTES: usize = 4096;
 
 /// Whether `reply` is a scalar whose Lua form allocates at most one string of up to
 /// [`SMALL_REPLY_BYTES`] and one or two small tables (`{ok=...}`, RESP3's `{double=...}`).
-/// Such a reply (GET's, DEL's, SET's) converts with the limit lifted: under it, the
-/// protected conversion cost more than the command. The limit can be overshot by that
-/// much at most, and the script's next allocation fails if the VM is over it.
+/// Such a reply (GET's, DEL's, SET's) converts with the limit lifted while the VM is under
+/// the limit: under it, the protected conversion cost more than the command. So the limit
+/// is overshot by one small reply at most (a script storing many replies cannot add up
+/// more: once over, the next reply converts under the limit and fails).
 fn is_small(reply: &Reply) -> bool {
     match reply {
         Reply::Simple(bytes) | Reply::Bulk(bytes) | Reply::Verbatim(bytes) => {
