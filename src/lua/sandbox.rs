@@ -24,10 +24,12 @@
 //! Cost: with a memory limit set, mlua guards every allocating API call with a `pcall` and
 //! two fresh C closures (Lua 5.1 has no light C functions), which made an EVALSHA's setup
 //! cost more than the script. So the Rust-side work of a run (building `KEYS`/`ARGV`,
-//! clearing them, converting the result) runs with the limit lifted ([`Vm::unlimited`]);
-//! it allocates only what the request and the script's own result hold. So does the
-//! conversion of a small scalar `redis.call` reply (see `is_small`). Everything else the
-//! script does, larger replies included, runs under the limit.
+//! clearing them, converting the result) runs with the limit lifted ([`Vm::unlimited`]):
+//! it allocates only what the request and the script's own result hold, and a run whose
+//! arguments leave the VM over the limit fails as it did before. A small scalar
+//! `redis.call` reply also converts with the limit lifted, while the VM is under it (see
+//! `is_small`). Everything else the script does, larger replies included, runs under the
+//! limit.
 //!
 //! To extend: a new `redis.*` function is a Rust closure in `redis_table`; to raise an error
 //! table as Redis's `luaError` does, return `fail("ERR ...")`.
@@ -296,6 +298,19 @@ impl Vm {
         let setup = self.unlimited(|| {
             self.env.raw_set(&self.keys_name, self.sequence(keys)?)?;
             self.env.raw_set(&self.argv_name, self.sequence(argv)?)
+        });
+        // Arguments that do not fit fail the run as they did when built under the limit, and
+        // are collected at once so that the VM is usable again.
+        let setup = setup.and_then(|()| {
+            if state.under_limit(&self.lua) {
+                return Ok(());
+            }
+            self.unlimited(|| {
+                let _ = self.env.raw_set(&self.keys_name, Value::Nil);
+                let _ = self.env.raw_set(&self.argv_name, Value::Nil);
+                let _ = self.lua.gc_collect();
+            });
+            Err(mlua::Error::MemoryError("not enough memory".into()))
         });
         let out = setup.and_then(|()| {
             state.deadline.set(Instant::now().checked_add(time_limit));

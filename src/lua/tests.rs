@@ -756,6 +756,29 @@ fn small_replies_cannot_add_up_past_the_memory_limit() {
 }
 
 #[test]
+fn arguments_over_the_memory_limit_fail_the_run() {
+    let engine = Engine::new(EngineConfig {
+        memory_limit_bytes: 4 << 20,
+        ..EngineConfig::default()
+    });
+    let big = [Bytes::from(vec![b'x'; 5 << 20])];
+    let reply = engine.eval(Script::Source(b"return 1"), &[], &big, &mut |_| Reply::Nil);
+    assert_eq!(
+        reply,
+        Reply::Error(RespError::new(format!(
+            "ERR Error running script {}, not enough memory",
+            sha1hex(b"return 1")
+        )))
+    );
+    assert_eq!(
+        engine.eval(Script::Source(b"return #ARGV"), &[], &[], &mut |_| {
+            Reply::Nil
+        }),
+        Reply::Int(0)
+    );
+}
+
+#[test]
 fn split_keys_checks_numkeys() {
     let args = [b("1"), b("k"), b("a")];
     let (keys, argv) = split_keys(&args).expect("split");
