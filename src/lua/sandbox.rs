@@ -24,10 +24,12 @@
 //! Cost: with a memory limit set, mlua guards every allocating API call with a `pcall` and
 //! two fresh C closures (Lua 5.1 has no light C functions), which made an EVALSHA's setup
 //! cost more than the script. So the Rust-side work of a run (building `KEYS`/`ARGV`,
-//! clearing them, converting the result) runs with the limit lifted ([`Vm::unlimited`]);
-//! it allocates only what the request and the script's own result hold. So does the
-//! conversion of a small scalar `redis.call` reply (see `is_small`). Everything else the
-//! script does, larger replies included, runs under the limit.
+//! clearing them, converting the result) runs with the limit lifted ([`Vm::unlimited`]):
+//! it allocates only what the request and the script's own result hold, and a run whose
+//! arguments leave the VM over the limit fails as it did before. A small scalar
+//! `redis.call` reply also converts with the limit lifted, while the VM is under it (see
+//! `is_small`). Everything else the script does, larger replies included, runs under the
+//! limit.
 //!
 //! To extend: a new `redis.*` function is a Rust closure in `redis_table`; to raise an error
 //! table as Redis's `luaError` does, return `fail("ERR ...")`.
@@ -72,6 +74,12 @@ struct RunState {
 }
 
 impl RunState {
+    /// Whether the VM uses less memory than its limit (always, without one).
+    fn under_limit(&self, lua: &Lua) -> bool {
+        let limit = self.memory_limit.get();
+        limit == 0 || lua.used_memory() < limit
+    }
+
     /// Runs `f` with the memory limit lifted, so that mlua calls the Lua API directly
     /// instead of through a protected call (see the module header). Only for Rust code
     /// whose allocations are small or bounded by the request. Without a limit only the
@@ -291,6 +299,19 @@ impl Vm {
             self.env.raw_set(&self.keys_name, self.sequence(keys)?)?;
             self.env.raw_set(&self.argv_name, self.sequence(argv)?)
         });
+        // Arguments that do not fit fail the run as they did when built under the limit, and
+        // are collected at once so that the VM is usable again.
+        let setup = setup.and_then(|()| {
+            if state.under_limit(&self.lua) {
+                return Ok(());
+            }
+            self.unlimited(|| {
+                let _ = self.env.raw_set(&self.keys_name, Value::Nil);
+                let _ = self.env.raw_set(&self.argv_name, Value::Nil);
+                let _ = self.lua.gc_collect();
+            });
+            Err(mlua::Error::MemoryError("not enough memory".into()))
+        });
         let out = setup.and_then(|()| {
             state.deadline.set(Instant::now().checked_add(time_limit));
             // Only the first returned value counts, as in Redis.
@@ -406,7 +427,7 @@ fn invoke(lua: &Lua, state: &RunState, args: MultiValue) -> mlua::Result<Result<
     let resp = state.resp.get();
     match reply {
         Reply::Error(err) => Ok(Err(err.text().to_owned())),
-        reply if is_small(&reply) => {
+        reply if is_small(&reply) && state.under_limit(lua) => {
             Ok(Ok(state.unlimited(lua, || reply_to_lua(lua, &reply, resp))?))
         }
         reply => Ok(Ok(reply_to_lua(lua, &reply, resp)?)),
@@ -418,9 +439,10 @@ const SMALL_REPLY_BYTES: usize = 4096;
 
 /// Whether `reply` is a scalar whose Lua form allocates at most one string of up to
 /// [`SMALL_REPLY_BYTES`] and one or two small tables (`{ok=...}`, RESP3's `{double=...}`).
-/// Such a reply (GET's, DEL's, SET's) converts with the limit lifted: under it, the
-/// protected conversion cost more than the command. The limit can be overshot by that
-/// much at most, and the script's next allocation fails if the VM is over it.
+/// Such a reply (GET's, DEL's, SET's) converts with the limit lifted while the VM is under
+/// the limit: under it, the protected conversion cost more than the command. So the limit
+/// is overshot by one small reply at most (a script storing many replies cannot add up
+/// more: once over, the next reply converts under the limit and fails).
 fn is_small(reply: &Reply) -> bool {
     match reply {
         Reply::Simple(bytes) | Reply::Bulk(bytes) | Reply::Verbatim(bytes) => {

@@ -727,6 +727,58 @@ fn memory_limit_fails_the_script_not_the_server() {
 }
 
 #[test]
+fn small_replies_cannot_add_up_past_the_memory_limit() {
+    // Small replies convert with the limit lifted while the VM is under it; a script that
+    // keeps many of them must still stop near the limit, not at its next table growth.
+    let limit = (8 << 20) + (512 << 10);
+    let engine = Engine::new(EngineConfig {
+        memory_limit_bytes: limit,
+        ..EngineConfig::default()
+    });
+    let mut db = FakeDb::default();
+    let n = 4000;
+    let keys: Vec<Bytes> = (0..n).map(|i| b(&format!("k{i}"))).collect();
+    for (i, key) in keys.iter().enumerate() {
+        db.map
+            .insert(key.clone(), Bytes::from(format!("{i:04000}")));
+    }
+    let src = "local t = {} for i = 1, #KEYS do t[i] = redis.call('get', KEYS[i]) end return #t";
+    let reply = engine.eval(Script::Source(src.as_bytes()), &keys, &[], &mut |args| {
+        db.call(args)
+    });
+    assert!(
+        matches!(&reply, Reply::Error(e) if e.text().ends_with("not enough memory")),
+        "{reply:?}"
+    );
+    // Every GET but the last (whose reply did not fit) was kept.
+    let kept = db.calls.len() - 1;
+    assert!(kept * 4000 <= limit, "{kept} replies of 4000 bytes kept");
+}
+
+#[test]
+fn arguments_over_the_memory_limit_fail_the_run() {
+    let engine = Engine::new(EngineConfig {
+        memory_limit_bytes: 4 << 20,
+        ..EngineConfig::default()
+    });
+    let big = [Bytes::from(vec![b'x'; 5 << 20])];
+    let reply = engine.eval(Script::Source(b"return 1"), &[], &big, &mut |_| Reply::Nil);
+    assert_eq!(
+        reply,
+        Reply::Error(RespError::new(format!(
+            "ERR Error running script {}, not enough memory",
+            sha1hex(b"return 1")
+        )))
+    );
+    assert_eq!(
+        engine.eval(Script::Source(b"return #ARGV"), &[], &[], &mut |_| {
+            Reply::Nil
+        }),
+        Reply::Int(0)
+    );
+}
+
+#[test]
 fn split_keys_checks_numkeys() {
     let args = [b("1"), b("k"), b("a")];
     let (keys, argv) = split_keys(&args).expect("split");
