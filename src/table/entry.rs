@@ -1,8 +1,8 @@
 //! What a key holds: a lock, a semaphore or a string, and the holders of a lock/semaphore.
 //!
 //! # Forms
-//! An [`Entry`] is 16 bytes in its shard's hash table, keyed by the key it stores itself (the
-//! key's bytes exist once), in one of two forms:
+//! An [`Entry`] is 16 bytes in its shard's slab (`keys.rs`), found by the key it stores
+//! itself (the key's bytes exist once), in one of two forms:
 //! - [`Entry::Sole`]: a lock with exactly one holder and nobody queued, in one allocation
 //!   ([`SoleLock`], see `sole.rs`). A grant on a free key makes this form.
 //! - [`Entry::Boxed`]: everything else, an [`Object`] (its key and [`Value`]) in one box: a
@@ -15,7 +15,8 @@
 //! through the primitives in `shard.rs`.
 //!
 //! Keys, owners and values are copies of exactly their length, never `Bytes` slices of a
-//! connection's read buffer (which would keep the whole buffer alive).
+//! connection's read buffer (which would keep the whole buffer alive). Only waiters keep
+//! the request's `Bytes`: they last as long as their connection waits.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -638,7 +639,7 @@ mod tests {
 
     #[test]
     fn entries_stay_small() {
-        // The hash table's bucket: a fat pointer whose null niche tags the boxed form.
+        // A slab slot: a fat pointer whose null niche tags the boxed form.
         assert_eq!(std::mem::size_of::<Entry>(), 16);
         assert_eq!(std::mem::size_of::<Holder>(), 56);
     }

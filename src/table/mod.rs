@@ -18,6 +18,13 @@
 //! - [`LockTable::expire`] fires due leases with a budget; [`LockTable::next_deadline`] tells
 //!   the expirer when to wake.
 //!
+//! # Storage
+//! A shard keeps its keys in `keys.rs` (a chunked slab behind a hash index of 4-byte
+//! positions) as [`Entry`]s (`entry.rs`): a lock with one holder and no waiters is one
+//! exact allocation ([`SoleLock`], `sole.rs`), anything else one box with its key. Each
+//! timer in the shard's wheel carries only its key's hash. About 154 bytes per held lock
+//! at 1M locks (16-byte keys, 36-byte owners; `examples/lock_memory.rs`).
+//!
 //! # Hand-off
 //! When a hold ends (UNLOCK, expiry, DEL, undone grant) the key's queue is *pumped* in the
 //! same critical section: head waiters that fit are granted and their replies sent through
@@ -26,7 +33,7 @@
 //! under a new `Tx` with the right shards once the current shards are released.
 //!
 //! To add a command family: add a file with an `impl Tx<'_>` block that uses the
-//! primitives, never touching `Shard` maps directly for holds.
+//! primitives, never touching a `Shard`'s keys directly for holds.
 
 mod entry;
 mod keys;
