@@ -48,6 +48,12 @@ pub struct Config {
     #[arg(long, env = "BATON_PORT", default_value_t = 6379)]
     pub port: u16,
 
+    /// Listen backlog (Redis's tcp-backlog; the kernel caps it at net.core.somaxconn).
+    /// tokio's 1024 overflowed when thousands of clients connected at once: dropped SYNs
+    /// are retried only after a second.
+    #[arg(long, env = "BATON_TCP_BACKLOG", default_value_t = 4096)]
+    pub tcp_backlog: u32,
+
     /// Lock table shards, a power of two (0: 16 per core, rounded up to a power of two).
     #[arg(long, env = "BATON_SHARDS", default_value_t = 0)]
     pub shards: usize,

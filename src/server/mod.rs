@@ -31,9 +31,27 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// [`StartupError::Bind`] when the address cannot be bound.
 pub async fn bind(config: &Config) -> Result<TcpListener, StartupError> {
     let addr = format!("{}:{}", config.bind, config.port);
-    TcpListener::bind(&addr)
-        .await
-        .map_err(|source| StartupError::Bind { addr, source })
+    let listen = || -> std::io::Result<TcpListener> {
+        let mut last = None;
+        for sock_addr in std::net::ToSocketAddrs::to_socket_addrs(&addr)? {
+            let socket = match sock_addr {
+                std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.set_reuseaddr(true)?;
+            match socket
+                .bind(sock_addr)
+                .and_then(|()| socket.listen(config.tcp_backlog))
+            {
+                Ok(listener) => return Ok(listener),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+        }))
+    };
+    listen().map_err(|source| StartupError::Bind { addr, source })
 }
 
 /// The wall clock in µs since the epoch: the fencing counter's floor.
