@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use baton::config::{Config, Switch};
-use common::{eventually, info_field, TestServer};
+use common::{eventually, info_field, lock, TestServer};
 
 fn persistent(dir: &std::path::Path) -> Config {
     Config {
@@ -15,15 +15,6 @@ fn persistent(dir: &std::path::Path) -> Config {
         dir: dir.to_path_buf(),
         ..Config::ephemeral()
     }
-}
-
-fn lock(con: &mut redis::Connection, key: &str, owner: &str, ttl: u64) -> Option<i64> {
-    redis::cmd("LOCK")
-        .arg(key)
-        .arg(owner)
-        .arg(ttl)
-        .query(con)
-        .expect("lock")
 }
 
 fn holder_token(con: &mut redis::Connection, key: &str) -> Option<i64> {

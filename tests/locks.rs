@@ -7,7 +7,7 @@ use common::err_text;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{eventually, info_field, waiters, TestServer};
+use common::{eventually, info_field, unlock, waiters, TestServer};
 use redis::Value;
 
 const SECOND: Duration = Duration::from_secs(5);
@@ -37,14 +37,6 @@ fn lock_wait(
         .arg(wait)
         .query(con)
         .expect(cmd)
-}
-
-fn unlock(con: &mut redis::Connection, key: &str, owner: &str) -> i64 {
-    redis::cmd("UNLOCK")
-        .arg(key)
-        .arg(owner)
-        .query(con)
-        .expect("unlock")
 }
 
 /// Spawns a blocked acquire on its own connection; the token arrives on the channel.

@@ -2,14 +2,12 @@
 
 mod common;
 
-use common::{err_text, int};
-
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use common::{eventually, info_field, waiters, TestServer};
+use common::{err_text, eventually, info_field, int, lock, unlock, waiters, TestServer};
 use redis::Value;
 
 const SECOND: Duration = Duration::from_secs(5);
@@ -41,23 +39,6 @@ fn munlock(con: &mut redis::Connection, keys: &[&str], owner: &str) -> i64 {
         .arg(owner)
         .query(con)
         .expect("MUNLOCK")
-}
-
-fn lock(con: &mut redis::Connection, key: &str, owner: &str, ttl: u64) -> Option<i64> {
-    redis::cmd("LOCK")
-        .arg(key)
-        .arg(owner)
-        .arg(ttl)
-        .query(con)
-        .expect("LOCK")
-}
-
-fn unlock(con: &mut redis::Connection, key: &str, owner: &str) -> i64 {
-    redis::cmd("UNLOCK")
-        .arg(key)
-        .arg(owner)
-        .query(con)
-        .expect("UNLOCK")
 }
 
 /// (owner, token, ttl) of each holder of lock `key`.
