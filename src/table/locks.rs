@@ -156,19 +156,14 @@ impl Tx<'_> {
             }
         }
         if all_free {
-            let mut tokens = Vec::with_capacity(keys.len());
-            for (key, held) in keys.iter().zip(&held) {
-                let renewed = if held.is_some() {
-                    self.renew_hold(key, owner, ttl_ms)
-                } else {
-                    None
-                };
-                let token = match renewed {
-                    Some(t) => t,
-                    None => self.grant_hold(key, owner, HoldKind::Exclusive, ttl_ms),
-                };
-                tokens.push(Reply::Int(token));
-            }
+            let tokens = keys
+                .iter()
+                .zip(&held)
+                .map(|(key, held)| {
+                    let (token, _) = self.grant_mlock_key(key, owner, ttl_ms, held.is_some());
+                    Reply::Int(token)
+                })
+                .collect();
             return Ok(Reply::Array(tokens).into());
         }
         if !wait {

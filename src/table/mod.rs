@@ -52,10 +52,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
+use tokio::sync::oneshot;
 
 /// Shard indexes of one section; inline for the usual one or two, so no allocation.
 type ShardList = SmallVec<[usize; 4]>;
-use tokio::sync::oneshot;
 
 pub use entry::{
     Deadline, Entry, Holder, HolderRef, Holds, KindExt, Lease, Object, Semaphore, SoleLock,

@@ -608,6 +608,27 @@ impl Tx<'_> {
         }
     }
 
+    /// One key of an MLOCK grant: renews the owner's hold (same token, lease reset) when
+    /// `may_hold`, else or when it holds nothing there grants a new exclusive hold. Returns
+    /// the token and whether the hold is new.
+    pub(crate) fn grant_mlock_key(
+        &mut self,
+        key: &Bytes,
+        owner: &Bytes,
+        ttl_ms: u64,
+        may_hold: bool,
+    ) -> (i64, bool) {
+        if may_hold {
+            if let Some(token) = self.renew_hold(key, owner, ttl_ms) {
+                return (token, false);
+            }
+        }
+        (
+            self.grant_hold(key, owner, HoldKind::Exclusive, ttl_ms),
+            true,
+        )
+    }
+
     /// Grants multi-key waiter `w` if, on every key, it heads the queue of a free key or
     /// its owner still has the exclusive hold it had there when it asked; all of its keys' shards are held. Returns true if
     /// it was granted (or found finished), i.e. the queues changed.
@@ -636,14 +657,10 @@ impl Tx<'_> {
             if let Some(holds) = self.entry(key).and_then(Entry::holds_mut) {
                 holds.dequeue(w);
             }
-            let renewed = self.renew_hold(key, &w.owner, w.ttl_ms);
-            let token = match renewed {
-                Some(token) => token,
-                None => {
-                    fresh.push(key.clone());
-                    self.grant_hold(key, &w.owner, HoldKind::Exclusive, w.ttl_ms)
-                }
-            };
+            let (token, new) = self.grant_mlock_key(key, &w.owner, w.ttl_ms, true);
+            if new {
+                fresh.push(key.clone());
+            }
             tokens.push(Reply::Int(token));
         }
         self.waiter_left();
@@ -659,13 +676,10 @@ impl Tx<'_> {
                 self.pump(key);
             }
         } else {
-            // Undo only the holds this grant created. A key the owner already held counted as
-            // granted (renewed, same token): that hold came from an earlier, delivered grant
-            // and stands until UNLOCK or expiry (PROTOCOL.md), as in `grant_single`.
-            // Releasing every key here dropped it. Found by tests/model.rs.
-            // All are released before any queue is served, so that no waiter sees half of
-            // the undone grant (an MLOCK of the same owner counted such a dying hold as its
-            // own). Found by tests/model.rs.
+            // Undo only the holds this grant created: a key the owner already held came from
+            // an earlier, delivered grant and stands until UNLOCK or expiry (PROTOCOL.md), as
+            // in `grant_single`. All are released before any queue is served, so that no
+            // waiter sees half of the undone grant. Both found by tests/model.rs.
             for key in &fresh {
                 self.release_hold(key, &w.owner);
             }
