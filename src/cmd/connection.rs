@@ -346,7 +346,8 @@ pub fn client_line(c: &ClientInfo) -> String {
         c.laddr,
         s(&c.name),
         age,
-        c.last_cmd.to_ascii_lowercase(),
+        c.last_cmd
+            .map_or_else(|| "NULL".to_string(), str::to_ascii_lowercase),
         if c.proto == Protocol::Resp3 { 3 } else { 2 },
         s(&c.lib_name),
         s(&c.lib_ver),

@@ -34,8 +34,8 @@ pub struct ClientInfo {
     pub since: Instant,
     /// The protocol it speaks.
     pub proto: Protocol,
-    /// The last command's name.
-    pub last_cmd: &'static str,
+    /// The last command's name (its spec's; None before the first known command).
+    pub last_cmd: Option<&'static str>,
 }
 
 /// Every open connection, by id.
@@ -58,7 +58,7 @@ impl Clients {
             lib_ver: None,
             since: Instant::now(),
             proto: Protocol::Resp2,
-            last_cmd: "NULL",
+            last_cmd: None,
         }));
         self.map.insert(id, info.clone());
         info

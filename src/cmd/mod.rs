@@ -186,7 +186,7 @@ pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Execute
     server.count_command();
     // One lookup and one lock of the client's info per command: both showed in profiles.
     let spec = lookup(req);
-    session.info.lock().last_cmd = spec.as_ref().map_or("NULL", |spec| spec.name);
+    session.info.lock().last_cmd = spec.as_ref().ok().map(|spec| spec.name);
     if !session.authenticated && !connection::allowed_before_auth(req) {
         return Executed::reply(RespError::NOAUTH.into());
     }
@@ -251,4 +251,18 @@ pub fn no_duplicates(keys: &[Bytes], err: RespError) -> Result<(), RespError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_name_fits_the_name_buffer() {
+        for spec in spec::COMMANDS {
+            let mut buf = [0u8; MAX_NAME];
+            let upper = upper_name(spec.name.as_bytes(), &mut buf);
+            assert_eq!(upper, Some(spec.name.as_bytes()), "{}", spec.name);
+        }
+    }
 }
