@@ -344,8 +344,14 @@ impl Holds {
     pub fn visible_waiters(&self) -> usize {
         self.queue
             .iter()
-            .filter(|w| !self.holder(&w.owner).is_some_and(|h| w.owns(h.lease.token)))
+            .filter(|w| !self.still_held_for(w))
             .count()
+    }
+
+    /// Whether `w`'s owner still has here the exclusive hold it had when `w` (an MLOCK)
+    /// asked: the key counts as granted to `w`.
+    pub fn still_held_for(&self, w: &Waiter) -> bool {
+        self.holder(&w.owner).is_some_and(|h| w.owns(h.lease.token))
     }
 
     /// Removes `waiter` from the queue; true if it was there.

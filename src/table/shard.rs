@@ -641,11 +641,8 @@ impl Tx<'_> {
             self.entry(key)
                 .and_then(|e| e.holds())
                 .is_some_and(|holds| {
-                    let own = holds
-                        .holder(&w.owner)
-                        .is_some_and(|h| w.owns(h.lease.token));
                     let heads = holds.queue.front().is_some_and(|h| h.seq == w.seq);
-                    own || heads && holds.holders.is_empty()
+                    holds.still_held_for(w) || heads && holds.holders.is_empty()
                 })
         });
         if !ready {
