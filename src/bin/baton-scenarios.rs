@@ -429,7 +429,7 @@ fn histogram() -> Result<Histogram<u64>, BoxError> {
 
 /// Nanoseconds as milliseconds with three decimals.
 fn ms(ns: u64) -> f64 {
-    (ns as f64 / 1_000.0).round() / 1_000.0
+    ms_signed(i128::from(ns))
 }
 
 /// Signed nanoseconds as milliseconds with three decimals.
