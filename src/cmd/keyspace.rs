@@ -252,6 +252,7 @@ impl TableCommand {
                 return Executed {
                     effect: super::Effect::Reply(Reply::ok()),
                     lsn: ran.lsn,
+                    woke_waiter: ran.woke_waiter,
                 };
             }
         };

@@ -142,6 +142,7 @@ impl ScriptCommand {
                 Executed {
                     effect: super::Effect::Reply(ran.value),
                     lsn: ran.lsn,
+                    woke_waiter: ran.woke_waiter,
                 }
             }
         }

@@ -589,10 +589,13 @@ impl Tx<'_> {
             Some(_) => Some(WaitResult::Failed(RespError::OTHER_MODE)),
             None => {
                 let token = self.grant_hold(key, &w.owner, w.kind, w.ttl_ms);
-                if w.deliver(WaitResult::Granted {
-                    reply: Reply::Int(token),
-                    lsn: self.lsn,
-                }) {
+                if self.deliver(
+                    w,
+                    WaitResult::Granted {
+                        reply: Reply::Int(token),
+                        lsn: self.lsn,
+                    },
+                ) {
                     return;
                 }
                 // The connection is gone: undo and let the loop serve the next waiter.
@@ -604,7 +607,7 @@ impl Tx<'_> {
             if let WaitResult::Granted { lsn, .. } = &mut result {
                 *lsn = self.lsn;
             }
-            w.deliver(result);
+            self.deliver(w, result);
         }
     }
 
@@ -661,10 +664,13 @@ impl Tx<'_> {
             tokens.push(Reply::Int(token));
         }
         self.waiter_left();
-        let delivered = w.deliver(WaitResult::Granted {
-            reply: Reply::Array(tokens),
-            lsn: self.lsn,
-        });
+        let delivered = self.deliver(
+            w,
+            WaitResult::Granted {
+                reply: Reply::Array(tokens),
+                lsn: self.lsn,
+            },
+        );
         if delivered {
             // Serve what now heads each of its queues, not only the key whose `pump` made
             // the grant (or none when the grant was deferred): otherwise the outcome depended
@@ -724,7 +730,7 @@ impl Tx<'_> {
             }
             // False when the connection closed meanwhile: it is finished here all the same
             // (its later cancel finds it no longer pending and counts nothing).
-            let _ = w.deliver(WaitResult::Failed(err.clone()));
+            let _ = self.deliver(&w, WaitResult::Failed(err.clone()));
             self.waiter_left();
             if w.multi {
                 for other in &w.keys {
