@@ -12,7 +12,7 @@
 //!   `--release auto` (the default) a server without scripting falls back to the native
 //!   compare-and-delete `DELIFEQ key token`; the JSON says which one ran.
 //! - `hot-key-native`: every client on one key with `LOCK ... WAIT`, then `UNLOCK`. The
-//!   latency reported is the hand-off: from one client's `UNLOCK` reply to the next
+//!   latency reported is the hand-off: from one client sending its `UNLOCK` to the next
 //!   client's grant reply, measured across clients on one shared monotonic clock.
 //! - `hot-key-retry`: the Redis way: `SET NX PX`, polling every `--retry-ms` while the key
 //!   is taken, released by the same compare-and-delete as `redlock-cycle`; hand-off
@@ -201,17 +201,15 @@ impl Release {
 /// State of the hand-off between two consecutive holders of the hot key.
 ///
 /// Grants are numbered in the order their replies arrive (the lock makes them
-/// sequential). Grant `g` pairs with the release reply of grant `g - 1`; when the grant
-/// reply arrives first (the server may push it before the releaser reads its own reply),
-/// the hand-off is recorded as 0 and counted as early.
+/// sequential). Grant `g` pairs with the release of grant `g - 1`, timed from the moment
+/// the releasing client sent it: the same start for both servers, and one that the order
+/// in which a server writes the two replies (grant, release `1`) cannot move.
 #[derive(Debug, Default)]
 struct Handoff {
     /// Number the next grant gets.
     next_gen: u64,
-    /// Release reply not yet paired: (grant number it ended, when, which client).
+    /// Release sent and not yet paired: (grant number it ends, when, which client).
     release: Option<(u64, Instant, usize)>,
-    /// Grant reply that came before its predecessor's release reply.
-    early_grant: Option<u64>,
 }
 
 /// State shared by all clients of a run.
@@ -236,8 +234,6 @@ struct Stats {
     errors: u64,
     /// Acquires that found the key taken (nil replies, including WAIT timeouts).
     contended: u64,
-    /// Hand-offs whose grant reply arrived before the release reply.
-    early: u64,
     /// Grants that went back to the client that had just released (barging; not a
     /// hand-off, so no latency is recorded for them).
     self_regrants: u64,
@@ -252,7 +248,6 @@ impl Stats {
             requests: 0,
             errors: 0,
             contended: 0,
-            early: 0,
             self_regrants: 0,
         })
     }
@@ -270,7 +265,6 @@ impl Stats {
         self.requests += other.requests;
         self.errors += other.errors;
         self.contended += other.contended;
-        self.early += other.early;
         self.self_regrants += other.self_regrants;
         Ok(())
     }
@@ -443,9 +437,9 @@ async fn run_cycle(
     Ok(())
 }
 
-/// Notes a grant reply of the hot key; records the hand-off when the previous holder's
-/// release reply is already in (unless client `me` itself released last: that is a
-/// re-grant, not a hand-off). Returns this grant's number.
+/// Notes a grant reply of the hot key; records the hand-off from the previous holder's
+/// release (unless client `me` itself released last: that is a re-grant, not a hand-off).
+/// Returns this grant's number.
 fn on_grant(ctx: &Ctx, stats: &mut Stats, me: usize) -> u64 {
     let now = Instant::now();
     let mut h = ctx.handoff();
@@ -454,24 +448,14 @@ fn on_grant(ctx: &Ctx, stats: &mut Stats, me: usize) -> u64 {
     match h.release.take() {
         Some((prev, _, who)) if prev + 1 == gen && who == me => stats.self_regrants += 1,
         Some((prev, at, _)) if prev + 1 == gen => stats.record(now.saturating_duration_since(at)),
-        _ if gen > 0 => h.early_grant = Some(gen),
         _ => {}
     }
     gen
 }
 
-/// Notes the release reply ending grant `gen`; records the hand-off when the next grant
-/// reply came first (as 0, counted as early). `me` is the releasing client.
-fn on_release(ctx: &Ctx, stats: &mut Stats, gen: u64, me: usize) {
-    let now = Instant::now();
-    let mut h = ctx.handoff();
-    if h.early_grant == Some(gen + 1) {
-        h.early_grant = None;
-        stats.record(Duration::ZERO);
-        stats.early += 1;
-    } else {
-        h.release = Some((gen, now, me));
-    }
+/// Notes that client `me` is about to send the release ending grant `gen`.
+fn on_release_sent(ctx: &Ctx, gen: u64, me: usize) {
+    ctx.handoff().release = Some((gen, Instant::now(), me));
 }
 
 /// `hot-key-native` and `hot-key-retry`: every client loops acquire (blocking WAIT, or
@@ -533,6 +517,7 @@ async fn run_hot(
         if !hold.is_zero() {
             tokio::time::sleep(hold).await;
         }
+        on_release_sent(ctx, gen, me);
         match release {
             None => conn.push(&[b"UNLOCK", key, owner.as_bytes()]),
             Some(r) => r.push(conn, key, token.as_bytes()),
@@ -540,7 +525,7 @@ async fn run_hot(
         conn.flush().await?;
         stats.requests += 1;
         match conn.read().await? {
-            Reply::Int(1) => on_release(ctx, stats, gen, me),
+            Reply::Int(1) => {}
             Reply::Int(_) => stats.contended += 1,
             Reply::Error(_) => stats.errors += 1,
             other => return Err(format!("unexpected release reply {other:?}").into()),
@@ -761,8 +746,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
     );
     if workload.is_hot() {
         println!(
-            "  hand-offs: {} early (grant before the UNLOCK reply, counted as 0), {} re-grants to the releasing client (not counted)",
-            total.early, total.self_regrants
+            "  hand-offs: {} re-grants to the releasing client (not counted)",
+            total.self_regrants
         );
     }
     if let Some(c) = cpu_us_per_req {
@@ -774,7 +759,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         "{{\"workload\":{},\"label\":{},\"connections\":{n},\"pipeline\":{pipeline},\
          \"duration_s\":{elapsed:.3},\"ops\":{},\"requests\":{},\"ops_per_sec\":{ops_s:.1},\
          \"requests_per_sec\":{req_s:.1},\"latency\":\"{latency}\",\"p50_us\":{},\"p99_us\":{},\
-         \"p999_us\":{},\"max_us\":{},\"errors\":{},\"contended\":{},\"early_handoffs\":{},\"self_regrants\":{},\"handoffs_per_sec\":{:.1},\
+         \"p999_us\":{},\"max_us\":{},\"errors\":{},\"contended\":{},\"self_regrants\":{},\"handoffs_per_sec\":{:.1},\
          \"release\":\"{release_name}\",\"failed_connections\":{failed},\"abandoned_connections\":{abandoned},\
          \"server_cpu_us_per_request\":{}}}",
         json_str(workload.name()),
@@ -787,7 +772,6 @@ async fn run(args: Args) -> Result<(), BoxError> {
         us(max),
         total.errors,
         total.contended,
-        total.early,
         total.self_regrants,
         total.ops.saturating_sub(total.self_regrants) as f64 / elapsed,
         cpu_us_per_req.map_or_else(|| "null".to_string(), |c| format!("{c:.3}")),
