@@ -17,7 +17,7 @@
 # Usage: benches/compare.sh [--rounds N] [--duration SECONDS] [--connections C]
 #                           [--baton-port P] [--redis-port P] [--dur-port P]
 #                           [--dur-connections C] [--dur-dir DIR] [--out DIR] [--no-build]
-# Defaults: 5 rounds of 3 s per run: (7 rows x 2 servers + 6 durability configurations)
+# Defaults: 5 rounds of 3 s per run: (8 rows x 2 servers + 6 durability configurations)
 # x 5 rounds, about 6 minutes.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -76,6 +76,7 @@ wait_up "$REDIS_PORT"
 ROWS=(
     "ping1|PING, P=1|-w ping -P 1|-w ping -P 1"
     "ping32|PING, P=32|-w ping -P 32|-w ping -P 32"
+    "pingser|PING, 1 connection, P=1: one round trip at a time, the ceiling of any serial hand-off|-w ping -c 1 -P 1|-w ping -c 1 -P 1"
     "cycle1|lock cycle, P=1: baton native-cycle vs Redis redlock-cycle|-w native-cycle -P 1|-w redlock-cycle -P 1"
     "cycle32|lock cycle, P=32: baton native-cycle vs Redis redlock-cycle|-w native-cycle -P 32|-w redlock-cycle -P 32"
     "redlock1|redlock-cycle on both (SET NX PX + EVALSHA), P=1|-w redlock-cycle -P 1 --release evalsha|-w redlock-cycle -P 1 --release evalsha"
@@ -244,7 +245,7 @@ lines.append("Each cell is min / median / max over the rounds; the two servers a
              "inside each round and the ratio is baton/Redis taken per round. Ops are PINGs, "
              "completed acquire+release cycles, or grants (hot key). Latency is per op from "
              "batch send to reply (cycles: acquire send to release reply); for the hot key it "
-             "is the hand-off, from one client's release reply to the next client's grant reply. "
+             "is the hand-off, from one client sending its release to the next client reading its grant. "
              "CPU is the server process's user+sys time per request (/proc/PID/stat).")
 lines.append("")
 lines.append("| row | baton ops/s | Redis ops/s | ratio baton/Redis | baton p50 / p99 µs (median) | Redis p50 / p99 µs (median) | CPU µs/req baton / Redis (median) | baton release |")
