@@ -247,7 +247,6 @@ impl ConnCommand {
                 return Executed {
                     effect: Effect::Close(Reply::ok()),
                     lsn: 0,
-                    woke_waiter: false,
                 }
             }
             ConnCommand::Reset => {

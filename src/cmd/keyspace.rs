@@ -252,7 +252,6 @@ impl TableCommand {
                 return Executed {
                     effect: super::Effect::Reply(Reply::ok()),
                     lsn: ran.lsn,
-                    woke_waiter: ran.woke_waiter,
                 };
             }
         };

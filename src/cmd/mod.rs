@@ -105,8 +105,6 @@ pub struct Executed {
     pub effect: Effect,
     /// Highest log sequence number the command produced (0: none).
     pub lsn: u64,
-    /// Whether it handed a grant (or another outcome) to a waiting request.
-    pub woke_waiter: bool,
 }
 
 impl Executed {
@@ -114,7 +112,6 @@ impl Executed {
         Executed {
             effect: Effect::Reply(reply),
             lsn: 0,
-            woke_waiter: false,
         }
     }
 }
@@ -224,7 +221,6 @@ pub fn apply(cmd: Command, server: &Server, session: &mut Session) -> Executed {
         return Executed {
             effect,
             lsn: ran.lsn,
-            woke_waiter: ran.woke_waiter,
         };
     }
     match cmd {

@@ -142,7 +142,6 @@ impl ScriptCommand {
                 Executed {
                     effect: super::Effect::Reply(ran.value),
                     lsn: ran.lsn,
-                    woke_waiter: ran.woke_waiter,
                 }
             }
         }

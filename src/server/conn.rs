@@ -77,7 +77,6 @@ impl Conn {
     async fn run(&mut self, session: &mut Session, shutdown: &mut Shutdown) -> Result<(), String> {
         loop {
             let mut lsn = 0;
-            let mut woke_waiter = false;
             loop {
                 let req = match self.decoder.decode(&mut self.rbuf) {
                     Ok(Some(req)) => req,
@@ -86,7 +85,6 @@ impl Conn {
                 };
                 let executed = cmd::execute(&req, &self.server, session);
                 lsn = lsn.max(executed.lsn);
-                woke_waiter |= executed.woke_waiter;
                 match executed.effect {
                     Effect::Reply(reply) => reply.encode(session.proto, &mut self.wbuf),
                     Effect::Close(reply) => {
@@ -110,13 +108,6 @@ impl Conn {
                     self.flush(lsn).await?;
                     lsn = 0;
                 }
-            }
-            if woke_waiter {
-                // A release handed the lock on: let the next holder's task (just woken, on
-                // this worker) write its grant before this reply goes out. The hand-off is
-                // what the lock's throughput waits on; the releaser's `1` is not. Measured
-                // with `baton-bench -w hot-key-native`: see README, Performance.
-                tokio::task::yield_now().await;
             }
             self.flush(lsn).await?;
             if shutdown.is_started() {

@@ -139,9 +139,6 @@ pub struct Ran<R> {
     pub value: R,
     /// Highest log sequence number of the records the call emitted (0: none).
     pub lsn: u64,
-    /// Whether the call sent an outcome to a waiting request (another connection's task
-    /// now has a reply to write).
-    pub woke_waiter: bool,
 }
 
 /// Table-wide settings.
@@ -265,7 +262,6 @@ impl LockTable {
         let mut tx = self.begin(idx, now);
         let value = f(&mut tx);
         let mut lsn = tx.lsn;
-        let mut woke_waiter = tx.woke_waiter;
         let mut deferred = std::mem::take(&mut tx.deferred);
         drop(tx);
         while let Some(waiter) = deferred.pop() {
@@ -276,14 +272,9 @@ impl LockTable {
             let mut tx = self.begin(&mut idx, now);
             tx.examine_multi(&waiter);
             lsn = lsn.max(tx.lsn);
-            woke_waiter |= tx.woke_waiter;
             deferred.append(&mut tx.deferred);
         }
-        Ran {
-            value,
-            lsn,
-            woke_waiter,
-        }
+        Ran { value, lsn }
     }
 
     fn begin(&self, idx: &mut ShardList, now: Now) -> Tx<'_> {
@@ -295,7 +286,6 @@ impl LockTable {
             guards,
             now,
             lsn: 0,
-            woke_waiter: false,
             deferred: Vec::new(),
             replaying: false,
         }
@@ -421,8 +411,6 @@ pub struct Tx<'a> {
     guards: SmallVec<[(usize, MutexGuard<'a, Shard>); 2]>,
     now: Now,
     lsn: u64,
-    /// Set once an outcome went to a waiter (see [`Ran::woke_waiter`]).
-    woke_waiter: bool,
     deferred: Vec<Arc<Waiter>>,
     /// Set while replaying recovered records: nothing is emitted again.
     replaying: bool,
@@ -472,14 +460,6 @@ impl<'a> Tx<'a> {
 
     fn shared(&self) -> &'a Shared {
         &self.table.shared
-    }
-
-    /// Sends `result` to waiter `w`; false when its connection is gone (a grant must then
-    /// be undone by the caller).
-    fn deliver(&mut self, w: &Waiter, result: WaitResult) -> bool {
-        let delivered = w.deliver(result);
-        self.woke_waiter |= delivered;
-        delivered
     }
 
     fn emit(&mut self, record: Record) {

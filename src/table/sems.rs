@@ -47,7 +47,7 @@ impl Tx<'_> {
                 .collect();
             sem.holds.queue.retain(|w| w.kind.permits() <= capacity);
             for w in too_big {
-                self.deliver(&w, WaitResult::Failed(RespError::PERMITS_EXCEED));
+                w.deliver(WaitResult::Failed(RespError::PERMITS_EXCEED));
                 self.waiter_left();
             }
         }

@@ -589,13 +589,10 @@ impl Tx<'_> {
             Some(_) => Some(WaitResult::Failed(RespError::OTHER_MODE)),
             None => {
                 let token = self.grant_hold(key, &w.owner, w.kind, w.ttl_ms);
-                if self.deliver(
-                    w,
-                    WaitResult::Granted {
-                        reply: Reply::Int(token),
-                        lsn: self.lsn,
-                    },
-                ) {
+                if w.deliver(WaitResult::Granted {
+                    reply: Reply::Int(token),
+                    lsn: self.lsn,
+                }) {
                     return;
                 }
                 // The connection is gone: undo and let the loop serve the next waiter.
@@ -607,7 +604,7 @@ impl Tx<'_> {
             if let WaitResult::Granted { lsn, .. } = &mut result {
                 *lsn = self.lsn;
             }
-            self.deliver(w, result);
+            w.deliver(result);
         }
     }
 
@@ -664,13 +661,10 @@ impl Tx<'_> {
             tokens.push(Reply::Int(token));
         }
         self.waiter_left();
-        let delivered = self.deliver(
-            w,
-            WaitResult::Granted {
-                reply: Reply::Array(tokens),
-                lsn: self.lsn,
-            },
-        );
+        let delivered = w.deliver(WaitResult::Granted {
+            reply: Reply::Array(tokens),
+            lsn: self.lsn,
+        });
         if delivered {
             // Serve what now heads each of its queues, not only the key whose `pump` made
             // the grant (or none when the grant was deferred): otherwise the outcome depended
@@ -730,7 +724,7 @@ impl Tx<'_> {
             }
             // False when the connection closed meanwhile: it is finished here all the same
             // (its later cancel finds it no longer pending and counts nothing).
-            let _ = self.deliver(&w, WaitResult::Failed(err.clone()));
+            let _ = w.deliver(WaitResult::Failed(err.clone()));
             self.waiter_left();
             if w.multi {
                 for other in &w.keys {

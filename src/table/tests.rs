@@ -267,41 +267,6 @@ fn an_undeliverable_grant_passes_to_the_next_waiter() {
     assert_eq!(holders.len(), 1);
 }
 
-/// The connection layer lets the next holder's grant go out before the releaser's reply
-/// only when a call reports that it woke a waiter: a release with a queue must say so, a
-/// release without one must not (it would cost every plain UNLOCK a yield).
-#[test]
-fn a_release_reports_whether_it_woke_a_waiter() {
-    let clock = Clock::new();
-    let t = table(&clock);
-    let k = b("k");
-    let unlock = |owner: &'static [u8]| t.run(&[&k], clock.now(), |tx| tx.unlock(&k, owner));
-    token(acquire(
-        &t,
-        clock.now(),
-        "k",
-        "a",
-        HoldKind::Exclusive,
-        1000,
-        false,
-    ));
-    let mut next = blocked(acquire(
-        &t,
-        clock.now(),
-        "k",
-        "c",
-        HoldKind::Exclusive,
-        1000,
-        true,
-    ));
-    let handed_on = unlock(b"a");
-    assert!(handed_on.woke_waiter);
-    assert!(granted(&mut next).is_some());
-    let last = unlock(b"c");
-    assert_eq!(last.value, Ok(Reply::Int(1)));
-    assert!(!last.woke_waiter);
-}
-
 #[test]
 fn cancel_after_grant_reports_the_grant() {
     let clock = Clock::new();
