@@ -31,6 +31,14 @@ done
 bench_setup baton-bench
 WORK=$(mktemp -d)
 BASE_TREE="$WORK/base"
+OLD_PID= NEW_PID=
+# Also on a failed build: the servers this script started, the worktree and WORK go.
+cleanup() {
+    bench_stop "$OLD_PID" "$NEW_PID"
+    git worktree remove --force "$BASE_TREE" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
 git worktree add -q --detach "$BASE_TREE" "$BASE"
 # The base keeps its own target dir in WORK: the work tree's build is not disturbed.
 (cd "$BASE_TREE" && CARGO_TARGET_DIR="$WORK/target" cargo build --release --bin baton)
@@ -42,12 +50,6 @@ NEW_REV=$(git rev-parse --short HEAD)$( [[ -z $(git status --porcelain -uno) ]] 
 OLD_PID=$!
 "$BATON" --port "$BATON_PORT" --persistence off >>"$WORK/new.log" 2>&1 &
 NEW_PID=$!
-cleanup() {
-    bench_stop "$OLD_PID" "$NEW_PID"
-    git worktree remove --force "$BASE_TREE" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 wait_up "$REDIS_PORT"
 wait_up "$BATON_PORT"
 
