@@ -6,10 +6,9 @@
 # request for each build, and the after/before ratio of ops/s taken per round.
 #
 # Usage: benches/ab.sh BASE [--rounds N] [--duration SECONDS] [--baton-port P]
-#                      [--redis-port P] [--no-build] [-- BATON-BENCH ARGS...]
-# Defaults: 8 rounds of 3 s, workload `-w hot-key-native` (64 clients on one key).
-# --baton-port is the port of the work tree's build; --redis-port (the name shared with
-# the other scripts) is the port of BASE's build. Example:
+#                      [--base-port P] [--no-build] [-- BATON-BENCH ARGS...]
+# Defaults: 8 rounds of 3 s, workload `-w hot-key-native` (64 clients on one key), the
+# work tree's build on port 7400 (--baton-port), BASE's on 7401 (--base-port). Example:
 #     bash benches/ab.sh ce9b96f -- -w hot-key-native
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -17,12 +16,13 @@ source "$(dirname "$0")/lib.sh"
 BASE=${1:-}
 [[ -n $BASE && $BASE != -* ]] || { bench_usage; exit 2; }
 shift
-ROUNDS=8 DURATION=3 BATON_PORT=7400 REDIS_PORT=7401 BUILD=1 OUT_DIR=
+ROUNDS=8 DURATION=3 BATON_PORT=7400 BASE_PORT=7401 BUILD=1
 BENCH_ARGS=(-w hot-key-native)
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift 2 ;;
         --duration) DURATION="$2"; shift 2 ;;
+        --base-port) BASE_PORT="$2"; shift 2 ;;
         --) shift; BENCH_ARGS=("$@"); break ;;
         *) bench_common_arg "$@"; shift "$SHIFT_BY" ;;
     esac
@@ -46,11 +46,11 @@ OLD_BATON="$WORK/target/release/baton"
 BASE_REV=$(git -C "$BASE_TREE" rev-parse --short HEAD)
 NEW_REV=$(git rev-parse --short HEAD)$( [[ -z $(git status --porcelain -uno) ]] || echo "+changes")
 
-"$OLD_BATON" --port "$REDIS_PORT" --persistence off >>"$WORK/old.log" 2>&1 &
+"$OLD_BATON" --port "$BASE_PORT" --persistence off >>"$WORK/old.log" 2>&1 &
 OLD_PID=$!
 "$BATON" --port "$BATON_PORT" --persistence off >>"$WORK/new.log" 2>&1 &
 NEW_PID=$!
-wait_up "$REDIS_PORT"
+wait_up "$BASE_PORT"
 wait_up "$BATON_PORT"
 
 RESULTS="$WORK/results.jsonl"
@@ -61,9 +61,9 @@ run() {
 }
 for round in $(seq "$ROUNDS"); do
     if (( round % 2 )); then
-        run before "$REDIS_PORT" "$OLD_PID"; run after "$BATON_PORT" "$NEW_PID"
+        run before "$BASE_PORT" "$OLD_PID"; run after "$BATON_PORT" "$NEW_PID"
     else
-        run after "$BATON_PORT" "$NEW_PID"; run before "$REDIS_PORT" "$OLD_PID"
+        run after "$BATON_PORT" "$NEW_PID"; run before "$BASE_PORT" "$OLD_PID"
     fi
     echo "$SCRIPT: round $round of $ROUNDS done" >&2
 done
