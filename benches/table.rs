@@ -1,4 +1,4 @@
-//! Criterion benches of the lock table (STYLE.md habit 10): one op or cycle per iteration,
+//! Criterion benches of the lock table (docs/style.md habit 10): one op or cycle per iteration,
 //! setup outside the measured loop, lease counts at 1k and 1M.
 
 use std::hint::black_box;

@@ -1,4 +1,4 @@
-//! PROTOCOL.md "Durability contract": holds and tokens survive a restart (graceful, and
+//! docs/protocol.md "Durability contract": holds and tokens survive a restart (graceful, and
 //! kill -9 of the real binary), expired holds do not come back.
 
 mod common;

@@ -1,4 +1,4 @@
-//! PROTOCOL.md "The Redis keyspace, shared by all kinds", over semaphores, locks and
+//! docs/protocol.md "The Redis keyspace, shared by all kinds", over semaphores, locks and
 //! strings: EXISTS, TYPE, DEL/UNLINK, PTTL/TTL, (P)EXPIRE/PERSIST, KEYS, SCAN, DBSIZE,
 //! FLUSHALL/FLUSHDB.
 

@@ -1,4 +1,4 @@
-//! PROTOCOL.md "Locks": every rule, against a real server over a real socket.
+//! docs/protocol.md "Locks": every rule, against a real server over a real socket.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! PROTOCOL.md "Compatibility layer", scripts: Redis's Lua <-> RESP conversion rules and
+//! docs/protocol.md "Compatibility layer", scripts: Redis's Lua <-> RESP conversion rules and
 //! error texts, atomicity under concurrent clients, a runaway script stopped.
 
 mod common;

@@ -1,4 +1,4 @@
-//! PROTOCOL.md "Locks", MLOCK / MUNLOCK rules and their fine print, against a real server.
+//! docs/protocol.md "Locks", MLOCK / MUNLOCK rules and their fine print, against a real server.
 
 mod common;
 

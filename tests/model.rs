@@ -1,8 +1,8 @@
-//! The lock table against a plain sequential model (STYLE.md habit 11).
+//! The lock table against a plain sequential model (docs/style.md habit 11).
 //!
 //! proptest generates random operation sequences over three lock keys, one semaphore and
 //! four owners. The model (per key: holders plus a `VecDeque` of waiters, strict FIFO) is
-//! written from PROTOCOL.md "Locks" and "Semaphores"; after every step the test compares
+//! written from docs/protocol.md "Locks" and "Semaphores"; after every step the test compares
 //! the reply, every grant or error delivered to a waiter, and the whole visible state
 //! (LOCK.INFO / SEM.INFO / `stats`) with the real table, and checks the invariants on the
 //! real table alone: mode exclusion, permits ≤ capacity, fresh rising tokens, FIFO grants
@@ -404,7 +404,7 @@ impl Model {
         if !wait {
             return R::NilArray;
         }
-        // Queued on every key, also those it holds (PROTOCOL.md "MLOCK").
+        // Queued on every key, also those it holds (docs/protocol.md "MLOCK").
         let id = self.waiters.len();
         let r = self.new_waiter(
             owner,
@@ -636,7 +636,7 @@ impl Model {
             }
         } else {
             // Connection gone: only the grants this wait made are undone; a hold the owner
-            // had before stands (PROTOCOL.md: a delivered grant stands until UNLOCK/expiry).
+            // had before stands (docs/protocol.md: a delivered grant stands until UNLOCK/expiry).
             for &k in &fresh {
                 self.release(k, w.owner);
             }
@@ -1159,7 +1159,7 @@ impl Harness {
             have.sort();
             prop_assert_eq!(&have, &want, "holders of {} after {:?}", KEYS[k], op);
             let waiters = int(field(&info, "waiters")) as usize;
-            // PROTOCOL.md: an MLOCK does not wait on a key its owner holds exclusively.
+            // docs/protocol.md: an MLOCK does not wait on a key its owner holds exclusively.
             let visible = m
                 .queue
                 .iter()

@@ -1,4 +1,4 @@
-//! PROTOCOL.md "Durability contract", the table's half: replaying the records a random
+//! docs/protocol.md "Durability contract", the table's half: replaying the records a random
 //! operation sequence emitted gives the same table.
 //!
 //! proptest runs random sequences of lock, semaphore, string and keyspace operations

@@ -1,4 +1,4 @@
-//! PROTOCOL.md "Semaphores": every rule, against a real server over a real socket.
+//! docs/protocol.md "Semaphores": every rule, against a real server over a real socket.
 
 mod common;
 

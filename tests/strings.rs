@@ -1,4 +1,4 @@
-//! PROTOCOL.md "Compatibility layer", strings: SET with every option, GET, the
+//! docs/protocol.md "Compatibility layer", strings: SET with every option, GET, the
 //! compare-and-delete family and the EXPIRE family, with Redis's reply shapes and errors.
 
 mod common;

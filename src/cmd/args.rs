@@ -1,6 +1,6 @@
 //! An argument cursor over a request, with Redis's exact error texts.
 //!
-//! Checks run in PROTOCOL.md's order: arity (by the caller, from the command table), then
+//! Checks run in docs/protocol.md's order: arity (by the caller, from the command table), then
 //! each argument left to right (not an integer, then its range), then unknown options. A
 //! parser records an unknown option with [`Args::unknown_option`] and keeps validating;
 //! [`Args::finish`] reports it last.

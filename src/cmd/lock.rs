@@ -122,7 +122,7 @@ impl LockCommand {
     /// Parses the arguments of `name` (upper case, arity already checked).
     ///
     /// # Errors
-    /// The first bad argument, in PROTOCOL.md's order.
+    /// The first bad argument, in docs/protocol.md's order.
     pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
         let cmd = match name {
             "LOCK" | "RLOCK" | "WLOCK" => {

@@ -41,7 +41,7 @@ const LONG_STR_SIZE: usize = 21;
 /// Largest `Decoder::ranges` capacity kept between requests (64 KiB of ranges).
 const RANGES_KEPT: usize = 4096;
 
-/// The protocol limits that decoding enforces (see PROTOCOL.md "Errors").
+/// The protocol limits that decoding enforces (see docs/protocol.md "Errors").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
     /// Largest bulk string, in bytes (exactly this size is allowed). Default 8 MiB.

@@ -338,7 +338,7 @@ impl Holds {
             .all(|h| h.lease.kind.compatible_with(kind))
     }
 
-    /// Waiters as PROTOCOL.md counts them: an MLOCK whose owner held this key exclusively
+    /// Waiters as docs/protocol.md counts them: an MLOCK whose owner held this key exclusively
     /// when it asked, and still does, sits in the queue only to keep its arrival place
     /// should that hold end; it does not wait for the key meanwhile.
     pub fn visible_waiters(&self) -> usize {

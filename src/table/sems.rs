@@ -55,7 +55,7 @@ impl Tx<'_> {
         Ok(Reply::ok())
     }
 
-    /// SEM.ACQUIRE: `permits` for `owner`, now, queued, or nil. Checks run in PROTOCOL.md's
+    /// SEM.ACQUIRE: `permits` for `owner`, now, queued, or nil. Checks run in docs/protocol.md's
     /// order: kind, existence, permits against capacity, the owner's existing hold.
     ///
     /// # Errors

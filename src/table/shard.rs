@@ -674,7 +674,7 @@ impl Tx<'_> {
             }
         } else {
             // Undo only the holds this grant created: a key the owner already held came from
-            // an earlier, delivered grant and stands until UNLOCK or expiry (PROTOCOL.md), as
+            // an earlier, delivered grant and stands until UNLOCK or expiry (docs/protocol.md), as
             // in `grant_single`. All are released before any queue is served, so that no
             // waiter sees half of the undone grant. Both found by tests/model.rs.
             for key in &fresh {
