@@ -143,8 +143,9 @@ pub enum ProtoError {
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// The listening socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    /// The listening socket could not be bound. The text ends with what to do about it
+    /// (a busy port names the port and `--port`).
+    #[error("cannot listen on {addr}: {source}{hint}", hint = bind_hint(.addr, .source))]
     Bind {
         /// The address asked for.
         addr: String,
@@ -179,4 +180,24 @@ pub enum StartupError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// What a person can do when `addr` cannot be bound, as a `; ...` suffix (empty when there
+/// is nothing useful to add).
+fn bind_hint(addr: &str, source: &std::io::Error) -> String {
+    let port = addr.rsplit_once(':').map_or(addr, |(_, port)| port);
+    match source.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "; another process (a Redis server?) already listens on port {port}: stop it, \
+             or start baton on another port with --port (or BATON_PORT)"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "; port {port} needs privileges (ports below 1024 need root or \
+             CAP_NET_BIND_SERVICE): choose another one with --port"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => {
+            "; that address is not one of this machine's: choose another with --bind".into()
+        }
+        _ => String::new(),
+    }
 }

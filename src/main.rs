@@ -1,5 +1,7 @@
 //! The `baton` binary: flags and env → Config → tracing → runtime → server::run.
 
+use std::io::IsTerminal;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
@@ -12,7 +14,7 @@ use baton::config::Config;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
     let config = Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -20,7 +22,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour_wanted())
         .init();
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Display, not the Debug structure `main() -> Result` would print: one line
+            // that says what failed and what to do.
+            eprintln!("baton: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the runtime and serves until SIGINT or SIGTERM.
+fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.threads > 0 {
         runtime.worker_threads(config.threads);
@@ -30,9 +46,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let config = Arc::new(config);
         let listener = baton::server::bind(&config).await?;
         baton::server::run(listener, config, shutdown_signal()).await?;
-        Ok::<_, Box<dyn std::error::Error>>(())
-    })?;
-    Ok(())
+        Ok(())
+    })
+}
+
+/// Log lines are coloured only for a person watching a terminal: not when stderr goes to a
+/// file or a pipe, and not when `NO_COLOR` is set to anything but the empty string
+/// (<https://no-color.org>).
+fn colour_wanted() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 /// Resolves on SIGINT or SIGTERM.
