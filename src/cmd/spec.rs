@@ -110,6 +110,48 @@ const fn opt_many(name: &'static str, kind: &'static str) -> ArgDoc {
     }
 }
 
+/// An argument introduced by a token inside a `oneof` (`IFEQ value`), not optional itself.
+const fn tok(name: &'static str, kind: &'static str, token: &'static str) -> ArgDoc {
+    ArgDoc {
+        name,
+        kind,
+        token: Some(token),
+        optional: false,
+        multiple: false,
+        args: &[],
+    }
+}
+
+/// A bare token inside a `oneof` (`NX`), not optional itself.
+const fn word(token: &'static str) -> ArgDoc {
+    ArgDoc {
+        name: token,
+        kind: "pure-token",
+        token: Some(token),
+        optional: false,
+        multiple: false,
+        args: &[],
+    }
+}
+
+/// An optional choice of one of `args`.
+const fn oneof(name: &'static str, args: &'static [ArgDoc]) -> ArgDoc {
+    ArgDoc {
+        name,
+        kind: "oneof",
+        token: None,
+        optional: true,
+        multiple: false,
+        args,
+    }
+}
+
+/// EXPIRE and friends: `NX | XX | GT | LT`.
+const EXPIRE_CONDITION: ArgDoc = oneof(
+    "condition",
+    &[word("NX"), word("XX"), word("GT"), word("LT")],
+);
+
 const W: &[&str] = &["write", "fast"];
 const WB: &[&str] = &["write", "blocking"];
 const R: &[&str] = &["readonly", "fast"];
@@ -133,7 +175,9 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "lock",
-        summary: "Acquires an exclusive lock with a lease; returns a fencing token or nil.",
+        summary: "Acquires an exclusive lock for ttl ms (1 to --max-ttl-ms, default 86400000 = \
+                  24 h). Without WAIT it never blocks; WAIT ms queues first-come-first-served \
+                  (0 = no limit). Returns a fencing token, or nil when not granted.",
         args: LOCK_ARGS,
     },
     Spec {
@@ -144,7 +188,9 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "lock",
-        summary: "Acquires a write lock (SHARED: a shared write) with a lease.",
+        summary: "Acquires a write lock for ttl ms, as LOCK; with SHARED a shared write that \
+                  coexists with other SHARED writers but not with readers or exclusive \
+                  holders. WAIT ms as LOCK (0 = no limit). A fencing token, or nil.",
         args: &[
             arg("key", "key"),
             arg("owner", "string"),
@@ -161,7 +207,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "lock",
-        summary: "Acquires a read lock, shared with other readers, with a lease.",
+        summary: "Acquires a read lock for ttl ms, shared with other readers. WAIT ms as LOCK \
+                  (0 = no limit). A fencing token, or nil.",
         args: LOCK_ARGS,
     },
     Spec {
@@ -172,7 +219,9 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "lock",
-        summary: "Renews the owner's lease on a lock or semaphore; 1 or 0.",
+        summary: "Renews the owner's lease on a lock or semaphore to ttl ms from now (1 to \
+                  --max-ttl-ms). 1 when renewed, 0 when the owner holds nothing there (lease \
+                  lost).",
         args: &[
             arg("key", "key"),
             arg("owner", "string"),
@@ -187,7 +236,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "lock",
-        summary: "Releases the owner's hold on a lock or semaphore; 1 or 0.",
+        summary: "Releases the owner's hold on a lock (or all its permits of a semaphore) and \
+                  hands the key to the next waiter. 1 when released, 0 when it held nothing.",
         args: &[arg("key", "key"), arg("owner", "string")],
     },
     Spec {
@@ -198,7 +248,9 @@ pub static COMMANDS: &[Spec] = &[
         last_key: -3,
         step: 1,
         group: "lock",
-        summary: "Locks several keys exclusively, all or none; an array of tokens or nil.",
+        summary: "Locks numkeys keys exclusively for ttl ms each, all or none, never \
+                  deadlocking. WAIT ms as LOCK (0 = no limit). An array of tokens in key \
+                  order, or nil.",
         args: &[
             arg("numkeys", "integer"),
             many("key", "key"),
@@ -215,7 +267,7 @@ pub static COMMANDS: &[Spec] = &[
         last_key: -2,
         step: 1,
         group: "lock",
-        summary: "Releases the owner's holds on several keys; how many it held.",
+        summary: "Releases the owner's holds on numkeys keys; how many of them it held.",
         args: &[
             arg("numkeys", "integer"),
             many("key", "key"),
@@ -230,7 +282,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "lock",
-        summary: "Shows a lock's mode, holders and waiters.",
+        summary: "A lock's mode, holders (owner, mode, token, ttl = ms left) and waiter count, \
+                  or nil when nobody holds or waits.",
         args: &[arg("key", "key")],
     },
     Spec {
@@ -241,7 +294,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "semaphore",
-        summary: "Creates a semaphore or sets its capacity.",
+        summary: "Creates a semaphore with capacity permits (at least 1), or sets the capacity \
+                  of an existing one (shrinking never revokes holders).",
         args: &[arg("key", "key"), arg("capacity", "integer")],
     },
     Spec {
@@ -252,7 +306,9 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "semaphore",
-        summary: "Acquires permits of a semaphore with a lease; a token or nil.",
+        summary: "Acquires n permits (default 1) for ttl ms (1 to --max-ttl-ms). CAPACITY c \
+                  creates a missing semaphore; WAIT ms queues first-come-first-served (0 = no \
+                  limit). A fencing token, or nil.",
         args: &[
             arg("key", "key"),
             arg("owner", "string"),
@@ -270,7 +326,7 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "semaphore",
-        summary: "Releases all the owner's permits; how many.",
+        summary: "Releases all the owner's permits of a semaphore; how many it held.",
         args: &[arg("key", "key"), arg("owner", "string")],
     },
     Spec {
@@ -281,7 +337,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "semaphore",
-        summary: "Shows a semaphore's capacity, holders and waiters.",
+        summary: "A semaphore's capacity, used permits, holders (owner, permits, token, ttl = \
+                  ms left) and waiter count, or nil.",
         args: &[arg("key", "key")],
     },
     Spec {
@@ -292,7 +349,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "semaphore",
-        summary: "Deletes a semaphore; its waiters get an error.",
+        summary: "Deletes a semaphore: holders lose their leases, waiters get -ERR semaphore \
+                  deleted. 1 or 0.",
         args: &[arg("key", "key")],
     },
     Spec {
@@ -303,11 +361,33 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "string",
-        summary: "Sets a string value, with conditions and expiry.",
+        summary: "Sets a string value. NX: only if missing, XX: only if present, IFEQ v / \
+                  IFNE v: only if the value equals / differs from v; GET: reply the old \
+                  value; expiry EX seconds, PX ms, EXAT / PXAT Unix time, KEEPTTL. On a lock \
+                  or semaphore: WRONGTYPE.",
         args: &[
             arg("key", "key"),
             arg("value", "string"),
-            opt_many("options", "string"),
+            oneof(
+                "condition",
+                &[
+                    word("NX"),
+                    word("XX"),
+                    tok("ifeq-value", "string", "IFEQ"),
+                    tok("ifne-value", "string", "IFNE"),
+                ],
+            ),
+            flag("GET"),
+            oneof(
+                "expiration",
+                &[
+                    tok("seconds", "integer", "EX"),
+                    tok("milliseconds", "integer", "PX"),
+                    tok("unix-time-seconds", "unix-time", "EXAT"),
+                    tok("unix-time-milliseconds", "unix-time", "PXAT"),
+                    word("KEEPTTL"),
+                ],
+            ),
         ],
     },
     Spec {
@@ -318,7 +398,7 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "string",
-        summary: "Gets a string value.",
+        summary: "A string's value, or nil. On a lock or semaphore: WRONGTYPE.",
         args: &[arg("key", "key")],
     },
     Spec {
@@ -329,7 +409,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "string",
-        summary: "Deletes the key if its value equals the given one.",
+        summary: "Deletes a string key if its value equals value (Valkey's compare-and-delete); \
+                  1 or 0.",
         args: &[arg("key", "key"), arg("value", "string")],
     },
     Spec {
@@ -340,8 +421,18 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "string",
-        summary: "Deletes the key, optionally only if its value matches (IFEQ/IFNE).",
-        args: &[arg("key", "key"), opt("value", "string", "IFEQ")],
+        summary: "Deletes the key; with IFEQ v only if its string value equals v, with IFNE v \
+                  only if it differs (Redis 8.4). 1 or 0.",
+        args: &[
+            arg("key", "key"),
+            oneof(
+                "condition",
+                &[
+                    tok("ifeq-value", "string", "IFEQ"),
+                    tok("ifne-value", "string", "IFNE"),
+                ],
+            ),
+        ],
     },
     Spec {
         name: "EXPIRE",
@@ -351,8 +442,13 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "generic",
-        summary: "Sets a string's time to live in seconds.",
-        args: &[arg("key", "key"), arg("seconds", "integer")],
+        summary: "Sets a string's time to live in seconds (NX: only without one, XX: only with \
+                  one, GT / LT: only longer / shorter). On a lock or semaphore: WRONGTYPE.",
+        args: &[
+            arg("key", "key"),
+            arg("seconds", "integer"),
+            EXPIRE_CONDITION,
+        ],
     },
     Spec {
         name: "PEXPIRE",
@@ -362,8 +458,12 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "generic",
-        summary: "Sets a string's time to live in ms.",
-        args: &[arg("key", "key"), arg("milliseconds", "integer")],
+        summary: "Sets a string's time to live in milliseconds (conditions as EXPIRE).",
+        args: &[
+            arg("key", "key"),
+            arg("milliseconds", "integer"),
+            EXPIRE_CONDITION,
+        ],
     },
     Spec {
         name: "EXPIREAT",
@@ -373,8 +473,12 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "generic",
-        summary: "Sets a string's expiry as a Unix time in seconds.",
-        args: &[arg("key", "key"), arg("unix-time-seconds", "integer")],
+        summary: "Sets a string's expiry as a Unix time in seconds (conditions as EXPIRE).",
+        args: &[
+            arg("key", "key"),
+            arg("unix-time-seconds", "integer"),
+            EXPIRE_CONDITION,
+        ],
     },
     Spec {
         name: "PEXPIREAT",
@@ -384,8 +488,12 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "generic",
-        summary: "Sets a string's expiry as a Unix time in ms.",
-        args: &[arg("key", "key"), arg("unix-time-milliseconds", "integer")],
+        summary: "Sets a string's expiry as a Unix time in milliseconds (conditions as EXPIRE).",
+        args: &[
+            arg("key", "key"),
+            arg("unix-time-milliseconds", "integer"),
+            EXPIRE_CONDITION,
+        ],
     },
     Spec {
         name: "PERSIST",
@@ -406,7 +514,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "generic",
-        summary: "Time to live in ms (a lock: its longest lease).",
+        summary: "Time to live in ms; a lock: its longest lease (-1 while it only has waiters), \
+                  a semaphore: -1; -2 when the key is missing.",
         args: &[arg("key", "key")],
     },
     Spec {
@@ -417,7 +526,7 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "generic",
-        summary: "Time to live in seconds (a lock: its longest lease).",
+        summary: "Time to live in seconds, as PTTL.",
         args: &[arg("key", "key")],
     },
     Spec {
@@ -428,7 +537,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: -1,
         step: 1,
         group: "generic",
-        summary: "Deletes keys; on a lock it force-releases every holder.",
+        summary: "Deletes keys; on a lock a force-release (holders lose their leases, waiters \
+                  are served in order), on a semaphore SEM.DELETE. How many existed.",
         args: &[many("key", "key")],
     },
     Spec {
@@ -450,7 +560,7 @@ pub static COMMANDS: &[Spec] = &[
         last_key: -1,
         step: 1,
         group: "generic",
-        summary: "Counts the keys that exist.",
+        summary: "How many of the keys exist (of any kind).",
         args: &[many("key", "key")],
     },
     Spec {
@@ -461,7 +571,7 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 1,
         step: 1,
         group: "generic",
-        summary: "lock, semaphore, string or none.",
+        summary: "The key's kind: lock, semaphore, string or none.",
         args: &[arg("key", "key")],
     },
     Spec {
@@ -483,7 +593,7 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 0,
         step: 0,
         group: "generic",
-        summary: "Iterates the keyspace.",
+        summary: "Iterates the keyspace; the cursor is a shard index, 0 starts and ends.",
         args: &[
             arg("cursor", "integer"),
             opt("pattern", "pattern", "MATCH"),
@@ -510,7 +620,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 0,
         step: 0,
         group: "server",
-        summary: "Removes every key; waiters get an error.",
+        summary: "Removes every key: holders lose their leases, waiters get -ERR keyspace \
+                  flushed. ASYNC / SYNC are accepted and ignored.",
         args: &[],
     },
     Spec {
@@ -532,7 +643,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 0,
         step: 0,
         group: "scripting",
-        summary: "Runs a Lua script.",
+        summary: "Runs a Lua 5.1 script with Redis's redis.call API. It may touch only the keys \
+                  it declares; it never waits, and is stopped after --lua-time-limit-ms.",
         args: &[
             arg("script", "string"),
             arg("numkeys", "integer"),
@@ -564,8 +676,9 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 0,
         step: 0,
         group: "scripting",
-        summary: "LOAD, EXISTS or FLUSH the script cache.",
-        args: &[],
+        summary: "The script cache: LOAD script (its SHA1), EXISTS sha1 [sha1 ...], FLUSH \
+                  [ASYNC|SYNC].",
+        args: &[arg("subcommand", "string"), opt_many("arg", "string")],
     },
     Spec {
         name: "PING",
@@ -597,7 +710,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 0,
         step: 0,
         group: "connection",
-        summary: "Handshake: protocol version, AUTH, SETNAME.",
+        summary: "Handshake: HELLO [2|3] [AUTH username password] [SETNAME name]; answers \
+                  server, version, proto, id, mode, role, modules.",
         args: &[opt_many("arguments", "string")],
     },
     Spec {
@@ -608,7 +722,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 0,
         step: 0,
         group: "connection",
-        summary: "Authenticates the connection.",
+        summary: "Authenticates the connection: AUTH password or AUTH username password \
+                  (--requirepass).",
         args: &[arg("password", "string")],
     },
     Spec {
@@ -619,7 +734,7 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 0,
         step: 0,
         group: "connection",
-        summary: "Only database 0 exists.",
+        summary: "Selects database 0, the only one.",
         args: &[arg("index", "integer")],
     },
     Spec {
@@ -630,8 +745,9 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 0,
         step: 0,
         group: "connection",
-        summary: "SETNAME, GETNAME, ID, SETINFO, INFO, LIST.",
-        args: &[],
+        summary: "Connection settings: SETNAME name, GETNAME, ID, SETINFO LIB-NAME|LIB-VER \
+                  value, INFO, LIST (NO-EVICT, NO-TOUCH are accepted and ignored).",
+        args: &[arg("subcommand", "string"), opt_many("arg", "string")],
     },
     Spec {
         name: "QUIT",
@@ -663,8 +779,9 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 0,
         step: 0,
         group: "server",
-        summary: "COUNT, INFO, DOCS, LIST of the commands.",
-        args: &[],
+        summary: "The command table: COUNT, LIST, INFO [name ...], DOCS [name ...] (what \
+                  redis-cli uses for hints and HELP).",
+        args: &[opt_many("subcommand", "string")],
     },
     Spec {
         name: "INFO",
@@ -685,8 +802,9 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 0,
         step: 0,
         group: "server",
-        summary: "CONFIG GET of the settings baton knows.",
-        args: &[],
+        summary: "CONFIG GET pattern [pattern ...]: the settings baton knows (port, bind, \
+                  maxclients, appendonly, appendfsync, ...), empty for others.",
+        args: &[arg("subcommand", "string"), opt_many("pattern", "string")],
     },
     Spec {
         name: "TIME",
