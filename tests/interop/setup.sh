@@ -18,15 +18,37 @@ elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     need_apt+=(python3-venv)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "setup: missing ${need_apt[*]}; installing them needs apt-get and root" >&2
+        exit 1
+    fi
     log "apt-get install ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Debian's redis-server starts a system Redis on 6379, baton's default port, and
+    # enables it at boot. The suites never use it (run.sh starts its own instances on free
+    # ports), so a policy-rc.d keeps the install from starting any service, and the unit
+    # is disabled afterwards. An existing policy-rc.d (containers often have one) is kept.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# tests/interop/setup.sh: no service starts while it installs\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        made_policy=1
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    if [ -n "$made_policy" ]; then
+        rm -f "$policy"
+        trap - EXIT
+    fi
+    if [[ " ${need_apt[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now redis-server >/dev/null 2>&1 \
+            && log "disabled the redis-server service the package installed" || true
+    fi
 else
     log "redis-server, redis-cli and python3-venv already present"
 fi
-# The Debian package starts a system redis on 6379; the suites never use it
-# (run.sh starts its own instances on free ports), so leave it alone.
 
 # --- Python venv -----------------------------------------------------------
 if [ ! -x .venv/bin/python ]; then
