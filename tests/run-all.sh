@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, integration and property tests (cargo test), then the
-# interop suites with real client libraries against a real Redis and against baton.
+# The whole test suite: unit, integration and property tests of every workspace member
+# (the server, baton-client, the bench tools), then the interop suites with real client
+# libraries against a real Redis and against baton.
 #
 # What it needs (checked first; a missing piece stops it before anything is built):
 #   - Rust 1.88 or later (cargo), as Cargo.toml's rust-version says;
@@ -54,7 +55,7 @@ fi
 # (or plain `cargo test`) explores new cases. Shrunk failures become plain tests in
 # tests/model.rs.
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261201}"
-cargo test --all-targets
+cargo test --workspace --all-targets
 cargo build --bin baton
 bash tests/interop/setup.sh
 bash tests/interop/run.sh redis
