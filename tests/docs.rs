@@ -4,7 +4,7 @@
 //!   none for a command that does not exist;
 //! - the `redis-cli` examples of docs/commands.md and the README's quick tour, run in order
 //!   against the real binary, give the replies they show;
-//! - every flag in README's configuration table is one of `baton --help`'s;
+//! - every flag in README's configuration table is one of `baton --help`'s, with its default;
 //! - every relative link in README.md, CHANGELOG.md and docs/ resolves to a file inside the
 //!   repository;
 //! - the HELP texts (COMMAND DOCS) state what the issue reports asked for.
@@ -136,15 +136,46 @@ fn readme_flags_exist() {
         .expect("README has '## Configuration'");
     let section = &readme[start..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let defaults: std::collections::BTreeMap<String, Vec<String>> =
+        baton::config::Config::command()
+            .get_arguments()
+            .filter_map(|a| {
+                let values = a
+                    .get_default_values()
+                    .iter()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect();
+                a.get_long().map(|l| (format!("--{l}"), values))
+            })
+            .collect();
     let mut named = 0;
     for row in section.lines().filter(|l| l.starts_with("| `--")) {
-        let first = row.split('|').nth(1).unwrap_or_default();
-        for flag in first.split('`').filter(|w| w.starts_with("--")) {
+        let cells: Vec<&str> = row.split('|').collect();
+        let code = |cell: &str| -> Vec<String> {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        };
+        let flags = code(cells.get(1).copied().unwrap_or_default());
+        let shown = code(cells.get(2).copied().unwrap_or_default());
+        for flag in &flags {
             named += 1;
             assert!(
                 known.contains(flag),
                 "README's configuration table names {flag}, which `baton --help` does not have"
             );
+        }
+        // A default in backticks is the flag's real default ("off" or "none" are words).
+        if shown.len() == flags.len() {
+            for (flag, value) in flags.iter().zip(&shown) {
+                assert_eq!(
+                    defaults.get(flag).map(Vec::as_slice),
+                    Some(std::slice::from_ref(value)),
+                    "README's configuration table gives {flag} the default {value}"
+                );
+            }
         }
     }
     assert!(
