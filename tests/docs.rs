@@ -58,13 +58,37 @@ fn commands_md_has_an_entry_for_every_command() {
          (add a `### NAME` section with syntax, reply, errors and a redis-cli example): \
          {missing:?}; entries for commands the server does not have: {unknown:?}"
     );
-    for name in &table {
+    for spec in baton::cmd::spec::COMMANDS {
+        let name = spec.name;
         let section = section_of(&text, name);
         assert!(
             section.contains(&format!("`{name}")) && section.contains("$ redis-cli"),
             "docs/commands.md `### {name}`: give its syntax (`{name} ...`) and a redis-cli \
              example"
         );
+        // The syntax line names every option token the command table (HELP) has.
+        let syntax = section
+            .lines()
+            .find(|l| l.starts_with(&format!("`{name}")))
+            .unwrap_or_default();
+        let mut tokens = Vec::new();
+        option_tokens(spec.args, &mut tokens);
+        for token in tokens {
+            assert!(
+                syntax
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .any(|w| w == token),
+                "docs/commands.md `### {name}`: its syntax line lacks the option {token}: \
+                 {syntax}"
+            );
+        }
+    }
+}
+
+fn option_tokens(args: &[baton::cmd::spec::ArgDoc], out: &mut Vec<&'static str>) {
+    for a in args {
+        out.extend(a.token);
+        option_tokens(a.args, out);
     }
 }
 
@@ -84,13 +108,7 @@ fn section_of<'a>(text: &'a str, name: &str) -> &'a str {
 
 #[test]
 fn help_texts_state_units_ranges_and_every_option() {
-    use baton::cmd::spec::{lookup, ArgDoc};
-    fn tokens(args: &[ArgDoc], out: &mut Vec<&'static str>) {
-        for a in args {
-            out.extend(a.token);
-            tokens(a.args, out);
-        }
-    }
+    use baton::cmd::spec::lookup;
     let spec = |name: &str| lookup(name.as_bytes()).expect(name);
     for name in ["LOCK", "WLOCK", "RLOCK", "MLOCK", "SEM.ACQUIRE", "REFRESH"] {
         let summary = spec(name).summary;
@@ -109,10 +127,10 @@ fn help_texts_state_units_ranges_and_every_option() {
     assert!(spec("LOCK").summary.contains("86400000"));
     assert!(spec("LOCK").summary.contains("0 = no limit"));
     let mut delex = Vec::new();
-    tokens(spec("DELEX").args, &mut delex);
+    option_tokens(spec("DELEX").args, &mut delex);
     assert_eq!(delex, ["IFEQ", "IFNE"]);
     let mut set = Vec::new();
-    tokens(spec("SET").args, &mut set);
+    option_tokens(spec("SET").args, &mut set);
     for option in [
         "NX", "XX", "IFEQ", "IFNE", "GET", "EX", "PX", "EXAT", "PXAT", "KEEPTTL",
     ] {
