@@ -12,7 +12,7 @@ use baton::config::Config;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
     let config = Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -25,14 +25,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if config.threads > 0 {
         runtime.worker_threads(config.threads);
     }
-    let runtime = runtime.enable_all().build()?;
-    runtime.block_on(async move {
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&err),
+    };
+    let result = runtime.block_on(async move {
         let config = Arc::new(config);
+        // Recovery first, then bind: a client never reaches a server still loading.
+        let server = baton::server::build(config.clone()).await?;
         let listener = baton::server::bind(&config).await?;
-        baton::server::run(listener, config, shutdown_signal()).await?;
-        Ok::<_, Box<dyn std::error::Error>>(())
-    })?;
-    Ok(())
+        baton::server::serve(listener, server, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+/// Prints why the server stops (its Display text, which names the remedy) and exits 1.
+fn fail(err: &dyn std::fmt::Display) -> std::process::ExitCode {
+    eprintln!("baton: {err}");
+    std::process::ExitCode::FAILURE
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -20,7 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::files::{self, DataFile, FileKind, HEADER_LEN, LOG_MAGIC, SNAPSHOT_MAGIC};
+use super::files::{self, DataFile, DirLock, FileKind, HEADER_LEN, LOG_MAGIC, SNAPSHOT_MAGIC};
 use super::record::{DecodeError, Record, FRAME_HEADER_LEN};
 use super::LogConfig;
 use crate::error::StartupError;
@@ -169,9 +169,7 @@ pub(crate) fn scan(bytes: &[u8], kind: FileKind) -> Result<Scan, LogDecodeError>
                 offset = next;
             }
             Err(reason) => {
-                let damage = ((offset + 1)..bytes.len())
-                    .any(|later| frame_at(bytes, later).is_ok())
-                    .then_some((offset, reason));
+                let damage = (!is_torn_tail(bytes, offset)).then_some((offset, reason));
                 return Ok(Scan {
                     records,
                     valid_len: offset,
@@ -185,6 +183,42 @@ pub(crate) fn scan(bytes: &[u8], kind: FileKind) -> Result<Scan, LogDecodeError>
         valid_len: offset,
         damage: None,
     })
+}
+
+/// Whether the bytes from the bad frame at `bad` on are a torn tail, the end of a write
+/// that a crash cut short, rather than damage with valid data after it. In time linear
+/// in the tail.
+///
+/// It is damage only when valid frames follow that run exactly to the end of the file:
+/// a frame that is not followed by valid frames to the end is part of the tail (so a
+/// client's value holding bytes that look like frames, cut by a crash, is a tail). Such
+/// a run exists exactly when one valid frame after `bad` ends at the end of the file, so
+/// only the offsets whose length field points there are checked. The bytes checked are
+/// capped at a few times the tail; past the cap the answer is "damage" (start-up stops
+/// and names `--repair`: data is never dropped silently).
+fn is_torn_tail(bytes: &[u8], bad: usize) -> bool {
+    let end = bytes.len();
+    let mut budget = 4 * (end - bad) + (1 << 20);
+    for start in bad + 1..end.saturating_sub(FRAME_HEADER_LEN - 1) {
+        let field = [
+            bytes[start],
+            bytes[start + 1],
+            bytes[start + 2],
+            bytes[start + 3],
+        ];
+        let len = u32::from_le_bytes(field);
+        if len == 0 || len > MAX_FRAME_LEN || start + FRAME_HEADER_LEN + len as usize != end {
+            continue;
+        }
+        let Some(left) = budget.checked_sub(len as usize) else {
+            return false;
+        };
+        budget = left;
+        if frame_at(bytes, start).is_ok() {
+            return false;
+        }
+    }
+    true
 }
 
 /// The frame starting at `offset` and the offset after it.
@@ -217,6 +251,8 @@ pub(crate) struct Resume {
     pub(crate) file: File,
     /// Its length in bytes.
     pub(crate) len: u64,
+    /// The data directory's lock, held by the writer for the server's lifetime.
+    pub(crate) dir_lock: DirLock,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StartupError + '_ {
@@ -230,7 +266,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StartupError + '_ {
 /// deletes leftovers of interrupted snapshots and opens the log to append to.
 pub(crate) fn recover(cfg: &LogConfig) -> Result<(Recovered, Resume), StartupError> {
     let dir = cfg.dir.as_path();
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    files::create_dir(dir).map_err(io_err(dir))?;
+    // Before anything is read or written: a second server on this directory stops here.
+    let dir_lock = DirLock::acquire(dir)?;
     let mut logs = Vec::new();
     let mut snapshots = Vec::new();
     let mut leftovers = Vec::new();
@@ -364,6 +402,7 @@ pub(crate) fn recover(cfg: &LogConfig) -> Result<(Recovered, Resume), StartupErr
                 generation: gen,
                 file,
                 len,
+                dir_lock,
             }
         }
         None => {
@@ -374,6 +413,7 @@ pub(crate) fn recover(cfg: &LogConfig) -> Result<(Recovered, Resume), StartupErr
                 generation: gen,
                 file,
                 len: HEADER_LEN as u64,
+                dir_lock,
             }
         }
     };

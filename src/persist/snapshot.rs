@@ -26,7 +26,7 @@
 //! To snapshot more kinds of state, have `live` emit more record kinds; nothing here
 //! changes.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -123,7 +123,11 @@ fn answered(
 /// Steps 4 and 5: temp file, sync, rename, directory sync, delete what it supersedes.
 pub(crate) fn write_snapshot(dir: &Path, generation: u64, body: &[u8]) -> io::Result<()> {
     let tmp = dir.join(DataFile::SnapshotTmp(generation).name());
-    let mut file = File::create(&tmp)?;
+    let mut file = files::private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
     file.write_all(&FileKind::Snapshot.header())?;
     file.write_all(body)?;
     file.sync_all()?;

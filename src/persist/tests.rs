@@ -97,10 +97,12 @@ fn frame_offsets(records: &[Record]) -> Vec<usize> {
     offsets
 }
 
+/// The data files of `dir` (not the LOCK file), sorted.
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != super::files::LOCK_NAME)
         .collect();
     names.sort();
     names

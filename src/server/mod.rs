@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::cmd::Server;
-use crate::config::{Config, Switch};
+use crate::config::{AppendFsync, Config, Switch};
 use crate::error::StartupError;
 use crate::persist::{Log, LogConfig, Record};
 use crate::table::{LockTable, RecordSink, TableConfig};
@@ -158,11 +158,18 @@ pub async fn serve(
     let expirer = tokio::spawn(expirer::run(server.clone(), trigger.subscribe()));
     let snapshots = tokio::spawn(snapshotter(server.clone(), trigger.subscribe()));
     tokio::pin!(signal);
+    let fail_stop = log_fail_stop(server.clone());
+    tokio::pin!(fail_stop);
+    let mut fatal = None;
     let max_clients = server.config.max_clients;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = &mut signal => break,
+            cause = &mut fail_stop => {
+                fatal = Some(cause);
+                break;
+            }
         };
         let (mut stream, _) = match accepted {
             Ok(pair) => pair,
@@ -197,5 +204,23 @@ pub async fn serve(
     if let Some(log) = &server.log {
         log.shutdown().await;
     }
-    Ok(())
+    match fatal {
+        Some(cause) => Err(StartupError::LogFailed(cause.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Resolves with the cause when the log fails under `--appendfsync always`: the server
+/// then stops (fail-stop, as Redis exits on an AOF error under `always`), since the
+/// changes applied in memory were never persisted. Never resolves under `everysec` and
+/// `no`: there writes answer `-MISCONF` until the log writes again.
+async fn log_fail_stop(server: Arc<Server>) -> Arc<str> {
+    match &server.log {
+        Some(log) if log.fsync() == AppendFsync::Always => {
+            let cause = log.failed().await;
+            tracing::error!(%cause, "append-only log failed under appendfsync always: stopping");
+            cause
+        }
+        _ => std::future::pending().await,
+    }
 }
