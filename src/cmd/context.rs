@@ -169,6 +169,11 @@ impl Server {
 
     /// Reads both clocks: the only place commands get the time from.
     pub fn now(&self) -> Now {
+        Self::clock()
+    }
+
+    /// Both clocks, before a server exists (recovery replays at this time).
+    pub fn clock() -> Now {
         Now {
             mono: Instant::now(),
             wall_ms: wall_ms(),

@@ -298,12 +298,31 @@ impl Log {
     ///
     /// # Errors
     ///
-    /// [`StartupError`] when the directory cannot be read or written, or a file is damaged
-    /// in the middle and `repair` is off (the error names file, offset and remedy).
+    /// [`StartupError`] when the directory cannot be read or written, is locked by another
+    /// process, or a file is damaged in the middle and `repair` is off (the error names
+    /// file, offset and remedy).
     pub async fn open(cfg: LogConfig) -> Result<(Arc<Log>, Recovered), StartupError> {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&records);
+        let (log, mut recovered) = Self::open_with(cfg, move |r| sink.lock().push(r)).await?;
+        recovered.records = std::mem::take(&mut *records.lock());
+        Ok((log, recovered))
+    }
+
+    /// Like [`Log::open`], but hands each record to `on_record` as it is read instead of
+    /// collecting them (`Recovered::records` stays empty): memory holds one frame at a
+    /// time, not the files.
+    ///
+    /// # Errors
+    ///
+    /// As [`Log::open`].
+    pub async fn open_with(
+        cfg: LogConfig,
+        mut on_record: impl FnMut(Record) + Send + 'static,
+    ) -> Result<(Arc<Log>, Recovered), StartupError> {
         let for_recovery = cfg.clone();
         let (recovered, resume) =
-            tokio::task::spawn_blocking(move || recover::recover(&for_recovery))
+            tokio::task::spawn_blocking(move || recover::recover(&for_recovery, &mut on_record))
                 .await
                 .map_err(|e| StartupError::Persistence(format!("recovery failed: {e}")))??;
         let stats = &recovered.stats;

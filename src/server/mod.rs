@@ -68,43 +68,81 @@ impl RecordSink for Log {
     }
 }
 
-/// Builds the shared state for `config`: opens and replays the data directory (when
-/// persistence is on), then builds the table and the shared server state.
+/// The table's record sink while the log is not open yet: replay emits nothing, and
+/// anything emitted before the log is set is kept and appended, in order, once it is.
+#[derive(Default)]
+struct LateLog {
+    log: std::sync::OnceLock<Arc<Log>>,
+    early: parking_lot::Mutex<Vec<Record>>,
+}
+
+impl LateLog {
+    /// From now on records go to `log`, the early ones first.
+    fn set(&self, log: Arc<Log>) {
+        let mut early = self.early.lock();
+        for record in early.drain(..) {
+            log.append(&record);
+        }
+        let _ = self.log.set(log);
+    }
+}
+
+impl RecordSink for LateLog {
+    fn append(&self, record: &Record) -> u64 {
+        if let Some(log) = self.log.get() {
+            return log.append(record);
+        }
+        let mut early = self.early.lock();
+        // Set between the check and the lock: append directly.
+        match self.log.get() {
+            Some(log) => log.append(record),
+            None => {
+                early.push(record.clone());
+                0
+            }
+        }
+    }
+}
+
+/// Builds the shared state for `config`: builds the table, then (with persistence on)
+/// opens the data directory and replays it into the table record by record as it is
+/// read, so recovery holds one frame in memory rather than whole files.
 ///
 /// # Errors
-/// [`StartupError`] when the data directory cannot be read or is damaged.
+/// [`StartupError`] when the data directory cannot be read, is locked or is damaged.
 pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
-    let (log, recovered) = if config.persistence == Switch::On {
-        let (log, recovered) = Log::open(LogConfig::from_config(&config)).await?;
-        (Some(log), Some(recovered))
-    } else {
-        (None, None)
-    };
-    let high_water = recovered.as_ref().map_or(0, |r| r.token_high_water());
-    let table = LockTable::new(
+    let persistent = config.persistence == Switch::On;
+    let late = Arc::new(LateLog::default());
+    // Recovered tokens raise the counter as they are replayed (`TokenCounter::observe`).
+    let table = Arc::new(LockTable::new(
         TableConfig {
             shards: config.shard_count(),
             max_waiters: config.max_waiters,
             origin: Instant::now(),
-            token_seed: wall_clock_us().max(high_water),
+            token_seed: wall_clock_us(),
         },
-        log.clone().map(|l| l as Arc<dyn RecordSink>),
-    );
-    let server = Server::new(config, Arc::new(table), log);
-    if let Some(recovered) = recovered {
-        let now = server.now();
-        for record in &recovered.records {
-            server.table.replay(record, now);
-        }
-        let stats = server.table.stats();
+        persistent.then(|| late.clone() as Arc<dyn RecordSink>),
+    ));
+    let log = if persistent {
+        let replay_into = table.clone();
+        let now = crate::cmd::Server::clock();
+        let (log, recovered) = Log::open_with(LogConfig::from_config(&config), move |record| {
+            replay_into.replay(&record, now)
+        })
+        .await?;
+        late.set(log.clone());
+        let stats = table.stats();
         tracing::info!(
-            records = recovered.records.len(),
+            records = recovered.stats.records_replayed,
             holders = stats.holders,
             keys = stats.keys(),
             "recovered the data directory"
         );
-    }
-    Ok(Arc::new(server))
+        Some(log)
+    } else {
+        None
+    };
+    Ok(Arc::new(Server::new(config, table, log)))
 }
 
 /// Writes a snapshot whenever the log has grown past its bound.
