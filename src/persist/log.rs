@@ -434,6 +434,9 @@ impl Log {
                 _ => Ok(()),
             };
         }
+        if self.progress.borrow().lsn >= lsn {
+            return Ok(());
+        }
         let mut progress = self.progress.clone();
         let seen = progress
             .wait_for(|p| p.lsn >= lsn || p.failed.is_some() || p.closed)

@@ -78,7 +78,15 @@ impl Log {
             (generation, rotated)
         };
         shared.wake.notify_one();
-        answered(rotated.await)?;
+        if let Err(err) = answered(rotated.await) {
+            // The new log was not started: the next snapshot must not skip a generation
+            // (recovery refuses a missing one). Snapshots run one at a time.
+            let mut pending = shared.pending.lock();
+            if pending.generation == generation {
+                pending.generation -= 1;
+            }
+            return Err(err);
+        }
 
         // 2. The live state, in memory: `live` may hold shard locks while it emits.
         let mut body = Vec::new();

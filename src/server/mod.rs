@@ -155,7 +155,8 @@ async fn snapshotter(server: Arc<Server>, mut shutdown: shutdown::Shutdown) {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = shutdown.started() => return,
         }
-        if log.wants_snapshot() {
+        // Not while the log is failing: the rotation would not be served.
+        if log.wants_snapshot() && log.failure().is_none() {
             let table = server.table.clone();
             let now = server.now();
             if let Err(err) = log.snapshot(move |emit| table.dump(now, emit)).await {
