@@ -172,6 +172,24 @@ pub enum StartupError {
         /// What is wrong with that record.
         reason: String,
     },
+    /// Another process holds the data directory's lock.
+    #[error(
+        "data directory {} is in use by another process (pid {pid}, see {}/LOCK): two \
+         servers on one directory would grant the same lock twice; give each server its \
+         own --dir",
+        dir.display(),
+        dir.display()
+    )]
+    DirInUse {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The PID the other process wrote into the lock file (`unknown` if none).
+        pid: String,
+    },
+    /// The append-only log failed under `--appendfsync always`: the server stops rather
+    /// than serve a state it could not persist.
+    #[error("append-only log failed under appendfsync always: {0}; stopping")]
+    LogFailed(String),
     /// A file or directory of the data directory could not be read or written.
     #[error("{}: {source}", path.display())]
     DataDir {

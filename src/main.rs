@@ -44,8 +44,10 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = runtime.enable_all().build()?;
     runtime.block_on(async move {
         let config = Arc::new(config);
+        // Recovery first, then bind: a client never reaches a server still loading.
+        let server = baton::server::build(config.clone()).await?;
         let listener = baton::server::bind(&config).await?;
-        baton::server::run(listener, config, shutdown_signal()).await?;
+        baton::server::serve(listener, server, shutdown_signal()).await?;
         Ok(())
     })
 }

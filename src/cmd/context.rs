@@ -10,7 +10,8 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use super::args::ArgLimits;
-use crate::config::Config;
+use crate::config::{AppendFsync, Config};
+use crate::error::RespError;
 use crate::persist::{Log, LogError};
 use crate::resp::Protocol;
 use crate::table::{LockTable, Now};
@@ -168,6 +169,11 @@ impl Server {
 
     /// Reads both clocks: the only place commands get the time from.
     pub fn now(&self) -> Now {
+        Self::clock()
+    }
+
+    /// Both clocks, before a server exists (recovery replays at this time).
+    pub fn clock() -> Now {
         Now {
             mono: Instant::now(),
             wall_ms: wall_ms(),
@@ -188,14 +194,35 @@ impl Server {
     }
 
     /// Resolves once the log records up to `lsn` are durable (at once without a log).
+    /// Under `always` it also waits for every record appended so far: a reply may show
+    /// state that another connection changed, and that must be on disk first too.
     ///
     /// # Errors
     /// The log failed (a write or sync error): the reply must not be sent.
     pub async fn wait_durable(&self, lsn: u64) -> Result<(), LogError> {
         match &self.log {
-            Some(log) if lsn > 0 => log.wait_durable(lsn).await,
-            _ => Ok(()),
+            Some(log) => {
+                let lsn = if log.fsync() == AppendFsync::Always {
+                    lsn.max(log.appended_lsn())
+                } else {
+                    lsn
+                };
+                if lsn > 0 {
+                    log.wait_durable(lsn).await
+                } else {
+                    Ok(())
+                }
+            }
+            None => Ok(()),
         }
+    }
+
+    /// The `-MISCONF` refusal of writes while the log cannot write, or None.
+    pub fn misconf(&self) -> Option<RespError> {
+        let cause = self.log.as_ref()?.failure()?;
+        Some(RespError::new(format!(
+            "MISCONF Errors writing to the AOF file: {cause}"
+        )))
     }
 
     /// Counts one executed command.

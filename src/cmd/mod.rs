@@ -190,20 +190,36 @@ pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Execute
     if !session.authenticated && !connection::allowed_before_auth(req) {
         return Executed::reply(RespError::NOAUTH.into());
     }
-    match spec.and_then(|spec| parse_with(spec, req, server.arg_limits())) {
-        Ok(cmd) => apply(cmd, server, session),
+    let parsed = spec.and_then(|spec| Ok((spec, parse_with(spec, req, server.arg_limits())?)));
+    match parsed {
+        Ok((spec, cmd)) => match refusal(spec, &cmd, server) {
+            Some(err) => Executed::reply(err.into()),
+            None => apply(cmd, server, session),
+        },
         Err(err) => Executed::reply(err.into()),
     }
+}
+
+/// `-TRYAGAIN` of a grant during `--restart-delay-ms`.
+pub const RESTART_DELAY: RespError = RespError::fixed(
+    "TRYAGAIN restart delay: grants are refused until the leases of before the restart have run out",
+);
+
+/// Why `cmd` (described by `spec`) must not run now, from a client or a script: a write
+/// (or PING, as Redis) while the log cannot write answers `-MISCONF` without being
+/// applied; a grant during the restart delay answers `-TRYAGAIN`.
+pub(crate) fn refusal(spec: &spec::Spec, cmd: &Command, server: &Server) -> Option<RespError> {
+    if spec.flags.contains(&"write") || spec.name == "PING" {
+        if let Some(err) = server.misconf() {
+            return Some(err);
+        }
+    }
+    (server.refusing_grants() && is_grant(cmd)).then_some(RESTART_DELAY)
 }
 
 /// Applies a parsed command.
 pub fn apply(cmd: Command, server: &Server, session: &mut Session) -> Executed {
     if let Some(txc) = cmd.as_tx() {
-        if server.refusing_grants() && is_grant(&cmd) {
-            return Executed::reply(Reply::Error(RespError::fixed(
-                "TRYAGAIN restart delay: grants are refused until the leases of before the restart have run out",
-            )));
-        }
         let now = server.now();
         let keys = txc.keys();
         let ran = server.table.run(&keys, now, |tx| txc.apply(tx));
@@ -232,11 +248,20 @@ pub fn apply(cmd: Command, server: &Server, session: &mut Session) -> Executed {
     }
 }
 
+/// Whether `cmd` can create a hold or a string with an expiry (what a Redlock acquire
+/// is): LOCK, WLOCK, RLOCK, MLOCK, SEM.ACQUIRE, SET with EX/PX/EXAT/PXAT and the EXPIRE
+/// family.
 fn is_grant(cmd: &Command) -> bool {
-    matches!(
-        cmd,
-        Command::Lock(lock::LockCommand::Acquire(_)) | Command::Lock(lock::LockCommand::MLock(_))
-    ) || matches!(cmd, Command::Sem(sem::SemCommand::Acquire { .. }))
+    use string::{ExpirySpec, StrCommand};
+    match cmd {
+        Command::Lock(lock::LockCommand::Acquire(_) | lock::LockCommand::MLock(_)) => true,
+        Command::Sem(sem::SemCommand::Acquire { .. }) => true,
+        Command::Str(StrCommand::Set { expiry, .. }) => {
+            matches!(expiry, ExpirySpec::In(_) | ExpirySpec::At(_))
+        }
+        Command::Str(StrCommand::Expire { .. }) => true,
+        _ => false,
+    }
 }
 
 /// Checks that a list of keys has no duplicates (MLOCK, MUNLOCK).

@@ -14,7 +14,7 @@
 use bytes::Bytes;
 
 use super::args::Args;
-use super::{parse, Command, Executed, Server, Session};
+use super::{Command, Executed, Server, Session};
 use crate::error::RespError;
 use crate::lua::{split_keys, Script};
 use crate::resp::Reply;
@@ -151,8 +151,13 @@ impl ScriptCommand {
 /// One `redis.call` from a script: parse, check the keys are held, apply in the section.
 fn script_call(server: &Server, tx: &mut Tx<'_>, args: Vec<Bytes>) -> Reply {
     let req = crate::resp::Request { args };
-    let cmd = match parse(&req, server.arg_limits()) {
-        Ok(cmd) => cmd,
+    let cmd = match super::lookup(&req)
+        .and_then(|spec| Ok((spec, super::parse_with(spec, &req, server.arg_limits())?)))
+    {
+        Ok((spec, cmd)) => match super::refusal(spec, &cmd, server) {
+            Some(err) => return Reply::Error(err),
+            None => cmd,
+        },
         Err(err) => return Reply::Error(err),
     };
     let Some(txc) = cmd.as_tx() else {

@@ -18,8 +18,23 @@ use super::TxCommand;
 use crate::error::RespError;
 use crate::table::{ExpireCondition, Now, Outcome, SetCondition, SetExpiry, SetOptions, Tx};
 
-/// Longest expiry accepted, in ms from now (about 3 000 years; Redis refuses overflow).
-const MAX_EXPIRE_MS: i64 = 100_000_000_000_000;
+/// Expiries take Redis's whole range (`--max-ttl-ms` bounds native leases only): any
+/// positive value whose absolute time in ms fits in an i64; past that, Redis's
+/// `invalid expire time in '<cmd>' command`.
+fn expire_ms(n: i64, seconds: bool, relative: bool, cmd: &str) -> Result<i64, RespError> {
+    let ms = if seconds {
+        n.checked_mul(1000)
+    } else {
+        Some(n)
+    };
+    let base = if relative {
+        super::context::wall_ms() as i64
+    } else {
+        0
+    };
+    ms.filter(|ms| ms.checked_add(base).is_some())
+        .ok_or_else(|| invalid_expire(cmd))
+}
 
 /// An expiry as the client wrote it; turned into deadlines at apply time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,17 +109,19 @@ fn invalid_expire(cmd: &str) -> RespError {
 
 /// Turns a client expiry into (monotonic deadline, wall ms) at `now`; None for no expiry.
 pub fn deadline_of(spec: ExpirySpec, now: Now) -> Option<(std::time::Instant, u64)> {
+    let wall_now = now.wall_ms as i64;
     let (rel_ms, wall) = match spec {
         ExpirySpec::None | ExpirySpec::Keep => return None,
-        ExpirySpec::In(ms) => (ms, now.wall_ms as i64 + ms),
-        ExpirySpec::At(at) => (at - now.wall_ms as i64, at),
+        ExpirySpec::In(ms) => (ms, wall_now.saturating_add(ms)),
+        ExpirySpec::At(at) => (at.saturating_sub(wall_now), at),
     };
     let mono = if rel_ms <= 0 {
         now.mono
     } else {
+        let far = Duration::from_millis(rel_ms as u64);
         now.mono
-            .checked_add(Duration::from_millis(rel_ms as u64))
-            .unwrap_or(now.mono + Duration::from_secs(86_400 * 365 * 100))
+            .checked_add(far)
+            .unwrap_or_else(|| now.mono + Duration::from_secs(1 << 40))
     };
     Some((mono, wall.max(0) as u64))
 }
@@ -135,14 +152,15 @@ impl StrCommand {
                         b"KEEPTTL" if exp_free => expiry = ExpirySpec::Keep,
                         b"EX" | b"PX" | b"EXAT" | b"PXAT" if exp_free => {
                             let n = parse_int(&args.bytes()?)?;
-                            let scale = if opt[0] == b'E' { 1000 } else { 1 };
-                            if n <= 0 || n > MAX_EXPIRE_MS / scale {
+                            let at = opt.ends_with(b"AT");
+                            if n <= 0 {
                                 return Err(invalid_expire("set"));
                             }
-                            expiry = if opt.ends_with(b"AT") {
-                                ExpirySpec::At(n * scale)
+                            let ms = expire_ms(n, opt[0] == b'E', !at, "set")?;
+                            expiry = if at {
+                                ExpirySpec::At(ms)
                             } else {
-                                ExpirySpec::In(n * scale)
+                                ExpirySpec::In(ms)
                             };
                         }
                         _ => return Err(RespError::SYNTAX),
@@ -181,11 +199,8 @@ impl StrCommand {
             "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" => {
                 let key = args.key()?;
                 let n = args.int()?;
-                let scale = if name.starts_with('E') { 1000 } else { 1 };
-                let ms = n
-                    .checked_mul(scale)
-                    .filter(|ms| ms.abs() <= MAX_EXPIRE_MS)
-                    .ok_or_else(|| invalid_expire(name))?;
+                // Negative is allowed (the key is deleted), as in Redis.
+                let ms = expire_ms(n, name.starts_with('E'), !name.ends_with("AT"), name)?;
                 let when = if name.ends_with("AT") {
                     ExpirySpec::At(ms)
                 } else {

@@ -22,6 +22,16 @@
 //! batches alternate big/small and throughput halves (measured: ~4k → ~6-9k appends/s at
 //! 50 appenders on a ~3-6 ms-fdatasync disk).
 //!
+//! Failures: a failed write or fdatasync is never retried under `always` (the server stops,
+//! see `server::serve`: what was written but not synced cannot be trusted). Under
+//! `everysec` and `no` the writer cuts the file back to its last complete write, keeps the
+//! bytes, and retries every second, as Redis does with its AOF; meanwhile
+//! [`Log::failure`] is set (the server refuses writes with `-MISCONF`) and
+//! [`Log::wait_durable`] fails for every record not written yet.
+//!
+//! Fault injection for tests: the environment variable `BATON_TEST_FAULT`, read once at
+//! [`Log::open`], makes the writer fail on purpose (see [`Fault`]); unset, nothing changes.
+//!
 //! To add a request for the writer (like rotation or a sync barrier): add a queue to
 //! `Pending`, wake the writer when it is pushed, serve it in `Writer::serve`, and answer
 //! it with an error when the writer has stopped.
@@ -37,7 +47,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::{oneshot, watch};
 
-use super::files::{self, HEADER_LEN};
+use super::files::{self, DirLock, HEADER_LEN};
 use super::record::Record;
 use super::recover::{self, Recovered};
 use crate::config::{AppendFsync, Config};
@@ -46,6 +56,54 @@ use crate::error::StartupError;
 /// Log sequence number: the position of a record among those appended since [`Log::open`]
 /// (1 for the first). Not stored on disk.
 pub type Lsn = u64;
+
+/// Failures the writer injects on purpose, for tests that show what a failing disk does.
+///
+/// Parsed from `BATON_TEST_FAULT`: `fsync-fail-after:N` (every fdatasync of the log after
+/// the first N fails with EIO) and `write-fail-after:N` (every write after the first N
+/// fails with ENOSPC); several are separated by commas. `heal-after-ms:M` makes the
+/// injected failures stop M ms after the first one (a disk that got space back).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fault {
+    /// Syncs that succeed before every later one fails.
+    pub fsync_fail_after: Option<u64>,
+    /// Writes that succeed before every later one fails.
+    pub write_fail_after: Option<u64>,
+    /// Injected failures stop this long after the first.
+    pub heal_after_ms: Option<u64>,
+}
+
+impl Fault {
+    /// The variable tests set.
+    pub const ENV: &'static str = "BATON_TEST_FAULT";
+
+    /// The faults of `BATON_TEST_FAULT` (none when it is unset or says nothing known).
+    pub fn from_env() -> Fault {
+        std::env::var(Self::ENV)
+            .map(|spec| Fault::parse(&spec))
+            .unwrap_or_default()
+    }
+
+    /// Parses `name:N[,name:N...]`; unknown parts are ignored.
+    pub fn parse(spec: &str) -> Fault {
+        let mut fault = Fault::default();
+        for part in spec.split(',') {
+            let Some((name, n)) = part.trim().split_once(':') else {
+                continue;
+            };
+            let Ok(n) = n.trim().parse::<u64>() else {
+                continue;
+            };
+            match name.trim() {
+                "fsync-fail-after" => fault.fsync_fail_after = Some(n),
+                "write-fail-after" => fault.write_fail_after = Some(n),
+                "heal-after-ms" => fault.heal_after_ms = Some(n),
+                _ => {}
+            }
+        }
+        fault
+    }
+}
 
 /// Where and how the log is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +116,8 @@ pub struct LogConfig {
     pub snapshot_after_bytes: u64,
     /// Start even if a file is damaged in the middle, dropping what follows the damage.
     pub repair: bool,
+    /// Failures to inject (tests only; none by default).
+    pub fault: Fault,
 }
 
 impl LogConfig {
@@ -71,13 +131,16 @@ impl LogConfig {
             fsync,
             snapshot_after_bytes: Self::DEFAULT_SNAPSHOT_AFTER_BYTES,
             repair: false,
+            fault: Fault::default(),
         }
     }
 
-    /// The log settings of the server's configuration (`--dir`, `--appendfsync`, `--repair`).
+    /// The log settings of the server's configuration (`--dir`, `--appendfsync`, `--repair`)
+    /// and the faults of `BATON_TEST_FAULT`.
     pub fn from_config(config: &Config) -> Self {
         LogConfig {
             repair: config.repair,
+            fault: Fault::from_env(),
             ..LogConfig::new(config.dir.clone(), config.appendfsync)
         }
     }
@@ -235,12 +298,31 @@ impl Log {
     ///
     /// # Errors
     ///
-    /// [`StartupError`] when the directory cannot be read or written, or a file is damaged
-    /// in the middle and `repair` is off (the error names file, offset and remedy).
+    /// [`StartupError`] when the directory cannot be read or written, is locked by another
+    /// process, or a file is damaged in the middle and `repair` is off (the error names
+    /// file, offset and remedy).
     pub async fn open(cfg: LogConfig) -> Result<(Arc<Log>, Recovered), StartupError> {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&records);
+        let (log, mut recovered) = Self::open_with(cfg, move |r| sink.lock().push(r)).await?;
+        recovered.records = std::mem::take(&mut *records.lock());
+        Ok((log, recovered))
+    }
+
+    /// Like [`Log::open`], but hands each record to `on_record` as it is read instead of
+    /// collecting them (`Recovered::records` stays empty): memory holds one frame at a
+    /// time, not the files.
+    ///
+    /// # Errors
+    ///
+    /// As [`Log::open`].
+    pub async fn open_with(
+        cfg: LogConfig,
+        mut on_record: impl FnMut(Record) + Send + 'static,
+    ) -> Result<(Arc<Log>, Recovered), StartupError> {
         let for_recovery = cfg.clone();
         let (recovered, resume) =
-            tokio::task::spawn_blocking(move || recover::recover(&for_recovery))
+            tokio::task::spawn_blocking(move || recover::recover(&for_recovery, &mut on_record))
                 .await
                 .map_err(|e| StartupError::Persistence(format!("recovery failed: {e}")))??;
         let stats = &recovered.stats;
@@ -278,13 +360,30 @@ impl Log {
             records_replayed: recovered.stats.records_replayed,
             cfg,
         });
+        let fault = shared.cfg.fault;
+        if fault != Fault::default() {
+            tracing::warn!(
+                ?fault,
+                "{} is set: the log writer fails on purpose",
+                Fault::ENV
+            );
+        }
         let mut writer = Writer {
             shared: Arc::clone(&shared),
             file: resume.file,
+            _dir_lock: resume.dir_lock,
+            good_len: resume.len,
             unsynced: false,
             last_sync: Instant::now(),
             last_sync_took: Duration::ZERO,
             failed: None,
+            permanent: false,
+            held: Vec::new(),
+            last_attempt: Instant::now(),
+            fault: FaultState {
+                fault,
+                ..FaultState::default()
+            },
         };
         let handle = std::thread::Builder::new()
             .name("baton-log-writer".into())
@@ -319,19 +418,24 @@ impl Log {
         lsn
     }
 
-    /// Waits until `lsn` is as durable as the policy promises: synced under `always`,
-    /// at once under `everysec` and `no`.
+    /// Waits until `lsn` is as durable as the policy promises: synced under `always`;
+    /// under `everysec` and `no`, at once, unless the log is failing and `lsn` is not
+    /// written yet.
     ///
     /// # Errors
     ///
     /// [`LogError`] when the log failed or was shut down before `lsn` was written; the
-    /// change must then not be acknowledged as durable.
+    /// change must then not be acknowledged.
     pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), LogError> {
         if self.shared.cfg.fsync != AppendFsync::Always {
-            return match &self.progress.borrow().failed {
-                Some(err) => Err(LogError::Failed(Arc::clone(err))),
-                None => Ok(()),
+            let progress = self.progress.borrow();
+            return match &progress.failed {
+                Some(err) if progress.lsn < lsn => Err(LogError::Failed(Arc::clone(err))),
+                _ => Ok(()),
             };
+        }
+        if self.progress.borrow().lsn >= lsn {
+            return Ok(());
         }
         let mut progress = self.progress.clone();
         let seen = progress
@@ -345,6 +449,31 @@ impl Log {
         } else {
             Err(LogError::Closed)
         }
+    }
+
+    /// Why the log cannot write right now (the OS's words, as `-MISCONF` shows them), or
+    /// None while it works.
+    pub fn failure(&self) -> Option<Arc<str>> {
+        self.progress.borrow().failed.clone()
+    }
+
+    /// Resolves with the cause once a write or sync has failed.
+    pub async fn failed(&self) -> Arc<str> {
+        let mut progress = self.progress.clone();
+        let result = match progress.wait_for(|p| p.failed.is_some()).await {
+            Ok(seen) => seen.failed.clone(),
+            Err(_) => None,
+        };
+        match result {
+            Some(cause) => cause,
+            // The writer is gone without a failure: nothing will ever fail.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The fsync policy.
+    pub fn fsync(&self) -> AppendFsync {
+        self.shared.cfg.fsync
     }
 
     /// The LSN of the last appended record (0 before the first).
@@ -408,9 +537,14 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        // Without shutdown(): the writer still writes and syncs what is queued, then exits.
+        // Without shutdown(): the writer still writes and syncs what is queued, then exits
+        // and releases the directory lock; waited for, so that the directory is free
+        // once the log is gone.
         self.shared.pending.lock().stop = true;
         self.shared.wake.notify_one();
+        if let Some(handle) = self.writer.lock().take() {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -418,15 +552,59 @@ impl Drop for Log {
 struct Writer {
     shared: Arc<Shared>,
     file: File,
+    /// The data directory's lock, released when the writer exits (after its last write).
+    _dir_lock: DirLock,
+    /// Length of `file` after its last complete write: a failed write is cut back to it.
+    good_len: u64,
     unsynced: bool,
     last_sync: Instant,
     last_sync_took: Duration,
     failed: Option<Arc<str>>,
+    /// A failure that is never retried (any failure under `always`, a failed rotation).
+    permanent: bool,
+    /// Bytes appended but not written because of a failure, written first by the retry.
+    held: Vec<u8>,
+    /// When the last retry after a failure ran.
+    last_attempt: Instant,
+    fault: FaultState,
+}
+
+/// Counts for [`Fault`]: how many writes and syncs succeeded, when the first failed.
+#[derive(Default)]
+struct FaultState {
+    fault: Fault,
+    writes: u64,
+    syncs: u64,
+    first: Option<Instant>,
+}
+
+impl FaultState {
+    /// An injected error when the `n`th operation (0-based, `done` so far) is due to fail.
+    fn check(&mut self, after: Option<u64>, done: u64, errno: i32) -> io::Result<()> {
+        let Some(after) = after else { return Ok(()) };
+        if done < after {
+            return Ok(());
+        }
+        let first = *self.first.get_or_insert_with(Instant::now);
+        let healed = self
+            .fault
+            .heal_after_ms
+            .is_some_and(|ms| first.elapsed() >= Duration::from_millis(ms));
+        if healed {
+            return Ok(());
+        }
+        Err(io::Error::from_raw_os_error(errno))
+    }
 }
 
 const EVERYSEC: Duration = Duration::from_secs(1);
+/// Pause between retries after a failure under `everysec` and `no`.
+const RETRY: Duration = Duration::from_secs(1);
 /// Longest gather pause (see `Writer::gather_pause`).
 const MAX_GATHER: Duration = Duration::from_micros(500);
+/// ENOSPC and EIO, the errors of the injected faults.
+const ENOSPC: i32 = 28;
+const EIO: i32 = 5;
 
 impl Writer {
     fn run(&mut self) {
@@ -435,18 +613,20 @@ impl Writer {
         loop {
             let mut pending = self.shared.pending.lock();
             while !pending.has_work() {
-                if self.shared.cfg.fsync == AppendFsync::Everysec && self.unsynced {
-                    let deadline = self.last_sync + EVERYSEC;
-                    if self
-                        .shared
-                        .wake
-                        .wait_until(&mut pending, deadline)
-                        .timed_out()
-                    {
-                        break;
-                    }
+                let wake_at = if self.retrying() {
+                    Some(self.last_attempt + RETRY)
+                } else if self.shared.cfg.fsync == AppendFsync::Everysec && self.unsynced {
+                    Some(self.last_sync + EVERYSEC)
                 } else {
-                    self.shared.wake.wait(&mut pending);
+                    None
+                };
+                match wake_at {
+                    Some(at) => {
+                        if self.shared.wake.wait_until(&mut pending, at).timed_out() {
+                            break;
+                        }
+                    }
+                    None => self.shared.wake.wait(&mut pending),
                 }
             }
             std::mem::swap(&mut pending.buf, &mut batch);
@@ -457,21 +637,29 @@ impl Writer {
             drop(pending);
 
             let force_sync = stop || !sync_requests.is_empty();
-            let result = match &self.failed {
-                Some(err) => Err(LogError::Failed(Arc::clone(err))),
-                None => self.serve(&batch, rotations, force_sync).map_err(|err| {
-                    tracing::error!(%err, "append-only log write failed; no change will be \
-                        acknowledged as durable from now on");
-                    let err: Arc<str> = err.to_string().into();
-                    self.failed = Some(Arc::clone(&err));
-                    LogError::Failed(err)
-                }),
+            let result = match self.failed.clone() {
+                None => self.serve(&batch, rotations, force_sync),
+                Some(err) if !self.retrying() => Err(io::Error::other(err.to_string())),
+                // Rotations are not served while failed: their snapshot fails.
+                Some(err) => self.retry(&batch, &err),
+            };
+            let result = match result {
+                Ok(()) => {
+                    if let Some(err) = self.failed.take() {
+                        tracing::warn!(%err, "append-only log writes work again");
+                    }
+                    Ok(())
+                }
+                Err(err) => Err(LogError::Failed(self.fail(err))),
             };
             let batch_records = lsn - published;
             let gather = self.gather_pause(batch_records, result.is_ok());
             match &result {
                 Ok(()) => {
-                    self.shared.progress.send_modify(|p| p.lsn = lsn);
+                    self.shared.progress.send_modify(|p| {
+                        p.lsn = lsn;
+                        p.failed = None;
+                    });
                     published = lsn;
                 }
                 Err(LogError::Failed(err)) => {
@@ -505,6 +693,54 @@ impl Writer {
         }
     }
 
+    /// Whether a failure is being retried (set, and not permanent).
+    fn retrying(&self) -> bool {
+        self.failed.is_some() && !self.permanent
+    }
+
+    /// Records a failure (the unwritten bytes are already in `held`) and returns the
+    /// cause that `-MISCONF` and the logs show: the first one while failed.
+    fn fail(&mut self, err: io::Error) -> Arc<str> {
+        if let Some(cause) = &self.failed {
+            return Arc::clone(cause);
+        }
+        if self.shared.cfg.fsync == AppendFsync::Always {
+            self.permanent = true;
+        }
+        let cause: Arc<str> = os_cause(&err).into();
+        if self.permanent {
+            tracing::error!(cause = %cause, "append-only log write failed; no change will \
+                be acknowledged from now on");
+        } else {
+            tracing::error!(cause = %cause, "append-only log write failed; writes are \
+                refused (-MISCONF) until a retry succeeds, retrying every second");
+        }
+        self.last_attempt = Instant::now();
+        self.failed = Some(Arc::clone(&cause));
+        cause
+    }
+
+    /// Under a retried failure: writes what was held back and `batch`, then syncs, when
+    /// the retry is due; otherwise only holds `batch` back.
+    fn retry(&mut self, batch: &[u8], cause: &Arc<str>) -> io::Result<()> {
+        self.held.extend_from_slice(batch);
+        if self.last_attempt.elapsed() < RETRY {
+            return Err(io::Error::other(cause.to_string()));
+        }
+        self.last_attempt = Instant::now();
+        if !self.held.is_empty() {
+            // A failed write may have written part of its bytes: cut them off first.
+            self.file.set_len(self.good_len)?;
+            let held = std::mem::take(&mut self.held);
+            if let Err(err) = self.write(&held) {
+                self.held = held;
+                return Err(err);
+            }
+        }
+        self.unsynced = true;
+        self.sync()
+    }
+
     /// How long to let the waiters just woken append again before taking the next batch.
     ///
     /// Without it, batches alternate between the few records that came in during the sync
@@ -517,6 +753,7 @@ impl Writer {
     }
 
     /// Writes one batch (switching files at rotations) and syncs as the policy asks.
+    /// On a failed write the bytes not written are kept in `held`.
     fn serve(
         &mut self,
         batch: &[u8],
@@ -531,10 +768,17 @@ impl Writer {
                 Ok(()) => Ok(()),
                 Err(err) => Err(LogError::Failed(err.to_string().into())),
             });
+            if rotated.is_err() {
+                // Which file the records went to is unclear: never retried.
+                self.permanent = true;
+            }
             rotated?;
             start = offset;
         }
-        self.write(&batch[start..])?;
+        if let Err(err) = self.write(&batch[start..]) {
+            self.held.extend_from_slice(&batch[start..]);
+            return Err(err);
+        }
         let due = match self.shared.cfg.fsync {
             AppendFsync::Always => true,
             AppendFsync::Everysec => self.last_sync.elapsed() >= EVERYSEC,
@@ -550,8 +794,12 @@ impl Writer {
         if bytes.is_empty() {
             return Ok(());
         }
+        let (after, done) = (self.fault.fault.write_fail_after, self.fault.writes);
+        self.fault.check(after, done, ENOSPC)?;
         self.file.write_all(bytes)?;
+        self.fault.writes += 1;
         self.unsynced = true;
+        self.good_len += bytes.len() as u64;
         self.shared.writes.fetch_add(1, Ordering::Relaxed);
         self.shared
             .log_bytes
@@ -564,7 +812,10 @@ impl Writer {
             return Ok(());
         }
         let started = Instant::now();
+        let (after, done) = (self.fault.fault.fsync_fail_after, self.fault.syncs);
+        self.fault.check(after, done, EIO)?;
         self.file.sync_data()?;
+        self.fault.syncs += 1;
         self.unsynced = false;
         self.last_sync = Instant::now();
         self.last_sync_took = self.last_sync - started;
@@ -579,10 +830,21 @@ impl Writer {
         self.write(tail)?;
         self.sync()?;
         self.file = files::create_log(&self.shared.cfg.dir, generation)?;
+        self.good_len = HEADER_LEN as u64;
         self.shared
             .log_bytes
             .store(HEADER_LEN as u64, Ordering::Relaxed);
         self.shared.generation.store(generation, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// An I/O error as Redis words it (`strerror`): "No space left on device", without
+/// Rust's " (os error 28)".
+fn os_cause(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.rsplit_once(" (os error ") {
+        Some((cause, _)) => cause.to_string(),
+        None => text,
     }
 }

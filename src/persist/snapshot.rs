@@ -26,7 +26,7 @@
 //! To snapshot more kinds of state, have `live` emit more record kinds; nothing here
 //! changes.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -78,7 +78,15 @@ impl Log {
             (generation, rotated)
         };
         shared.wake.notify_one();
-        answered(rotated.await)?;
+        if let Err(err) = answered(rotated.await) {
+            // The new log was not started: the next snapshot must not skip a generation
+            // (recovery refuses a missing one). Snapshots run one at a time.
+            let mut pending = shared.pending.lock();
+            if pending.generation == generation {
+                pending.generation -= 1;
+            }
+            return Err(err);
+        }
 
         // 2. The live state, in memory: `live` may hold shard locks while it emits.
         let mut body = Vec::new();
@@ -123,7 +131,11 @@ fn answered(
 /// Steps 4 and 5: temp file, sync, rename, directory sync, delete what it supersedes.
 pub(crate) fn write_snapshot(dir: &Path, generation: u64, body: &[u8]) -> io::Result<()> {
     let tmp = dir.join(DataFile::SnapshotTmp(generation).name());
-    let mut file = File::create(&tmp)?;
+    let mut file = files::private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
     file.write_all(&FileKind::Snapshot.header())?;
     file.write_all(body)?;
     file.sync_all()?;

@@ -97,10 +97,12 @@ fn frame_offsets(records: &[Record]) -> Vec<usize> {
     offsets
 }
 
+/// The data files of `dir` (not the LOCK file), sorted.
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != super::files::LOCK_NAME)
         .collect();
     names.sort();
     names
@@ -623,8 +625,126 @@ fn token_high_water_takes_grants_and_marks() {
             Record::FlushAll,
         ],
         stats: RecoveryStats::default(),
+        high_water: 0,
     };
     assert_eq!(recovered.token_high_water(), 20_001);
+}
+
+#[tokio::test]
+async fn a_second_open_of_a_locked_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = open(config(dir.path(), AppendFsync::Always)).await;
+    let err = Log::open(config(dir.path(), AppendFsync::Always))
+        .await
+        .expect_err("locked");
+    let text = err.to_string();
+    assert!(matches!(err, StartupError::DirInUse { .. }), "{text}");
+    assert!(
+        text.contains(&format!("pid {}", std::process::id())),
+        "{text}"
+    );
+    drop(log);
+    // Free again once the first log is gone.
+    let _again = open(config(dir.path(), AppendFsync::Always)).await;
+}
+
+#[tokio::test]
+async fn files_are_created_0600_in_a_0700_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("data");
+    let (log, _) = open(config(&dir, AppendFsync::Always)).await;
+    let lsn = log.append(&grant(1));
+    log.wait_durable(lsn).await.unwrap();
+    log.snapshot(|emit| emit(grant(2))).await.unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}
+
+/// A log whose last frame is a string holding `inner` frames, cut `cut` bytes short.
+fn log_with_embedded_frames(inner: &[Record], cut: usize) -> Vec<u8> {
+    let mut value = vec![b'x'; 33];
+    for record in inner {
+        record.encode_frame(&mut value);
+    }
+    value.extend_from_slice(&[b'y'; 700]);
+    let mut bytes = encode_file(
+        FileKind::Log,
+        &[
+            grant(1),
+            Record::StrSet {
+                key: Bytes::from_static(b"v"),
+                value: Bytes::from(value),
+                deadline_ms: None,
+            },
+        ],
+    );
+    bytes.truncate(bytes.len() - cut);
+    bytes
+}
+
+#[test]
+fn a_torn_value_holding_valid_frames_is_a_torn_tail() {
+    let inner = [grant(7), grant(8)];
+    for cut in [1, 100, 699] {
+        let bytes = log_with_embedded_frames(&inner, cut);
+        let (records, valid) = decode_log_bytes(&bytes).expect("a torn tail, not damage");
+        assert_eq!(records, vec![grant(1)], "cut {cut}");
+        assert!(valid < bytes.len());
+    }
+}
+
+#[test]
+fn a_bad_frame_followed_by_frames_to_the_end_is_damage() {
+    let records: Vec<Record> = (0..5).map(grant).collect();
+    let mut bytes = encode_file(FileKind::Log, &records);
+    let offsets = frame_offsets(&records);
+    // Flip a payload byte of the second frame: the frames after it run to the end.
+    bytes[HEADER_LEN + offsets[1] + 12] ^= 0xff;
+    assert!(matches!(
+        decode_log_bytes(&bytes),
+        Err(LogDecodeError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_crafted_tail_of_frame_headers_is_a_torn_tail_found_in_linear_time() {
+    // Every 8 bytes a length field pointing exactly at the end of the file, none valid:
+    // checking each on its own would hash the rest of the tail each time (quadratic).
+    let mut bytes = encode_file(FileKind::Log, &[grant(1)]);
+    let start = bytes.len();
+    let tail = 6 << 20;
+    bytes.resize(start + tail, 0);
+    let end = bytes.len();
+    let mut at = start + 1;
+    while at + 8 <= end {
+        let len = (end - at - 8) as u32;
+        bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        at += 8;
+    }
+    let (records, valid) = decode_log_bytes(&bytes).expect("a torn tail");
+    assert_eq!((records, valid), (vec![grant(1)], start));
+    // A zero-filled tail is torn too.
+    let mut zeros = encode_file(FileKind::Log, &[grant(1)]);
+    zeros.resize(zeros.len() + tail, 0);
+    assert!(decode_log_bytes(&zeros).is_ok());
+}
+
+#[test]
+fn a_valid_frame_ending_the_file_after_a_bad_one_is_damage() {
+    // Garbage, then one valid frame up to the end: damage, whatever the garbage holds.
+    let mut bytes = encode_file(FileKind::Log, &[grant(1)]);
+    let bad = bytes.len();
+    bytes.extend_from_slice(&[0xAB; 1000]);
+    grant(2).encode_frame(&mut bytes);
+    match decode_log_bytes(&bytes) {
+        Err(LogDecodeError::Corrupt { offset, .. }) => assert_eq!(offset, bad),
+        other => panic!("expected damage, got {other:?}"),
+    }
 }
 
 proptest! {

@@ -81,7 +81,7 @@ impl Conn {
                 let req = match self.decoder.decode(&mut self.rbuf) {
                     Ok(Some(req)) => req,
                     Ok(None) => break,
-                    Err(err) => return self.protocol_error(session, err).await,
+                    Err(err) => return self.protocol_error(session, err, lsn).await,
                 };
                 let executed = cmd::execute(&req, &self.server, session);
                 lsn = lsn.max(executed.lsn);
@@ -125,7 +125,7 @@ impl Conn {
             if self.rbuf.len() > self.server.config.max_pending_input_bytes {
                 let err =
                     ProtoError::Malformed("too big request: pending input over the limit".into());
-                return self.protocol_error(session, err).await;
+                return self.protocol_error(session, err, 0).await;
             }
         }
     }
@@ -146,11 +146,17 @@ impl Conn {
         }
     }
 
-    /// Replies `-ERR Protocol error: ...` and closes.
-    async fn protocol_error(&mut self, session: &Session, err: ProtoError) -> Result<(), String> {
+    /// Replies `-ERR Protocol error: ...` after the replies before it, once `lsn` (their
+    /// changes) is durable, and closes.
+    async fn protocol_error(
+        &mut self,
+        session: &Session,
+        err: ProtoError,
+        lsn: u64,
+    ) -> Result<(), String> {
         let reply = Reply::Error(RespError::new(format!("ERR Protocol error: {err}")));
         reply.encode(session.proto, &mut self.wbuf);
-        let _ = self.flush(0).await;
+        let _ = self.flush(lsn).await;
         Err(format!("protocol error: {err}"))
     }
 

@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::cmd::Server;
-use crate::config::{Config, Switch};
+use crate::config::{AppendFsync, Config, Switch};
 use crate::error::StartupError;
 use crate::persist::{Log, LogConfig, Record};
 use crate::table::{LockTable, RecordSink, TableConfig};
@@ -68,43 +68,81 @@ impl RecordSink for Log {
     }
 }
 
-/// Builds the shared state for `config`: opens and replays the data directory (when
-/// persistence is on), then builds the table and the shared server state.
+/// The table's record sink while the log is not open yet: replay emits nothing, and
+/// anything emitted before the log is set is kept and appended, in order, once it is.
+#[derive(Default)]
+struct LateLog {
+    log: std::sync::OnceLock<Arc<Log>>,
+    early: parking_lot::Mutex<Vec<Record>>,
+}
+
+impl LateLog {
+    /// From now on records go to `log`, the early ones first.
+    fn set(&self, log: Arc<Log>) {
+        let mut early = self.early.lock();
+        for record in early.drain(..) {
+            log.append(&record);
+        }
+        let _ = self.log.set(log);
+    }
+}
+
+impl RecordSink for LateLog {
+    fn append(&self, record: &Record) -> u64 {
+        if let Some(log) = self.log.get() {
+            return log.append(record);
+        }
+        let mut early = self.early.lock();
+        // Set between the check and the lock: append directly.
+        match self.log.get() {
+            Some(log) => log.append(record),
+            None => {
+                early.push(record.clone());
+                0
+            }
+        }
+    }
+}
+
+/// Builds the shared state for `config`: builds the table, then (with persistence on)
+/// opens the data directory and replays it into the table record by record as it is
+/// read, so recovery holds one frame in memory rather than whole files.
 ///
 /// # Errors
-/// [`StartupError`] when the data directory cannot be read or is damaged.
+/// [`StartupError`] when the data directory cannot be read, is locked or is damaged.
 pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
-    let (log, recovered) = if config.persistence == Switch::On {
-        let (log, recovered) = Log::open(LogConfig::from_config(&config)).await?;
-        (Some(log), Some(recovered))
-    } else {
-        (None, None)
-    };
-    let high_water = recovered.as_ref().map_or(0, |r| r.token_high_water());
-    let table = LockTable::new(
+    let persistent = config.persistence == Switch::On;
+    let late = Arc::new(LateLog::default());
+    // Recovered tokens raise the counter as they are replayed (`TokenCounter::observe`).
+    let table = Arc::new(LockTable::new(
         TableConfig {
             shards: config.shard_count(),
             max_waiters: config.max_waiters,
             origin: Instant::now(),
-            token_seed: wall_clock_us().max(high_water),
+            token_seed: wall_clock_us(),
         },
-        log.clone().map(|l| l as Arc<dyn RecordSink>),
-    );
-    let server = Server::new(config, Arc::new(table), log);
-    if let Some(recovered) = recovered {
-        let now = server.now();
-        for record in &recovered.records {
-            server.table.replay(record, now);
-        }
-        let stats = server.table.stats();
+        persistent.then(|| late.clone() as Arc<dyn RecordSink>),
+    ));
+    let log = if persistent {
+        let replay_into = table.clone();
+        let now = crate::cmd::Server::clock();
+        let (log, recovered) = Log::open_with(LogConfig::from_config(&config), move |record| {
+            replay_into.replay(&record, now)
+        })
+        .await?;
+        late.set(log.clone());
+        let stats = table.stats();
         tracing::info!(
-            records = recovered.records.len(),
+            records = recovered.stats.records_replayed,
             holders = stats.holders,
             keys = stats.keys(),
             "recovered the data directory"
         );
-    }
-    Ok(Arc::new(server))
+        Some(log)
+    } else {
+        None
+    };
+    Ok(Arc::new(Server::new(config, table, log)))
 }
 
 /// Writes a snapshot whenever the log has grown past its bound.
@@ -117,7 +155,8 @@ async fn snapshotter(server: Arc<Server>, mut shutdown: shutdown::Shutdown) {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = shutdown.started() => return,
         }
-        if log.wants_snapshot() {
+        // Not while the log is failing: the rotation would not be served.
+        if log.wants_snapshot() && log.failure().is_none() {
             let table = server.table.clone();
             let now = server.now();
             if let Err(err) = log.snapshot(move |emit| table.dump(now, emit)).await {
@@ -158,11 +197,18 @@ pub async fn serve(
     let expirer = tokio::spawn(expirer::run(server.clone(), trigger.subscribe()));
     let snapshots = tokio::spawn(snapshotter(server.clone(), trigger.subscribe()));
     tokio::pin!(signal);
+    let fail_stop = log_fail_stop(server.clone());
+    tokio::pin!(fail_stop);
+    let mut fatal = None;
     let max_clients = server.config.max_clients;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = &mut signal => break,
+            cause = &mut fail_stop => {
+                fatal = Some(cause);
+                break;
+            }
         };
         let (mut stream, _) = match accepted {
             Ok(pair) => pair,
@@ -197,5 +243,23 @@ pub async fn serve(
     if let Some(log) = &server.log {
         log.shutdown().await;
     }
-    Ok(())
+    match fatal {
+        Some(cause) => Err(StartupError::LogFailed(cause.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Resolves with the cause when the log fails under `--appendfsync always`: the server
+/// then stops (fail-stop, as Redis exits on an AOF error under `always`), since the
+/// changes applied in memory were never persisted. Never resolves under `everysec` and
+/// `no`: there writes answer `-MISCONF` until the log writes again.
+async fn log_fail_stop(server: Arc<Server>) -> Arc<str> {
+    match &server.log {
+        Some(log) if log.fsync() == AppendFsync::Always => {
+            let cause = log.failed().await;
+            tracing::error!(%cause, "append-only log failed under appendfsync always: stopping");
+            cause
+        }
+        _ => std::future::pending().await,
+    }
 }

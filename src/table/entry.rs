@@ -30,27 +30,49 @@ use crate::wheel::TimerId;
 /// A monotonic deadline as nanoseconds after the table's origin: 8 bytes where an `Instant`
 /// takes 16, and exact (no rounding), so leases and PTTL read as before.
 ///
+/// Nanoseconds reach about 292 years (2^63); a later deadline (Redis accepts string
+/// expiries up to i64::MAX ms) is kept as whole ms with the top bit set, which sorts after
+/// every nanosecond value, so the order of deadlines stays the order of their times.
+///
 /// Deadlines before the origin (which no caller makes: `now` comes after the table was
 /// built) would count as the origin itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Deadline(u64);
 
+/// Marks a [`Deadline`] kept in ms.
+const IN_MS: u64 = 1 << 63;
+
 impl Deadline {
     /// `at` as a deadline of a table whose time zero is `origin`.
     pub fn new(origin: Instant, at: Instant) -> Deadline {
-        let nanos = at.saturating_duration_since(origin).as_nanos();
-        Deadline(u64::try_from(nanos).unwrap_or(u64::MAX))
+        let since = at.saturating_duration_since(origin);
+        match u64::try_from(since.as_nanos()) {
+            Ok(nanos) if nanos < IN_MS => Deadline(nanos),
+            _ => {
+                let ms = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
+                Deadline(IN_MS | ms.min(IN_MS - 1))
+            }
+        }
     }
 
-    /// The instant again, given the same `origin`.
+    /// The instant again, given the same `origin` (to the ms past 292 years).
     pub fn instant(self, origin: Instant) -> Instant {
-        origin + std::time::Duration::from_nanos(self.0)
+        let since = if self.0 & IN_MS == 0 {
+            std::time::Duration::from_nanos(self.0)
+        } else {
+            std::time::Duration::from_millis(self.0 & !IN_MS)
+        };
+        origin
+            .checked_add(since)
+            .unwrap_or_else(|| origin + std::time::Duration::from_secs(1 << 40))
     }
 
+    /// The raw word (see [`Deadline::as_nanos`]).
     pub(crate) fn from_nanos(nanos: u64) -> Deadline {
         Deadline(nanos)
     }
 
+    /// The raw word: nanoseconds, or ms with the top bit set past 292 years.
     pub(crate) fn as_nanos(self) -> u64 {
         self.0
     }

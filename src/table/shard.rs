@@ -964,7 +964,38 @@ impl Tx<'_> {
         }
         // A lock mode on a missing key makes a lock; a string takes no holds.
         if !self.entry(key).is_some_and(|e| e.is_str()) {
+            self.drop_conflicting(key, owner, hold);
             self.insert_holder(key, owner, hold, token, deadline);
+        }
+    }
+
+    /// Replay of a grant of `key` to `owner` as `hold`: other holders it excludes are
+    /// dropped, so that no log gives two exclusive holders (the later grant in the log
+    /// wins). A live server never writes such a pair: the grant that follows a hold comes
+    /// after its Release. It happens when the log suffix is replayed over a snapshot that
+    /// is ahead of it (the records that follow put the snapshot's state back), or with a
+    /// log that two servers wrote before the data directory was locked.
+    fn drop_conflicting(&mut self, key: &Bytes, owner: &[u8], hold: HoldKind) {
+        if matches!(hold, HoldKind::Permits(_)) {
+            return;
+        }
+        let excluded: Vec<Box<[u8]>> = self
+            .entry(key)
+            .map(|e| {
+                e.holders()
+                    .filter(|h| h.owner != owner && !hold.compatible_with(&h.lease.kind))
+                    .map(|h| h.owner.into())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for other in excluded {
+            tracing::debug!(
+                key = %String::from_utf8_lossy(key),
+                dropped = %String::from_utf8_lossy(&other),
+                granted = %String::from_utf8_lossy(owner),
+                "replay: a grant excludes an earlier holder; the later grant wins"
+            );
+            self.release_hold(key, &other);
         }
     }
 
