@@ -157,8 +157,7 @@ impl Server {
             threads: config.lua_thread_count(),
             ..crate::lua::EngineConfig::default()
         });
-        let budget =
-            crate::server::budget::Budget::new(config.maxmemory_clients, config.maxmemory);
+        let budget = crate::server::budget::Budget::new(config.maxmemory_clients, config.maxmemory);
         Server {
             port: AtomicU16::new(config.port),
             config,

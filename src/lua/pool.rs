@@ -16,7 +16,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
-
 /// One unit of work.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 

@@ -80,9 +80,12 @@ struct RunState {
 impl RunState {
     /// Whether the run must end now (time limit passed, killed, server stopping); marks
     /// it killed and returns the error that unwinds it, which no `pcall` can catch.
+    /// Outside a run (compiling, building `KEYS`) there is nothing to stop.
     fn check(&self) -> mlua::Result<()> {
-        let late = self.deadline.get().is_some_and(|d| Instant::now() >= d);
-        if late || self.killed.get() || self.stopping() {
+        let Some(deadline) = self.deadline.get() else {
+            return Ok(());
+        };
+        if self.killed.get() || self.stopping() || Instant::now() >= deadline {
             self.killed.set(true);
             return Err(mlua::Error::runtime("script killed"));
         }

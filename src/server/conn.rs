@@ -166,8 +166,7 @@ impl Conn {
                         }
                     }
                 }
-                if self.wbuf.len() >= WRITE_BATCH.min(self.server.config.max_unread_reply_bytes)
-                {
+                if self.wbuf.len() >= WRITE_BATCH.min(self.server.config.max_unread_reply_bytes) {
                     self.flush(lsn).await?;
                     lsn = 0;
                 }
