@@ -92,6 +92,17 @@ impl RunState {
         Ok(())
     }
 
+    /// The error text of a killed script.
+    fn killed_text(&self) -> String {
+        if self.stopping() {
+            return "ERR Script killed: the server is shutting down".to_string();
+        }
+        format!(
+            "ERR Script killed: exceeded the time limit of {} ms",
+            self.limit.get().as_millis()
+        )
+    }
+
     fn stopping(&self) -> bool {
         self.stop.borrow().load(Ordering::Relaxed)
     }
@@ -366,6 +377,10 @@ impl Vm {
             }
             match out {
                 Ok(out) => self.finish(sha, out),
+                // Killed before the handler was in place (the server stopping).
+                Err(_) if state.killed.get() => {
+                    Reply::Error(crate::error::RespError::new(state.killed_text()))
+                }
                 Err(err) => failure(sha, &root_message(&err)),
             }
         })
@@ -491,14 +506,8 @@ fn is_small(reply: &Reply) -> bool {
 fn error_handler(lua: &Lua, state: &Rc<RunState>) -> mlua::Result<Function> {
     let state = state.clone();
     lua.create_function(move |lua, raised: Value| {
-        let text: Vec<u8> = if state.killed.get() && state.stopping() {
-            b"ERR Script killed: the server is shutting down".to_vec()
-        } else if state.killed.get() {
-            format!(
-                "ERR Script killed: exceeded the time limit of {} ms",
-                state.limit.get().as_millis()
-            )
-            .into_bytes()
+        let text: Vec<u8> = if state.killed.get() {
+            state.killed_text().into_bytes()
         } else {
             match &raised {
                 Value::Table(t) => match t.raw_get::<Value>("err") {
