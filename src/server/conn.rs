@@ -215,8 +215,14 @@ impl Conn {
                 let target = (len + self.read_chunk).max((len * 2).min(ceiling));
                 let mut grown = BytesMut::with_capacity(target);
                 grown.extend_from_slice(&self.rbuf);
-                self.rbuf = grown;
+                let old = std::mem::replace(&mut self.rbuf, grown);
                 self.grown = true;
+                if old.capacity() >= budget::GIVE_BACK_BYTES {
+                    // mimalloc would keep the old buffer resident for its purge delay: a
+                    // connection growing to its limit held about twice the limit.
+                    drop(old);
+                    budget::give_back();
+                }
             }
         }
         self.rbuf.capacity() - self.rbuf.len()
