@@ -197,10 +197,9 @@ impl TableCommand {
     }
 
     /// Runs the command over the table, one shard at a time (FLUSHALL: all at once).
-    /// KEYS and SCAN run on a script thread: they walk the whole keyspace.
+    /// KEYS, SCAN and FLUSHALL run on a script thread: they walk the whole keyspace.
     pub fn apply(&self, server: &Server, _session: &mut Session) -> Executed {
         let table = &server.table;
-        let now = server.now();
         let reply = match self {
             TableCommand::Keys { .. } | TableCommand::Scan { .. } => {
                 let cmd = self.clone();
@@ -213,10 +212,16 @@ impl TableCommand {
             }
             TableCommand::Dbsize => Reply::Int(table.dbsize() as i64),
             TableCommand::Flush => {
-                let ran = table.run_all(now, |tx| tx.flush());
+                // Freeing every key takes time in proportion to the keyspace.
                 return Executed {
-                    effect: super::Effect::Reply(Reply::ok()),
-                    lsn: ran.lsn,
+                    effect: super::Effect::Offload(super::Offload::new(|server| {
+                        let ran = server.table.run_all(server.now(), |tx| tx.flush());
+                        Executed {
+                            effect: super::Effect::Reply(Reply::ok()),
+                            lsn: ran.lsn,
+                        }
+                    })),
+                    lsn: 0,
                 };
             }
         };

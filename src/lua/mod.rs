@@ -8,17 +8,24 @@
 //! [`convert`] holds the Lua <-> [`Reply`] rules; `sandbox` holds the VM.
 //!
 //! Threading: an `Engine` is shared by every connection (`Send + Sync`, in an `Arc`); it
-//! owns only the source cache (sha -> source bytes) under a `parking_lot::RwLock`. A Lua
-//! state is neither `Send` nor `Sync`, so each OS thread that runs scripts has its own VM in
-//! a `thread_local!`, with its own cache of compiled functions by sha. A VM that meets a sha
-//! it has not compiled compiles it from the shared source. Why: `eval` runs synchronously on
-//! the tokio worker that owns the connection (the caller holds the shards of the declared
-//! keys), so a per-thread VM needs no lock and no hand-off, and two workers run two scripts
-//! on different keys in parallel; a single VM behind a mutex would serialise every script,
-//! and a VM pool would need `send` and a checkout per call. A sha names its source, so a
-//! compiled function is valid for any engine; the per-thread cache is still cleared when the
-//! thread switches engines or the engine is flushed (a generation counter), and is bounded
-//! at [`MAX_COMPILED_PER_THREAD`] entries.
+//! owns the source cache (sha -> source bytes) under a `parking_lot::RwLock` and the script
+//! threads ([`pool`]). The server runs every script on a script thread (see
+//! `cmd::Offload`), never on an I/O worker, so a script that runs to its time limit stalls
+//! no other connection. A Lua state is neither `Send` nor `Sync`, so each thread that runs
+//! scripts has its own VM in a `thread_local!`, with its own cache of compiled functions by
+//! sha: a VM needs no lock, and the script threads run scripts on different keys in
+//! parallel. Because only the script threads run scripts in the server, the number of VMs
+//! is bounded, and [`EngineConfig::memory_limit_bytes`] is split between them so that it
+//! holds server-wide. A VM that meets a sha it has not compiled compiles it from the shared
+//! source. A sha names its source, so a compiled function is valid for any engine; the
+//! per-thread cache is still cleared when the thread switches engines or the engine is
+//! flushed (a generation counter), and is bounded at [`MAX_COMPILED_PER_THREAD`] entries.
+//!
+//! Stopping: the VM checks the deadline on every function call and every
+//! `sandbox::HOOK_EVERY` instructions, and the pattern functions (`pattern`) check it
+//! inside their matching loops, so no script runs past its limit by more than one C call
+//! on data bounded by the memory limit. [`Engine::stop`] (shutdown) kills running scripts
+//! the same way.
 //!
 //! The shared cache still decides which shas exist (an evicted script answers `NOSCRIPT`
 //! on every thread), but an EVALSHA does not lock it: the engine counts removals (an
