@@ -145,7 +145,8 @@ pub struct Config {
     pub lua_threads: usize,
 
     /// Most keys one command may name (MLOCK, MUNLOCK, DEL, EXISTS, EVAL's numkeys); more
-    /// get `-ERR too many keys (max N)`. Bounds the time one command holds shards.
+    /// get `-ERR too many keys (max N)`. Bounds the time one command holds shards (0: no
+    /// limit).
     #[arg(long, env = "BATON_MAX_KEYS_PER_COMMAND", default_value_t = 1024)]
     pub max_keys_per_command: usize,
 

@@ -244,10 +244,9 @@ pub fn apply(cmd: Command, server: &Server, session: &mut Session) -> Executed {
         }
         let now = server.now();
         let keys = txc.keys();
-        if keys.len() > server.config.max_keys_per_command {
-            return Executed::reply(Reply::Error(too_many_keys(
-                server.config.max_keys_per_command,
-            )));
+        let max_keys = server.config.max_keys_per_command;
+        if max_keys > 0 && keys.len() > max_keys {
+            return Executed::reply(Reply::Error(too_many_keys(max_keys)));
         }
         let ran = server.table.run(&keys, now, |tx| txc.apply(tx));
         let effect = match ran.value {

@@ -123,7 +123,7 @@ impl ScriptCommand {
             }
             ScriptCommand::Eval(eval) => {
                 let max = server.config.max_keys_per_command;
-                if eval.numkeys > max {
+                if max > 0 && eval.numkeys > max {
                     return Executed::reply(Reply::Error(super::too_many_keys(max)));
                 }
                 let eval = eval.clone();
