@@ -34,16 +34,23 @@ pub const OOM: RespError =
 pub const GIVE_BACK_BYTES: usize = 1 << 20;
 
 /// One connection's share of the client budget.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConnMemory {
     bytes: AtomicUsize,
     evicted: AtomicBool,
     notify: Notify,
+    /// Whether a budget is set: without one, [`evicted`](Self::evicted) never resolves
+    /// and costs nothing (registering with the `Notify` on every read showed in the CPU
+    /// per request).
+    watched: bool,
 }
 
 impl ConnMemory {
     /// Resolves once the budget has chosen this connection to close.
     pub async fn evicted(&self) {
+        if !self.watched {
+            return std::future::pending().await;
+        }
         loop {
             let notified = self.notify.notified();
             if self.evicted.load(Ordering::Acquire) {
@@ -84,7 +91,12 @@ impl Budget {
 
     /// A new connection's share (zero bytes).
     pub fn register(&self, id: u64) -> Arc<ConnMemory> {
-        let mem = Arc::new(ConnMemory::default());
+        let mem = Arc::new(ConnMemory {
+            bytes: AtomicUsize::new(0),
+            evicted: AtomicBool::new(false),
+            notify: Notify::new(),
+            watched: self.clients_limit > 0,
+        });
         if self.clients_limit > 0 {
             self.conns.lock().insert(id, mem.clone());
         }

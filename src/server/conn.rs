@@ -1,6 +1,13 @@
 //! One task per connection: read → decode every whole frame → execute in order → one write
 //! per batch. A blocked WAIT keeps reading (to notice the peer closing and to bound
 //! buffered input) while it waits for its grant, its deadline or shutdown.
+//!
+//! Memory: the read buffer grows to the pending-input limit at most (not past it by
+//! doubling), replies are written every [`WRITE_BATCH`] bytes, large buffers are dropped
+//! once empty and given back to the OS, requests before AUTH are kept small, and every
+//! connection reports its buffers to the server's client budget (`--maxmemory-clients`,
+//! see `budget.rs`), which may close it. Scripts, KEYS and SCAN run on the script threads
+//! (`Effect::Offload`) while the connection awaits them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,7 +64,8 @@ pub async fn serve(stream: TcpStream, server: Arc<Server>, mut shutdown: Shutdow
         wr,
         rbuf: BytesMut::with_capacity(READ_CHUNK_MIN),
         read_chunk: READ_CHUNK_MIN,
-        // Grows to the largest batch of replies and keeps that capacity.
+        // Grows to the largest batch of replies (written at WRITE_BATCH) and keeps that
+        // capacity while it is small.
         wbuf: BytesMut::new(),
         decoder: Decoder::new(decode_limits(&server, &session)),
         server: server.clone(),
