@@ -133,6 +133,41 @@ pub struct Config {
     #[arg(long, env = "BATON_LUA_TIME_LIMIT_MS", default_value_t = 5_000)]
     pub lua_time_limit_ms: u64,
 
+    /// Memory all scripts together may use (bytes, split equally between the
+    /// --lua-threads VMs); past its share a script fails with `not enough memory`.
+    /// 0: no limit.
+    #[arg(long, env = "BATON_LUA_MEMORY_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub lua_memory_bytes: usize,
+
+    /// Threads that run scripts (and KEYS/SCAN), apart from the I/O workers (0: one per
+    /// core, at least 2). At most this many scripts run at once; more wait their turn.
+    #[arg(long, env = "BATON_LUA_THREADS", default_value_t = 0)]
+    pub lua_threads: usize,
+
+    /// Most keys one command may name (MLOCK, MUNLOCK, DEL, EXISTS, EVAL's numkeys); more
+    /// get `-ERR too many keys (max N)`. Bounds the time one command holds shards (0: no
+    /// limit).
+    #[arg(long, env = "BATON_MAX_KEYS_PER_COMMAND", default_value_t = 1024)]
+    pub max_keys_per_command: usize,
+
+    /// TCP keepalive interval in seconds for client connections, as Redis's tcp-keepalive
+    /// (0: off). A vanished client is noticed after about twice this time and its waits
+    /// and undelivered grants are undone.
+    #[arg(long, env = "BATON_TCP_KEEPALIVE", default_value_t = 300)]
+    pub tcp_keepalive: u64,
+
+    /// Budget for all client connections' buffers together (bytes, 0: none). Beyond it the
+    /// connection with the largest buffers is closed, as Redis 7's maxmemory-clients.
+    #[arg(long, env = "BATON_MAXMEMORY_CLIENTS", default_value_t = 0)]
+    pub maxmemory_clients: usize,
+
+    /// Memory limit for the keyspace (bytes, 0: none): while the server's memory, less
+    /// client buffers, is over it, new grants and SETs get
+    /// `-OOM command not allowed when used memory > 'maxmemory'.` Held locks are never
+    /// evicted; releases always work.
+    #[arg(long, env = "BATON_MAXMEMORY", default_value_t = 0)]
+    pub maxmemory: usize,
+
     /// Log filter (error, warn, info, debug, trace or a tracing directive).
     #[arg(long, env = "BATON_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -162,6 +197,14 @@ impl Config {
             self.shards
         };
         wanted.next_power_of_two()
+    }
+
+    /// The number of script threads: `--lua-threads`, or one per core and at least 2.
+    pub fn lua_thread_count(&self) -> usize {
+        if self.lua_threads > 0 {
+            return self.lua_threads;
+        }
+        std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
     }
 
     /// The limits the request decoder enforces.

@@ -107,6 +107,8 @@ pub struct Server {
     pub lua: crate::lua::Engine,
     /// The append-only log (None with `--persistence off`).
     pub log: Option<Arc<Log>>,
+    /// Memory budgets (`--maxmemory-clients`, `--maxmemory`).
+    pub budget: crate::server::budget::Budget,
     commands: StripedCounter,
 }
 
@@ -152,8 +154,11 @@ impl Server {
             .map(|ms| started + std::time::Duration::from_millis(ms));
         let lua = crate::lua::Engine::new(crate::lua::EngineConfig {
             time_limit: std::time::Duration::from_millis(config.lua_time_limit_ms),
+            memory_limit_bytes: config.lua_memory_bytes,
+            threads: config.lua_thread_count(),
             ..crate::lua::EngineConfig::default()
         });
+        let budget = crate::server::budget::Budget::new(config.maxmemory_clients, config.maxmemory);
         Server {
             port: AtomicU16::new(config.port),
             config,
@@ -161,6 +166,7 @@ impl Server {
             clients: Clients::default(),
             started,
             refuse_grants_until,
+            budget,
             log,
             lua,
             commands: StripedCounter::default(),

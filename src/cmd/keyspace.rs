@@ -13,7 +13,7 @@ use super::args::{parse_int, Args};
 use super::{Executed, Server, Session, TxCommand};
 use crate::error::RespError;
 use crate::resp::Reply;
-use crate::table::{glob_match, Outcome, Tx};
+use crate::table::{Glob, Outcome, ShardKeys, Tx};
 
 /// Keyspace commands on named keys.
 #[derive(Debug, Clone)]
@@ -197,18 +197,52 @@ impl TableCommand {
     }
 
     /// Runs the command over the table, one shard at a time (FLUSHALL: all at once).
+    /// KEYS, SCAN and FLUSHALL run on a script thread: they walk the whole keyspace.
     pub fn apply(&self, server: &Server, _session: &mut Session) -> Executed {
         let table = &server.table;
-        let now = server.now();
         let reply = match self {
+            TableCommand::Keys { .. } | TableCommand::Scan { .. } => {
+                let cmd = self.clone();
+                return Executed {
+                    effect: super::Effect::Offload(super::Offload::new(move |server| {
+                        Executed::reply(cmd.walk(server))
+                    })),
+                    lsn: 0,
+                };
+            }
+            TableCommand::Dbsize => Reply::Int(table.dbsize() as i64),
+            TableCommand::Flush => {
+                // Freeing every key takes time in proportion to the keyspace.
+                return Executed {
+                    effect: super::Effect::Offload(super::Offload::new(|server| {
+                        let ran = server.table.run_all(server.now(), |tx| tx.flush());
+                        Executed {
+                            effect: super::Effect::Reply(Reply::ok()),
+                            lsn: ran.lsn,
+                        }
+                    })),
+                    lsn: 0,
+                };
+            }
+        };
+        Executed::reply(reply)
+    }
+
+    /// KEYS and SCAN: each shard's keys are copied out under its lock, then matched.
+    fn walk(&self, server: &Server) -> Reply {
+        let table = &server.table;
+        let mut shard_keys = ShardKeys::default();
+        match self {
             TableCommand::Keys { pattern } => {
+                let glob = Glob::new(pattern);
                 let mut keys = Vec::new();
                 for i in 0..table.shard_count() {
-                    table.for_each_key(i, now, &mut |key, _| {
-                        if glob_match(pattern, key) {
+                    table.copy_keys(i, &mut shard_keys);
+                    for (key, _) in shard_keys.iter() {
+                        if glob.matches(key) {
                             keys.push(Reply::Bulk(Bytes::copy_from_slice(key)));
                         }
-                    });
+                    }
                 }
                 Reply::Array(keys)
             }
@@ -220,20 +254,21 @@ impl TableCommand {
             } => {
                 // The cursor is a shard index: each call returns whole shards until COUNT
                 // keys were seen, so a key present for the whole scan is always returned.
+                let glob = pattern.as_ref().map(|p| Glob::new(p));
                 let mut keys = Vec::new();
                 let mut seen = 0;
                 let mut shard = *cursor as usize;
                 while shard < table.shard_count() && seen < *count {
-                    table.for_each_key(shard, now, &mut |key, type_name| {
-                        seen += 1;
+                    table.copy_keys(shard, &mut shard_keys);
+                    seen += shard_keys.len();
+                    for (key, type_name) in shard_keys.iter() {
                         let type_ok = kind
                             .as_ref()
                             .is_none_or(|k| k.eq_ignore_ascii_case(type_name.as_bytes()));
-                        let match_ok = pattern.as_ref().is_none_or(|p| glob_match(p, key));
-                        if type_ok && match_ok {
+                        if type_ok && glob.as_ref().is_none_or(|g| g.matches(key)) {
                             keys.push(Reply::Bulk(Bytes::copy_from_slice(key)));
                         }
-                    });
+                    }
                     shard += 1;
                 }
                 let next = if shard >= table.shard_count() {
@@ -246,15 +281,7 @@ impl TableCommand {
                     Reply::Array(keys),
                 ])
             }
-            TableCommand::Dbsize => Reply::Int(table.dbsize() as i64),
-            TableCommand::Flush => {
-                let ran = table.run_all(now, |tx| tx.flush());
-                return Executed {
-                    effect: super::Effect::Reply(Reply::ok()),
-                    lsn: ran.lsn,
-                };
-            }
-        };
-        Executed::reply(reply)
+            _ => Reply::Error(RespError::SYNTAX),
+        }
     }
 }

@@ -96,6 +96,41 @@ pub enum Effect {
     },
     /// Send this reply, then close (QUIT).
     Close(Reply),
+    /// Run this on a script thread, then do what it returns (scripts, KEYS, SCAN).
+    Offload(Offload),
+}
+
+/// Work that may take long (a script, a walk of the whole keyspace): it runs on a script
+/// thread (see [`crate::lua::pool`]) while the connection awaits it, so that the I/O
+/// workers keep serving every other connection.
+pub struct Offload(Box<dyn FnOnce(&Server) -> Executed + Send + 'static>);
+
+impl std::fmt::Debug for Offload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Offload")
+    }
+}
+
+impl Offload {
+    /// Work to run off the I/O workers.
+    pub fn new(work: impl FnOnce(&Server) -> Executed + Send + 'static) -> Self {
+        Offload(Box::new(work))
+    }
+
+    /// Runs the work on a script thread and returns its outcome.
+    pub async fn run(self, server: std::sync::Arc<Server>) -> Executed {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shared = server.clone();
+        let work = self.0;
+        let submitted = server.lua.offload(Box::new(move || {
+            let _ = tx.send(work(&shared));
+        }));
+        let lost = || Executed::reply(Reply::Error(RespError::fixed("ERR script thread failed")));
+        if !submitted {
+            return lost();
+        }
+        rx.await.unwrap_or_else(|_| lost())
+    }
 }
 
 /// A command's effect plus the log position that must be durable before its reply.
@@ -220,8 +255,15 @@ pub(crate) fn refusal(spec: &spec::Spec, cmd: &Command, server: &Server) -> Opti
 /// Applies a parsed command.
 pub fn apply(cmd: Command, server: &Server, session: &mut Session) -> Executed {
     if let Some(txc) = cmd.as_tx() {
+        if server.budget.over_maxmemory() && denied_when_full(&cmd) {
+            return Executed::reply(Reply::Error(crate::server::budget::OOM));
+        }
         let now = server.now();
         let keys = txc.keys();
+        let max_keys = server.config.max_keys_per_command;
+        if max_keys > 0 && keys.len() > max_keys {
+            return Executed::reply(Reply::Error(too_many_keys(max_keys)));
+        }
         let ran = server.table.run(&keys, now, |tx| txc.apply(tx));
         let effect = match ran.value {
             Ok(Outcome::Reply(reply)) => Effect::Reply(reply),
@@ -262,6 +304,17 @@ fn is_grant(cmd: &Command) -> bool {
         Command::Str(StrCommand::Expire { .. }) => true,
         _ => false,
     }
+}
+
+/// Whether `cmd` is refused while the server is over `--maxmemory`: what adds a hold or a
+/// value (LOCK, MLOCK, SEM.ACQUIRE, SET). Releases, refreshes and reads always run.
+pub fn denied_when_full(cmd: &Command) -> bool {
+    is_grant(cmd) || matches!(cmd, Command::Str(string::StrCommand::Set { .. }))
+}
+
+/// `-ERR too many keys (max N)`: a command names more keys than `--max-keys-per-command`.
+pub fn too_many_keys(max: usize) -> RespError {
+    RespError::new(format!("ERR too many keys (max {max})"))
 }
 
 /// Checks that a list of keys has no duplicates (MLOCK, MUNLOCK).

@@ -8,8 +8,9 @@
 //!
 //! A script is atomic over the keys it declares: their shards are held (in shard order) for
 //! the whole run, and every `redis.call` applies its command inside that section. A script
-//! that declares no keys holds every shard. Touching a key whose shard is not held is an
-//! error, as in a Redis cluster. A blocking command inside a script never waits.
+//! that declares no keys holds no shard. Touching a key it did not declare is an error, as
+//! in a Redis cluster. A blocking command inside a script never waits. Scripts run on the
+//! script threads ([`crate::lua::pool`]), never on the I/O workers.
 
 use bytes::Bytes;
 
@@ -121,35 +122,59 @@ impl ScriptCommand {
                 Executed::reply(Reply::ok())
             }
             ScriptCommand::Eval(eval) => {
-                let now = server.now();
-                let (keys, argv) = (eval.keys(), eval.argv());
-                let script = if eval.sha {
-                    Script::Sha(eval.script())
-                } else {
-                    Script::Source(eval.script())
-                };
-                let run = |tx: &mut Tx<'_>| {
-                    let mut call = |args: Vec<Bytes>| script_call(server, tx, args);
-                    engine.eval(script, keys, argv, &mut call)
-                };
-                let ran = if keys.is_empty() {
-                    server.table.run_all(now, run)
-                } else {
-                    let key_refs: smallvec::SmallVec<[&[u8]; 4]> =
-                        keys.iter().map(|k| k.as_ref()).collect();
-                    server.table.run(&key_refs, now, run)
-                };
+                let max = server.config.max_keys_per_command;
+                if max > 0 && eval.numkeys > max {
+                    return Executed::reply(Reply::Error(super::too_many_keys(max)));
+                }
+                let eval = eval.clone();
                 Executed {
-                    effect: super::Effect::Reply(ran.value),
-                    lsn: ran.lsn,
+                    effect: super::Effect::Offload(super::Offload::new(move |server| {
+                        run_script(server, &eval)
+                    })),
+                    lsn: 0,
                 }
             }
         }
     }
 }
 
+/// Runs a script (on a script thread) holding the shards of its declared keys, and only
+/// those: a script without keys holds none.
+fn run_script(server: &Server, eval: &Eval) -> Executed {
+    let now = server.now();
+    let (keys, argv) = (eval.keys(), eval.argv());
+    let script = if eval.sha {
+        Script::Sha(eval.script())
+    } else {
+        Script::Source(eval.script())
+    };
+    let key_refs: smallvec::SmallVec<[&[u8]; 4]> = keys.iter().map(|k| k.as_ref()).collect();
+    let ran = server.table.run(&key_refs, now, |tx| {
+        let mut call = |args: Vec<Bytes>| script_call(server, tx, keys, args);
+        server.lua.eval(script, keys, argv, &mut call)
+    });
+    Executed {
+        effect: super::Effect::Reply(ran.value),
+        lsn: ran.lsn,
+    }
+}
+
+/// A script named a key it did not declare (Redis Cluster's text; the engine appends
+/// ` script: SHA, on @user_script:LINE.`).
+const NON_LOCAL_KEY: RespError =
+    RespError::fixed("ERR Script attempted to access a non local key in a cluster node");
+
+/// A script passed a command an argument longer than `--max-bulk-bytes` (Redis's text for
+/// a string over `proto-max-bulk-len`).
+const STRING_TOO_LONG: RespError =
+    RespError::fixed("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+
 /// One `redis.call` from a script: parse, check the keys are held, apply in the section.
-fn script_call(server: &Server, tx: &mut Tx<'_>, args: Vec<Bytes>) -> Reply {
+fn script_call(server: &Server, tx: &mut Tx<'_>, declared: &[Bytes], args: Vec<Bytes>) -> Reply {
+    // A client's request is bounded by the decoder; a script's arguments only by Lua.
+    if args.iter().any(|a| a.len() > server.config.max_bulk_bytes) {
+        return Reply::Error(STRING_TOO_LONG);
+    }
     let req = crate::resp::Request { args };
     let cmd = match super::lookup(&req)
         .and_then(|spec| Ok((spec, super::parse_with(spec, &req, server.arg_limits())?)))
@@ -169,10 +194,17 @@ fn script_call(server: &Server, tx: &mut Tx<'_>, args: Vec<Bytes>) -> Reply {
             _ => Reply::Error(crate::lua::NOT_FROM_SCRIPT),
         };
     };
-    if !txc.keys().iter().all(|k| tx.covers(k)) {
-        return Reply::Error(RespError::fixed(
-            "ERR Script attempted to access a non local key in a cluster node",
-        ));
+    // Only declared keys, whatever shard they hash to, so the rule does not depend on the
+    // shard layout (and only their shards are held).
+    if !txc
+        .keys()
+        .iter()
+        .all(|k| declared.iter().any(|d| d.as_ref() == *k))
+    {
+        return Reply::Error(NON_LOCAL_KEY);
+    }
+    if server.budget.over_maxmemory() && super::denied_when_full(&cmd) {
+        return Reply::Error(crate::server::budget::OOM);
     }
     match txc.apply(tx) {
         Ok(Outcome::Reply(reply)) => reply,

@@ -8,17 +8,24 @@
 //! [`convert`] holds the Lua <-> [`Reply`] rules; `sandbox` holds the VM.
 //!
 //! Threading: an `Engine` is shared by every connection (`Send + Sync`, in an `Arc`); it
-//! owns only the source cache (sha -> source bytes) under a `parking_lot::RwLock`. A Lua
-//! state is neither `Send` nor `Sync`, so each OS thread that runs scripts has its own VM in
-//! a `thread_local!`, with its own cache of compiled functions by sha. A VM that meets a sha
-//! it has not compiled compiles it from the shared source. Why: `eval` runs synchronously on
-//! the tokio worker that owns the connection (the caller holds the shards of the declared
-//! keys), so a per-thread VM needs no lock and no hand-off, and two workers run two scripts
-//! on different keys in parallel; a single VM behind a mutex would serialise every script,
-//! and a VM pool would need `send` and a checkout per call. A sha names its source, so a
-//! compiled function is valid for any engine; the per-thread cache is still cleared when the
-//! thread switches engines or the engine is flushed (a generation counter), and is bounded
-//! at [`MAX_COMPILED_PER_THREAD`] entries.
+//! owns the source cache (sha -> source bytes) under a `parking_lot::RwLock` and the script
+//! threads ([`pool`]). The server runs every script on a script thread (see
+//! `cmd::Offload`), never on an I/O worker, so a script that runs to its time limit stalls
+//! no other connection. A Lua state is neither `Send` nor `Sync`, so each thread that runs
+//! scripts has its own VM in a `thread_local!`, with its own cache of compiled functions by
+//! sha: a VM needs no lock, and the script threads run scripts on different keys in
+//! parallel. Because only the script threads run scripts in the server, the number of VMs
+//! is bounded, and [`EngineConfig::memory_limit_bytes`] is split between them so that it
+//! holds server-wide. A VM that meets a sha it has not compiled compiles it from the shared
+//! source. A sha names its source, so a compiled function is valid for any engine; the
+//! per-thread cache is still cleared when the thread switches engines or the engine is
+//! flushed (a generation counter), and is bounded at [`MAX_COMPILED_PER_THREAD`] entries.
+//!
+//! Stopping: the VM checks the deadline on every function call and every
+//! `sandbox::HOOK_EVERY` instructions, and the pattern functions (`pattern`) check it
+//! inside their matching loops, so no script runs past its limit by more than one C call
+//! on data bounded by the memory limit. [`Engine::stop`] (shutdown) kills running scripts
+//! the same way.
 //!
 //! The shared cache still decides which shas exist (an evicted script answers `NOSCRIPT`
 //! on every thread), but an EVALSHA does not lock it: the engine counts removals (an
@@ -36,11 +43,13 @@
 //! `eval` never knows about commands: everything a script does to data goes through `call`.
 
 pub mod convert;
+mod pattern;
+pub mod pool;
 mod sandbox;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,9 +81,12 @@ pub const MAX_COMPILED_PER_THREAD: usize = 1000;
 pub struct EngineConfig {
     /// A script running longer than this is killed with an error reply (default 5 s).
     pub time_limit: Duration,
-    /// Memory one thread's Lua VM may allocate; past it the script fails with
+    /// Memory all Lua VMs together may allocate: each of the [`threads`](Self::threads)
+    /// VMs gets an equal share, and a script past its VM's share fails with
     /// `not enough memory` (default 256 MiB; 0 = unlimited).
     pub memory_limit_bytes: usize,
+    /// Script threads (see [`pool`]); at least 1.
+    pub threads: usize,
     /// How many scripts added only by `EVAL` stay cached (default 500, as Redis 7.4).
     pub max_eval_scripts: usize,
 }
@@ -84,6 +96,7 @@ impl Default for EngineConfig {
         EngineConfig {
             time_limit: Duration::from_secs(5),
             memory_limit_bytes: 256 << 20,
+            threads: 2,
             max_eval_scripts: 500,
         }
     }
@@ -108,6 +121,10 @@ pub struct Engine {
     removals: AtomicU64,
     /// Bumped (under the write lock) by every SCRIPT FLUSH.
     generation: AtomicU64,
+    /// Set by [`stop`](Self::stop): every running and later script is killed.
+    stop: Arc<AtomicBool>,
+    /// The script threads.
+    pool: pool::Pool,
 }
 
 #[derive(Debug, Default)]
@@ -192,10 +209,31 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Engine {
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
-            config,
             cache: RwLock::new(SourceCache::default()),
             removals: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            stop: Arc::new(AtomicBool::new(false)),
+            pool: pool::Pool::new(config.threads),
+            config,
+        }
+    }
+
+    /// Kills every running script at its next check (at most one C call away) and every
+    /// later one at its start: the server is stopping.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Runs `job` on a script thread; false if none could be started.
+    pub fn offload(&self, job: pool::Job) -> bool {
+        self.pool.submit(job)
+    }
+
+    /// The memory limit of one VM: an equal share of the server-wide limit.
+    fn vm_memory_limit(&self) -> usize {
+        match self.config.memory_limit_bytes {
+            0 => 0,
+            total => (total / self.pool.threads()).max(1),
         }
     }
 
@@ -347,9 +385,10 @@ impl Engine {
                 return Err(NOT_FROM_SCRIPT);
             };
             if slot.is_none() {
-                let vm = Vm::new(self.config.memory_limit_bytes).map_err(|err| {
+                let vm = Vm::new(self.vm_memory_limit()).map_err(|err| {
                     RespError::new(format!("ERR cannot create the Lua VM: {err}"))
                 })?;
+                vm.set_stop(self.stop.clone());
                 *slot = Some(ThreadVm {
                     vm,
                     engine: self.id,
@@ -362,7 +401,8 @@ impl Engine {
             };
             if tvm.engine != self.id || tvm.generation != generation {
                 tvm.functions.clear();
-                tvm.vm.set_memory_limit(self.config.memory_limit_bytes);
+                tvm.vm.set_memory_limit(self.vm_memory_limit());
+                tvm.vm.set_stop(self.stop.clone());
                 tvm.engine = self.id;
                 tvm.generation = generation;
             }

@@ -34,9 +34,11 @@
 //! To extend: a new `redis.*` function is a Rust closure in `redis_table`; to raise an error
 //! table as Redis's `luaError` does, return `fail("ERR ...")`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -71,9 +73,48 @@ struct RunState {
     call: CallSlot,
     /// The memory limit in force while the script runs (bytes; 0 = none).
     memory_limit: Cell<usize>,
+    /// Set when the server stops: every script is killed at its next check.
+    stop: RefCell<Arc<AtomicBool>>,
 }
 
 impl RunState {
+    /// Whether the run must end now (time limit passed, killed, server stopping); marks
+    /// it killed and returns the error that unwinds it, which no `pcall` can catch.
+    /// Outside a run (compiling, building `KEYS`) there is nothing to stop.
+    fn check(&self) -> mlua::Result<()> {
+        let Some(deadline) = self.deadline.get() else {
+            return Ok(());
+        };
+        if self.killed.get() || self.stopping() || Instant::now() >= deadline {
+            self.killed.set(true);
+            return Err(mlua::Error::runtime("script killed"));
+        }
+        Ok(())
+    }
+
+    /// The error text of a killed script.
+    fn killed_text(&self) -> String {
+        if self.stopping() {
+            return "ERR Script killed: the server is shutting down".to_string();
+        }
+        format!(
+            "ERR Script killed: exceeded the time limit of {} ms",
+            self.limit.get().as_millis()
+        )
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.borrow().load(Ordering::Relaxed)
+    }
+
+    /// The bytes the VM may still allocate under its limit (None without one).
+    fn room(&self, lua: &Lua) -> Option<usize> {
+        match self.memory_limit.get() {
+            0 => None,
+            limit => Some(limit.saturating_sub(lua.used_memory())),
+        }
+    }
+
     /// Whether the VM uses less memory than its limit (always, without one).
     fn under_limit(&self, lua: &Lua) -> bool {
         let limit = self.memory_limit.get();
@@ -199,8 +240,10 @@ impl Vm {
             resp: Cell::new(ScriptResp::Resp2),
             call: CallSlot(Cell::new(None)),
             memory_limit: Cell::new(memory_limit_bytes),
+            stop: RefCell::new(Arc::new(AtomicBool::new(false))),
         });
         let env = lua.globals();
+        bounded_functions(&lua, &env, &state)?;
         let xpcall: Function = env.get("xpcall")?;
         let redis = redis_table(&lua, &state)?;
         env.raw_set("redis", redis)?;
@@ -225,16 +268,13 @@ impl Vm {
         let handler = error_handler(&lua, &state)?;
         {
             let state = state.clone();
+            // On every call too: a C function runs without the count hook, so one call
+            // that works through a large string or table is checked before the next.
             lua.set_global_hook(
-                HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-                move |_, _| {
-                    let late = state.deadline.get().is_some_and(|d| Instant::now() >= d);
-                    if late || state.killed.get() {
-                        state.killed.set(true);
-                        return Err(mlua::Error::runtime("script killed"));
-                    }
-                    Ok(VmState::Continue)
-                },
+                HookTriggers::new()
+                    .on_calls()
+                    .every_nth_instruction(HOOK_EVERY),
+                move |_, _| state.check().map(|()| VmState::Continue),
             )?;
         }
         lua.set_memory_limit(memory_limit_bytes)?;
@@ -249,6 +289,11 @@ impl Vm {
             handler,
             state,
         })
+    }
+
+    /// Makes `stop` the flag that kills this VM's scripts (the engine's, set at shutdown).
+    pub(super) fn set_stop(&self, stop: Arc<AtomicBool>) {
+        *self.state.stop.borrow_mut() = stop;
     }
 
     /// Sets the VM's memory limit (bytes; 0 = none).
@@ -332,6 +377,10 @@ impl Vm {
             }
             match out {
                 Ok(out) => self.finish(sha, out),
+                // Killed before the handler was in place (the server stopping).
+                Err(_) if state.killed.get() => {
+                    Reply::Error(crate::error::RespError::new(state.killed_text()))
+                }
                 Err(err) => failure(sha, &root_message(&err)),
             }
         })
@@ -458,11 +507,7 @@ fn error_handler(lua: &Lua, state: &Rc<RunState>) -> mlua::Result<Function> {
     let state = state.clone();
     lua.create_function(move |lua, raised: Value| {
         let text: Vec<u8> = if state.killed.get() {
-            format!(
-                "ERR Script killed: exceeded the time limit of {} ms",
-                state.limit.get().as_millis()
-            )
-            .into_bytes()
+            state.killed_text().into_bytes()
         } else {
             match &raised {
                 Value::Table(t) => match t.raw_get::<Value>("err") {
@@ -512,6 +557,59 @@ fn locate(lua: &Lua) -> Option<(String, usize)> {
         }
     }
     None
+}
+
+/// Replaces the C library functions whose running time or memory a script controls
+/// without executing Lua instructions: the pattern functions (see `pattern`) and
+/// `string.rep` (a huge count of an empty string loops for hours; of a long one, it
+/// allocates past the limit before Lua notices). `table.sort` and `loadstring` are
+/// bounded in the prelude.
+fn bounded_functions(lua: &Lua, env: &Table, state: &Rc<RunState>) -> mlua::Result<()> {
+    let string: Table = env.raw_get("string")?;
+    let guard: super::pattern::Guard = {
+        let state = state.clone();
+        Rc::new(move || state.check())
+    };
+    let room: super::pattern::Room = {
+        let state = state.clone();
+        Rc::new(move |lua| state.room(lua))
+    };
+    super::pattern::install(lua, &string, guard, room.clone())?;
+    string.raw_set(
+        "rep",
+        lua.create_function(move |lua, args: MultiValue| {
+            let text = match args.front() {
+                Some(v @ (Value::String(_) | Value::Integer(_) | Value::Number(_))) => {
+                    lua.coerce_string(v.clone())?
+                }
+                _ => None,
+            };
+            let count = match args.get(1) {
+                Some(Value::Integer(n)) => Some(*n),
+                Some(Value::Number(n)) => Some(*n as i64),
+                Some(v @ Value::String(_)) => lua.coerce_integer(v.clone())?,
+                _ => None,
+            };
+            let (Some(text), Some(count)) = (text, count) else {
+                return Err(mlua::Error::runtime(
+                    "bad argument to 'rep' (string and number expected)",
+                ));
+            };
+            let text = text.as_bytes();
+            let count = usize::try_from(count).unwrap_or(0);
+            if text.is_empty() || count == 0 {
+                return lua.create_string("");
+            }
+            let fits = text.len().checked_mul(count).filter(|total| {
+                room(lua).is_none_or(|left| *total <= left) && *total <= isize::MAX as usize
+            });
+            if fits.is_none() {
+                return Err(mlua::Error::MemoryError("not enough memory".into()));
+            }
+            lua.create_string(text.repeat(count))
+        })?,
+    )?;
+    Ok(())
 }
 
 /// Raises `text` as an error table from a `redis.*` function.
@@ -692,7 +790,7 @@ local env, killed, errtext = ...
 local error, type, rawget, rawset, setmetatable, getmetatable, tostring, ipairs =
       error, type, rawget, rawset, setmetatable, getmetatable, tostring, ipairs
 local pcall, xpcall, loadstring = pcall, xpcall, loadstring
-local byte, concat = string.byte, table.concat
+local byte, concat, sort = string.byte, table.concat, table.sort
 
 local readonly = setmetatable({}, {__mode = "k"})
 local function deny() error("Attempt to modify a readonly table", 2) end
@@ -731,13 +829,32 @@ env.setmetatable = function(t, mt)
   return setmetatable(t, mt)
 end
 
--- Bytecode can break any sandbox: compile source text only.
+-- Bytecode can break any sandbox: compile source text only. The compiler runs without
+-- the time-limit hook, so a chunk may be no longer than an EVAL body by default.
 local function text_only(chunk, name)
   if type(chunk) == "string" and byte(chunk, 1) == 27 then
     return nil, "binary chunks are not allowed"
   end
+  if type(chunk) == "string" and #chunk > 8388608 then
+    return nil, "chunk too large"
+  end
   return loadstring(chunk, name)
 end
+
+-- table.sort without a comparator compares in C, where the time-limit hook never runs: a
+-- Lua comparator makes every comparison a call, which the hook checks. Values that do not
+-- compare fail with Lua's own message, without this chunk's position.
+local function less(a, b)
+  local ta, tb = type(a), type(b)
+  if ta == tb then
+    if ta == "number" or ta == "string" or ta == "table" or ta == "userdata" then
+      return a < b
+    end
+    error("attempt to compare two " .. ta .. " values", 0)
+  end
+  error("attempt to compare " .. ta .. " with " .. tb, 0)
+end
+env.table.sort = function(t, cmp) return sort(t, cmp or less) end
 env.loadstring = text_only
 env.load = function(reader, name)
   if type(reader) == "string" then return text_only(reader, name) end

@@ -3,6 +3,7 @@
 
 use super::*;
 use std::collections::HashMap;
+use std::time::Instant;
 
 #[derive(Default)]
 struct FakeDb {
@@ -884,4 +885,154 @@ fn eval_cost_fresh_keys() {
         assert_eq!(r, Reply::Int(1));
     }
     println!("eval with fresh keys: {:?} per call", start.elapsed() / n);
+}
+
+fn bulk(s: &str) -> Reply {
+    Reply::Bulk(b(s))
+}
+
+#[test]
+fn pattern_functions_keep_lua_5_1_results() {
+    let cases: &[(&str, Reply)] = &[
+        ("return {string.find('hello world', 'o w')}", Reply::Array(vec![Reply::Int(5), Reply::Int(7)])),
+        ("return {string.find('a.b', '.', 1, true)}", Reply::Array(vec![Reply::Int(2), Reply::Int(2)])),
+        ("return {string.find('abc', 'b', -1)}", Reply::Array(vec![])),
+        ("return {string.find('abc', '', 10)}", Reply::Array(vec![Reply::Int(4), Reply::Int(3)])),
+        ("return {string.find('key=val', '(%w+)=(%w+)')}", Reply::Array(vec![Reply::Int(1), Reply::Int(7), bulk("key"), bulk("val")])),
+        ("return string.match('  trim  ', '^%s*(.-)%s*$')", bulk("trim")),
+        ("return string.match('x = 12', '()=()')", Reply::Int(3)),
+        ("return ('lock:42'):match('%d+')", bulk("42")),
+        ("local t = {} for w in string.gmatch('one two  three', '%a+') do t[#t+1] = w end return t",
+            Reply::Array(vec![bulk("one"), bulk("two"), bulk("three")])),
+        ("local t = {} for k, v in string.gmatch('a=1, b=2', '(%w+)=(%w+)') do t[#t+1] = k .. v end return t",
+            Reply::Array(vec![bulk("a1"), bulk("b2")])),
+        ("return {string.gsub('hello world', 'o', '0')}", Reply::Array(vec![bulk("hell0 w0rld"), Reply::Int(2)])),
+        ("return {string.gsub('hello world', '(%w+)', '<%1>')}", Reply::Array(vec![bulk("<hello> <world>"), Reply::Int(2)])),
+        ("return {string.gsub('abc', '', '-')}", Reply::Array(vec![bulk("-a-b-c-"), Reply::Int(4)])),
+        ("return {string.gsub('abc', '%w', '%0%0', 2)}", Reply::Array(vec![bulk("aabbc"), Reply::Int(2)])),
+        ("return (string.gsub('$x $y', '%$(%w+)', {x = 'X'}))", bulk("X $y")),
+        ("return (string.gsub('a b', '%w', function(c) return c:upper() end))", bulk("A B")),
+        ("return (string.gsub('50%', '%%', '%%%%'))", bulk("50%%")),
+        ("return (string.gsub('f(a(b)c)', '%b()', ''))", bulk("f")),
+        ("return (string.gsub('THE (quick) fox', '%f[%a]%a+', 'W'))", bulk("W (W) W")),
+        ("return string.rep('ab', 3)", bulk("ababab")),
+        ("return string.rep('ab', 0)", bulk("")),
+        ("local t = {3, 1, 2} table.sort(t) return t", Reply::Array(vec![Reply::Int(1), Reply::Int(2), Reply::Int(3)])),
+        ("local t = {'b', 'a'} table.sort(t, function(a, b) return a > b end) return t", Reply::Array(vec![bulk("b"), bulk("a")])),
+    ];
+    for (src, want) in cases {
+        assert_eq!(&eval(src), want, "{src}");
+    }
+    for (src, text) in [
+        (
+            "return string.find('a', '%')",
+            "malformed pattern (ends with '%')",
+        ),
+        (
+            "return string.find('a', '[a')",
+            "malformed pattern (missing ']')",
+        ),
+        ("return string.find('a', '(a')", "unfinished capture"),
+        ("return string.match('a', 'a)')", "invalid pattern capture"),
+        (
+            "return string.gsub('a', 'a', '%2')",
+            "invalid capture index",
+        ),
+        (
+            "return string.find('a', string.rep('a-', 300))",
+            "pattern too complex",
+        ),
+        (
+            "local t = {1, 'x'} table.sort(t) return t",
+            "attempt to compare",
+        ),
+    ] {
+        let reply = eval(src);
+        let Reply::Error(e) = &reply else {
+            panic!("{src}: {reply:?}")
+        };
+        assert!(e.text().contains(text), "{src}: {}", e.text());
+    }
+}
+
+#[test]
+fn c_functions_cannot_outrun_the_time_limit() {
+    let engine = Engine::new(EngineConfig {
+        time_limit: Duration::from_millis(100),
+        ..EngineConfig::default()
+    });
+    let mut db = FakeDb::default();
+    for src in [
+        "return string.find(string.rep('a', 5000), '.-.-.-.-b')",
+        "return string.match(string.rep('a', 5000), '.-.-.-.-b')",
+        "for _ in string.gmatch(string.rep('a', 5000), '.-.-.-.-b') do end",
+        "return string.gsub(string.rep('a', 5000), '.-.-.-.-b', '')",
+        "return pcall(string.find, string.rep('a', 5000), '.-.-.-.-b')",
+        "return #string.rep('', 1e15)",
+        "local t = {} for i = 1, 200000 do t[i] = (i * 7919) % 200000 end while true do table.sort(t) end",
+    ] {
+        let started = Instant::now();
+        let reply = eval_with(&engine, &mut db, src, &[], &[]);
+        let took = started.elapsed();
+        if src.contains("rep('', 1e15)") {
+            assert_eq!(reply, Reply::Int(0), "{src}");
+        } else {
+            let Reply::Error(e) = &reply else {
+                panic!("{src}: {reply:?}")
+            };
+            assert!(e.text().starts_with("ERR Script killed"), "{src}: {}", e.text());
+        }
+        assert!(took < Duration::from_secs(2), "{src} took {took:?}");
+    }
+}
+
+#[test]
+fn a_stopped_engine_kills_scripts_at_once() {
+    let engine = Engine::new(EngineConfig::default());
+    engine.stop();
+    let started = Instant::now();
+    let reply = eval_with(
+        &engine,
+        &mut FakeDb::default(),
+        "while true do end",
+        &[],
+        &[],
+    );
+    let Reply::Error(e) = &reply else {
+        panic!("{reply:?}")
+    };
+    assert!(
+        e.text()
+            .starts_with("ERR Script killed: the server is shutting down"),
+        "{}",
+        e.text()
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn the_memory_limit_is_shared_by_the_script_threads() {
+    let engine = Engine::new(EngineConfig {
+        memory_limit_bytes: 64 << 20,
+        threads: 4,
+        ..EngineConfig::default()
+    });
+    let mut db = FakeDb::default();
+    // 32 MiB is over one VM's share (16 MiB) although under the total.
+    let reply = eval_with(
+        &engine,
+        &mut db,
+        "return #string.rep('x', 32 * 1024 * 1024)",
+        &[],
+        &[],
+    );
+    assert!(reply.is_error(), "{reply:?}");
+    let reply = eval_with(
+        &engine,
+        &mut db,
+        "return #string.rep('x', 1024 * 1024)",
+        &[],
+        &[],
+    );
+    assert_eq!(reply, Reply::Int(1 << 20));
 }

@@ -1,6 +1,13 @@
 //! One task per connection: read → decode every whole frame → execute in order → one write
 //! per batch. A blocked WAIT keeps reading (to notice the peer closing and to bound
 //! buffered input) while it waits for its grant, its deadline or shutdown.
+//!
+//! Memory: the read buffer grows to the pending-input limit at most (not past it by
+//! doubling), replies are written every [`WRITE_BATCH`] bytes, large buffers are dropped
+//! once empty and given back to the OS, requests before AUTH are kept small, and every
+//! connection reports its buffers to the server's client budget (`--maxmemory-clients`,
+//! see `budget.rs`), which may close it. Scripts, KEYS and SCAN run on the script threads
+//! (`Effect::Offload`) while the connection awaits them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+use super::budget::{self, ConnMemory};
 use super::shutdown::Shutdown;
 use crate::cmd::{self, Effect, Server, Session};
 use crate::error::{ProtoError, RespError};
@@ -23,6 +31,18 @@ use crate::table::{Blocked, WaitResult};
 const READ_CHUNK_MIN: usize = 1024;
 /// Largest read buffer headroom (pipelined clients).
 const READ_CHUNK_MAX: usize = 16 * 1024;
+/// Up to this many buffered bytes, buffers grow as `BytesMut` likes (doubling); beyond,
+/// they grow exactly, capped by the connection's limit (see `make_room`), and they are
+/// dropped once empty.
+const SMALL_BUFFER: usize = 64 * 1024;
+/// Replies are written once this many are pending (or at the end of a batch), so the
+/// write buffer stays near this size plus one reply whatever the client reads.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// Before AUTH (with --requirepass), requests are kept small, as Redis does since
+/// CVE-2021-32675: at most 10 arguments of at most 16 KiB each.
+const PRE_AUTH_MAX_ARGS: usize = 10;
+const PRE_AUTH_MAX_BULK: usize = 16 * 1024;
 
 /// Serves one client until it closes, breaks the protocol or the server shuts down.
 pub async fn serve(stream: TcpStream, server: Arc<Server>, mut shutdown: Shutdown) {
@@ -37,21 +57,46 @@ pub async fn serve(stream: TcpStream, server: Arc<Server>, mut shutdown: Shutdow
         .unwrap_or_default();
     let info = server.clients.register(addr, laddr);
     let mut session = Session::new(info, server.config.requirepass.is_some());
+    let mem = server.budget.register(session.id);
     let (rd, wr) = stream.into_split();
     let mut conn = Conn {
         rd,
         wr,
         rbuf: BytesMut::with_capacity(READ_CHUNK_MIN),
         read_chunk: READ_CHUNK_MIN,
-        // Grows to the largest batch of replies and keeps that capacity.
+        // Grows to the largest batch of replies (written at WRITE_BATCH) and keeps that
+        // capacity while it is small.
         wbuf: BytesMut::new(),
-        decoder: Decoder::new(server.config.decode_limits()),
+        decoder: Decoder::new(decode_limits(&server, &session)),
         server: server.clone(),
+        mem: mem.clone(),
+        accounted: 0,
+        peak: 0,
+        grown: false,
     };
     if let Err(why) = conn.run(&mut session, &mut shutdown).await {
         tracing::debug!(client = session.id, "connection closed: {why}");
     }
+    let peak = conn.peak;
+    drop(conn);
+    server.budget.unregister(session.id, &mem);
     server.clients.unregister(session.id);
+    if peak >= budget::GIVE_BACK_BYTES {
+        budget::give_back();
+    }
+}
+
+/// The decoder's limits: small before AUTH, the configured ones after.
+fn decode_limits(server: &Server, session: &Session) -> crate::resp::DecodeLimits {
+    let limits = server.config.decode_limits();
+    if session.authenticated {
+        return limits;
+    }
+    crate::resp::DecodeLimits {
+        max_args: limits.max_args.min(PRE_AUTH_MAX_ARGS),
+        max_bulk_bytes: limits.max_bulk_bytes.min(PRE_AUTH_MAX_BULK),
+        ..limits
+    }
 }
 
 struct Conn {
@@ -63,7 +108,18 @@ struct Conn {
     wbuf: BytesMut,
     decoder: Decoder,
     server: Arc<Server>,
+    /// This connection's share of `--maxmemory-clients`.
+    mem: Arc<ConnMemory>,
+    /// The buffer bytes last reported to the budget.
+    accounted: usize,
+    /// The most buffer bytes this connection held.
+    peak: usize,
+    /// The read buffer grew past [`SMALL_BUFFER`]: drop it once it is empty.
+    grown: bool,
 }
+
+/// Why a connection chosen by `--maxmemory-clients` closes.
+const EVICTED: &str = "client buffers over --maxmemory-clients";
 
 /// How a blocked wait ended.
 enum WaitEnd {
@@ -83,10 +139,24 @@ impl Conn {
                     Ok(None) => break,
                     Err(err) => return self.protocol_error(session, err, lsn).await,
                 };
-                let executed = cmd::execute(&req, &self.server, session);
+                let authenticated = session.authenticated;
+                let mut executed = cmd::execute(&req, &self.server, session);
+                if let Effect::Offload(work) = executed.effect {
+                    executed = work.run(self.server.clone()).await;
+                }
+                if session.authenticated != authenticated {
+                    // Between requests the decoder holds no state: new limits apply from
+                    // the next request on.
+                    self.decoder = Decoder::new(decode_limits(&self.server, session));
+                }
                 lsn = lsn.max(executed.lsn);
                 match executed.effect {
                     Effect::Reply(reply) => reply.encode(session.proto, &mut self.wbuf),
+                    Effect::Offload(_) => {
+                        // Offloaded work returns a reply, never more work.
+                        Reply::Error(RespError::fixed("ERR internal error"))
+                            .encode(session.proto, &mut self.wbuf);
+                    }
                     Effect::Close(reply) => {
                         reply.encode(session.proto, &mut self.wbuf);
                         self.flush(lsn).await?;
@@ -104,16 +174,22 @@ impl Conn {
                         }
                     }
                 }
-                if self.wbuf.len() >= self.server.config.max_unread_reply_bytes {
+                if self.wbuf.len() >= WRITE_BATCH.min(self.server.config.max_unread_reply_bytes) {
                     self.flush(lsn).await?;
                     lsn = 0;
                 }
             }
             self.flush(lsn).await?;
+            if self.rbuf.is_empty() && self.grown {
+                self.rbuf = BytesMut::with_capacity(READ_CHUNK_MIN);
+                self.grown = false;
+            }
+            self.account();
             if shutdown.is_started() {
                 return Ok(());
             }
             let room = self.make_room();
+            self.account();
             tokio::select! {
                 read = self.rd.read_buf(&mut self.rbuf) => match read {
                     Ok(0) => return Ok(()),
@@ -121,6 +197,7 @@ impl Conn {
                     Err(err) => return Err(err.to_string()),
                 },
                 _ = shutdown.started() => return Ok(()),
+                _ = self.mem.evicted() => return Err(EVICTED.into()),
             }
             if self.rbuf.len() > self.server.config.max_pending_input_bytes {
                 let err =
@@ -132,11 +209,41 @@ impl Conn {
 
     /// Reserves read headroom when less than a quarter of `read_chunk` is left; returns the
     /// headroom.
+    ///
+    /// A large buffer grows to exactly what is needed, doubling but never past the
+    /// pending-input limit plus one read: `BytesMut::reserve` doubles its capacity, which
+    /// made a connection at the limit cost twice the limit.
     fn make_room(&mut self) -> usize {
         if self.rbuf.capacity() - self.rbuf.len() < self.read_chunk / 4 {
-            self.rbuf.reserve(self.read_chunk);
+            let len = self.rbuf.len();
+            if len < SMALL_BUFFER {
+                self.rbuf.reserve(self.read_chunk);
+            } else {
+                let ceiling = self.server.config.max_pending_input_bytes + self.read_chunk;
+                let target = (len + self.read_chunk).max((len * 2).min(ceiling));
+                let mut grown = BytesMut::with_capacity(target);
+                grown.extend_from_slice(&self.rbuf);
+                let old = std::mem::replace(&mut self.rbuf, grown);
+                self.grown = true;
+                if old.capacity() >= budget::GIVE_BACK_BYTES {
+                    // mimalloc would keep the old buffer resident for its purge delay: a
+                    // connection growing to its limit held about twice the limit.
+                    drop(old);
+                    budget::give_back();
+                }
+            }
         }
         self.rbuf.capacity() - self.rbuf.len()
+    }
+
+    /// Reports the buffers' size to the client budget when it changed.
+    fn account(&mut self) {
+        let bytes = self.rbuf.capacity() + self.wbuf.capacity();
+        if bytes != self.accounted {
+            self.accounted = bytes;
+            self.peak = self.peak.max(bytes);
+            self.server.budget.account(&self.mem, bytes);
+        }
     }
 
     /// A read of `n` bytes that filled the `room` it had asks for a larger buffer next time.
@@ -170,9 +277,16 @@ impl Conn {
             self.wbuf.clear();
             return Err(format!("log failed: {err}"));
         }
-        let result = self.wr.write_all(&self.wbuf).await;
+        self.account();
+        let result = tokio::select! {
+            result = self.wr.write_all(&self.wbuf) => result.map_err(|e| e.to_string()),
+            _ = self.mem.evicted() => Err(EVICTED.to_string()),
+        };
         self.wbuf.clear();
-        result.map_err(|e| e.to_string())
+        if self.wbuf.capacity() > SMALL_BUFFER {
+            self.wbuf = BytesMut::new();
+        }
+        result
     }
 
     /// Waits for a queued request's grant, its WAIT deadline, the peer closing or shutdown.
@@ -215,7 +329,12 @@ impl Conn {
                     Self::abandon(&server, &waiter, &mut rx);
                     return WaitEnd::Closed;
                 }
+                _ = self.mem.evicted() => {
+                    Self::abandon(&server, &waiter, &mut rx);
+                    return WaitEnd::Closed;
+                }
             }
+            self.account();
         };
         let outcome = match result {
             Some(outcome) => outcome,

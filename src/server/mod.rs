@@ -3,6 +3,7 @@
 //! [`run`] is the one entry point, used by `main` and by the integration tests (which bind
 //! `127.0.0.1:0` and run it in-process).
 
+pub mod budget;
 pub mod conn;
 pub mod expirer;
 pub mod shutdown;
@@ -166,6 +167,37 @@ async fn snapshotter(server: Arc<Server>, mut shutdown: shutdown::Shutdown) {
     }
 }
 
+/// Redis's tcp-keepalive on an accepted socket: probes after `secs` idle, every `secs / 3`,
+/// three of them, so that a vanished client is dropped (with its waits) after about twice
+/// `secs`. 0 leaves keepalive off.
+fn set_keepalive(stream: &tokio::net::TcpStream, secs: u64) {
+    if secs == 0 {
+        return;
+    }
+    let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(secs));
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+    let keepalive = keepalive
+        .with_interval(Duration::from_secs((secs / 3).max(1)))
+        .with_retries(3);
+    if let Err(err) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        tracing::debug!("cannot set TCP keepalive: {err}");
+    }
+}
+
+/// Checks `--maxmemory` every 100 ms (only when it is set).
+async fn sample_memory(server: Arc<Server>, mut shutdown: shutdown::Shutdown) {
+    if !server.budget.limits_keyspace() {
+        return;
+    }
+    loop {
+        server.budget.sample();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.started() => return,
+        }
+    }
+}
+
 /// Serves clients on `listener` until `signal` resolves, then stops accepting, lets every
 /// connection finish its in-flight replies and returns.
 ///
@@ -196,6 +228,7 @@ pub async fn serve(
     let trigger = ShutdownTrigger::new();
     let expirer = tokio::spawn(expirer::run(server.clone(), trigger.subscribe()));
     let snapshots = tokio::spawn(snapshotter(server.clone(), trigger.subscribe()));
+    let sampler = tokio::spawn(sample_memory(server.clone(), trigger.subscribe()));
     tokio::pin!(signal);
     let fail_stop = log_fail_stop(server.clone());
     tokio::pin!(fail_stop);
@@ -220,6 +253,7 @@ pub async fn serve(
             }
         };
         metrics::counter!(crate::metrics::CONNECTIONS).increment(1);
+        set_keepalive(&stream, server.config.tcp_keepalive);
         if trigger.live() >= max_clients {
             tokio::spawn(async move {
                 let _ = stream.write_all(b"-ERR max clients reached\r\n").await;
@@ -236,10 +270,13 @@ pub async fn serve(
         });
     }
     tracing::info!("shutting down: finishing in-flight replies");
+    // A running script would hold its connection (and the exit) until its time limit.
+    server.lua.stop();
     drop(listener);
     trigger.shutdown(SHUTDOWN_GRACE).await;
     expirer.abort();
     snapshots.abort();
+    sampler.abort();
     if let Some(log) = &server.log {
         log.shutdown().await;
     }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{LockTable, Now, Tx};
+use super::{LockTable, Tx};
 use crate::error::RespError;
 use crate::persist::Record;
 
@@ -88,103 +88,194 @@ impl LockTable {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
-    /// Calls `f` with the key and type name of every key of shard `index` (SCAN walks one
-    /// shard at a time so that no call holds more than one shard lock).
-    pub fn for_each_key(&self, index: usize, _now: Now, f: &mut dyn FnMut(&[u8], &'static str)) {
+    /// Copies the key and type name of every key of shard `index` into `out` (replacing
+    /// what it held). KEYS and SCAN match the copy, so no pattern, however slow, runs
+    /// under a shard lock; the lock is held for one copy of the shard's keys.
+    pub fn copy_keys(&self, index: usize, out: &mut ShardKeys) {
+        out.bytes.clear();
+        out.ends.clear();
         if let Some(shard) = self.shards.get(index) {
             for entry in shard.lock().iter() {
                 if !entry.is_idle_lock() {
-                    f(entry.key(), entry.type_name());
+                    out.bytes.extend_from_slice(entry.key());
+                    out.ends.push((out.bytes.len(), entry.type_name()));
                 }
             }
         }
+    }
+}
+
+/// The keys of one shard, copied out by [`LockTable::copy_keys`]: all key bytes in one
+/// buffer (one allocation per shard, not one per key).
+#[derive(Debug, Default)]
+pub struct ShardKeys {
+    bytes: Vec<u8>,
+    ends: Vec<(usize, &'static str)>,
+}
+
+impl ShardKeys {
+    /// Each key with its type name.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &'static str)> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&(end, kind)| {
+            let key = &self.bytes[start..end];
+            start = end;
+            (key, kind)
+        })
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
     }
 }
 
 /// Redis's glob matching (`*`, `?`, `[abc]`, `[^a-z]`, `\x`), as KEYS and SCAN MATCH use.
 pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    glob_inner(pattern, text, 0)
+    Glob::new(pattern).matches(text)
 }
 
-fn glob_inner(mut p: &[u8], mut t: &[u8], depth: usize) -> bool {
-    // Redis bounds recursion too: a pathological pattern fails instead of overflowing.
-    if depth > 1000 {
-        return false;
-    }
-    while let Some(&c) = p.first() {
-        match c {
-            b'*' => {
-                while p.len() > 1 && p[1] == b'*' {
-                    p = &p[1..];
-                }
-                if p.len() == 1 {
-                    return true;
-                }
-                for i in 0..=t.len() {
-                    if glob_inner(&p[1..], &t[i..], depth + 1) {
-                        return true;
+/// A glob pattern compiled for matching many keys, in time linear in the pattern plus
+/// the square of the key's length at worst, whatever the pattern: the classic wildcard
+/// algorithm, which on a mismatch only moves the last `*` on by one byte (a `*` never needs
+/// to revisit an earlier one), over tokens whose sets are 256-bit tables. Redis's
+/// recursive matcher was exponential in the number of `*` (CVE-2022-36021).
+///
+/// Semantics are Redis's `stringmatchlen`: `*`, `?`, `[...]` with `^`, ranges (either
+/// order) and `\` escapes (an unterminated set runs to the end of the pattern), `\x`
+/// outside sets; anything else is literal.
+#[derive(Debug, Clone)]
+pub struct Glob {
+    tokens: Vec<Token>,
+    sets: Vec<[u64; 4]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token {
+    Star,
+    Any,
+    Byte(u8),
+    Set(u32),
+}
+
+fn set_has(set: &[u64; 4], c: u8) -> bool {
+    set[usize::from(c >> 6)] & (1 << (c & 63)) != 0
+}
+
+fn set_add(set: &mut [u64; 4], c: u8) {
+    set[usize::from(c >> 6)] |= 1 << (c & 63);
+}
+
+impl Glob {
+    /// Compiles `pattern`.
+    pub fn new(p: &[u8]) -> Glob {
+        let mut tokens = Vec::new();
+        let mut sets = Vec::new();
+        let mut i = 0;
+        while i < p.len() {
+            match p[i] {
+                b'*' => {
+                    if tokens.last() != Some(&Token::Star) {
+                        tokens.push(Token::Star);
                     }
-                }
-                return false;
-            }
-            b'?' => {
-                if t.is_empty() {
-                    return false;
-                }
-                t = &t[1..];
-                p = &p[1..];
-            }
-            b'[' => {
-                let Some(&tc) = t.first() else { return false };
-                let mut i = 1;
-                let negate = p.get(1) == Some(&b'^');
-                if negate {
                     i += 1;
                 }
-                let mut matched = false;
-                while i < p.len() && p[i] != b']' {
-                    if p[i] == b'\\' && i + 1 < p.len() {
+                b'?' => {
+                    tokens.push(Token::Any);
+                    i += 1;
+                }
+                b'[' => {
+                    i += 1;
+                    let negate = p.get(i) == Some(&b'^');
+                    if negate {
                         i += 1;
-                        matched |= p[i] == tc;
-                    } else if i + 2 < p.len() && p[i + 1] == b'-' && p[i + 2] != b']' {
-                        let (lo, hi) = if p[i] <= p[i + 2] {
-                            (p[i], p[i + 2])
-                        } else {
-                            (p[i + 2], p[i])
-                        };
-                        matched |= lo <= tc && tc <= hi;
-                        i += 2;
-                    } else {
-                        matched |= p[i] == tc;
                     }
+                    let mut set = [0u64; 4];
+                    loop {
+                        let left = p.len().saturating_sub(i);
+                        if left >= 2 && p[i] == b'\\' {
+                            i += 1;
+                            set_add(&mut set, p[i]);
+                        } else if left == 0 || p[i] == b']' {
+                            break;
+                        } else if left >= 3 && p[i + 1] == b'-' {
+                            let (lo, hi) = (p[i].min(p[i + 2]), p[i].max(p[i + 2]));
+                            for c in lo..=hi {
+                                set_add(&mut set, c);
+                            }
+                            i += 2;
+                        } else {
+                            set_add(&mut set, p[i]);
+                        }
+                        i += 1;
+                    }
+                    if negate {
+                        for word in &mut set {
+                            *word = !*word;
+                        }
+                    }
+                    // Past the `]` (or the end).
+                    i += 1;
+                    tokens.push(Token::Set(sets.len() as u32));
+                    sets.push(set);
+                }
+                b'\\' if p.len() - i >= 2 => {
+                    tokens.push(Token::Byte(p[i + 1]));
+                    i += 2;
+                }
+                c => {
+                    tokens.push(Token::Byte(c));
                     i += 1;
                 }
-                if negate {
-                    matched = !matched;
-                }
-                if !matched {
-                    return false;
-                }
-                p = if i < p.len() { &p[i + 1..] } else { &p[i..] };
-                t = &t[1..];
-            }
-            b'\\' if p.len() >= 2 => {
-                if t.first() != Some(&p[1]) {
-                    return false;
-                }
-                p = &p[2..];
-                t = &t[1..];
-            }
-            _ => {
-                if t.first() != Some(&c) {
-                    return false;
-                }
-                p = &p[1..];
-                t = &t[1..];
             }
         }
+        Glob { tokens, sets }
     }
-    t.is_empty()
+
+    fn one(&self, token: Token, c: u8) -> bool {
+        match token {
+            Token::Star => false,
+            Token::Any => true,
+            Token::Byte(b) => b == c,
+            Token::Set(i) => set_has(&self.sets[i as usize], c),
+        }
+    }
+
+    /// Whether `text` matches the whole pattern.
+    pub fn matches(&self, text: &[u8]) -> bool {
+        let (mut ti, mut pi) = (0, 0);
+        // After the last `*` seen: the token after it and where its match would end.
+        let mut star: Option<(usize, usize)> = None;
+        while ti < text.len() {
+            match self.tokens.get(pi) {
+                Some(Token::Star) => {
+                    star = Some((pi + 1, ti));
+                    pi += 1;
+                    continue;
+                }
+                Some(&token) if self.one(token, text[ti]) => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            match star {
+                Some((after, from)) => {
+                    pi = after;
+                    ti = from + 1;
+                    star = Some((after, from + 1));
+                }
+                None => return false,
+            }
+        }
+        self.tokens[pi..].iter().all(|t| *t == Token::Star)
+    }
 }
 
 #[cfg(test)]
@@ -202,5 +293,29 @@ mod tests {
         assert!(glob_match(b"h[a-c]llo", b"hbllo"));
         assert!(glob_match(b"a\\*b", b"a*b"));
         assert!(!glob_match(b"a\\*b", b"axb"));
+        assert!(!glob_match(b"[]]", b"]"));
+        assert!(!glob_match(b"h[a-]llo", b"h]llo"));
+        assert!(glob_match(b"h[a-]", b"h_"));
+        assert!(glob_match(b"[abc", b"b"));
+        assert!(glob_match(b"*a*b*", b"xxaxxbxx"));
+        assert!(!glob_match(b"*a*b", b"xxaxxbxx"));
+        assert!(glob_match(b"[z-a]", b"m"));
+        assert!(glob_match(b"[\\]]", b"]"));
+        assert!(glob_match(b"a\\", b"a\\"));
+        assert!(glob_match(b"", b""));
+        assert!(!glob_match(b"", b"a"));
+        assert!(glob_match(b"**", b""));
+    }
+
+    #[test]
+    fn many_stars_stay_fast() {
+        let text = vec![b'a'; 1000];
+        let pattern = b"*a".repeat(500);
+        let mut pattern = pattern;
+        pattern.extend_from_slice(b"*b");
+        let started = std::time::Instant::now();
+        assert!(!glob_match(&pattern, &text));
+        // Exponential matching took seconds for 6 stars; this is at most |key|^2 steps.
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }

@@ -61,7 +61,7 @@ pub use entry::{
     Deadline, Entry, Holder, HolderRef, Holds, KindExt, Lease, Object, Semaphore, SoleLock,
     StrValue, Value,
 };
-pub use keyspace::glob_match;
+pub use keyspace::{glob_match, Glob, ShardKeys};
 pub use sems::SemAcquire;
 pub use shard::Shard;
 pub use strings::{ExpireCondition, SetCondition, SetExpiry, SetOptions};
