@@ -84,3 +84,8 @@ pub use guard::{LeaseState, LockGuard};
 pub use info::{LockHolder, LockInfo, LockMode, SemaphoreHolder, SemaphoreInfo};
 pub use owner::new_owner_id;
 pub use semaphore::Semaphore;
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
