@@ -9,7 +9,7 @@ use redis::Value;
 use tokio::time::Instant;
 
 use crate::conn::{Conn, ConnConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, LostReason, Result};
 use crate::guard::LockGuard;
 use crate::hold::{Hold, Kind};
 use crate::info::{self, LockInfo};
@@ -365,14 +365,26 @@ impl Acquire {
                 .collect::<Result<Vec<_>>>()?,
             other => return Err(Error::UnexpectedReply(format!("grant {other:?}"))),
         };
-        pending.disarm();
-        let guard = LockGuard::new(inner, hold, tokens, sent, self.watchdog);
-        // A grant after a long wait started somewhere between the send and now: renew at
-        // once if the first renewal is already due, so the guard's deadline is sure.
-        if Instant::now() >= sent + guard.ttl() / 3 {
-            guard.refresh().await?;
+        // A grant after a wait was made somewhere between the send and now, so its lease
+        // is only sure from the send on. If the first renewal is already due, renew now
+        // and count from the renewal instead.
+        let mut sent = sent;
+        if Instant::now() >= sent + hold.refresh_interval() {
+            let deadline = Instant::now() + inner.conn.config.retry_timeout;
+            let mut renewed_at = None;
+            for cmd in hold.refreshes() {
+                let (renewed, at) = inner.conn.query_until::<i64>(&cmd, deadline).await?;
+                if renewed != 1 {
+                    // Gone already (an operator's DEL right after the grant); `pending`
+                    // releases what is left.
+                    return Err(Error::LeaseLost(LostReason::NotHeld));
+                }
+                renewed_at.get_or_insert(at);
+            }
+            sent = renewed_at.unwrap_or(sent);
         }
-        Ok(guard)
+        pending.disarm();
+        Ok(LockGuard::new(inner, hold, tokens, sent, self.watchdog))
     }
 }
 

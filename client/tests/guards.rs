@@ -216,6 +216,30 @@ async fn waiting_ends_with_the_timeout_or_the_grant() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_after_a_wait_longer_than_its_ttl_is_held() {
+    let server = Server::start();
+    let client = client(&server).await;
+    let holder = client.lock("k", 5000 * MS).await.expect("granted");
+    let waiter = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .lock("k", 200 * MS)
+                .wait(Duration::from_secs(10))
+                .await
+        }
+    });
+    // The waiter waits four of its leases before the grant.
+    tokio::time::sleep(800 * MS).await;
+    holder.unlock().await.expect("unlock");
+    let guard = waiter.await.expect("task").expect("granted");
+    guard.ensure_held().expect("held right after the grant");
+    tokio::time::sleep(600 * MS).await;
+    guard.ensure_held().expect("held three leases later");
+    guard.unlock().await.expect("unlock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_wait_leaves_the_queue() {
     let server = Server::start();
     let client = client(&server).await;

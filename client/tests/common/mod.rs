@@ -113,7 +113,8 @@ impl Server {
         *self = Server::start_on(self.addr.port(), &[]);
     }
 
-    fn stop(&mut self) {
+    /// Kills the server (it does not come back until [`Server::restart`]).
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
