@@ -222,7 +222,6 @@ impl LockGuard {
 
     /// Stops the watchdog (see [`crate::LockGuard::stop_watchdog`]).
     pub fn stop_watchdog(&mut self) {
-        let _enter = self.rt.enter();
         if let Some(guard) = self.guard.as_mut() {
             guard.stop_watchdog();
         }

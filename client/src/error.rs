@@ -30,7 +30,7 @@ impl fmt::Display for LostReason {
 pub enum Error {
     /// The lock or permits were not granted: without a wait they were busy, with a wait the
     /// time ran out first.
-    #[error("not granted: the lock is held by another owner (or the wait ran out)")]
+    #[error("not granted: held by another owner (and the wait, if any, ran out)")]
     NotGranted,
     /// The lease is gone (see [`LostReason`]); the guard no longer protects anything.
     #[error("lease lost: {0}")]

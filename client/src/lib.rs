@@ -1,6 +1,6 @@
-//! Client for [baton](https://crates.io/crates/baton-client), a lock server that speaks
-//! the Redis protocol: lock guards with fencing tokens and a lease watchdog, read/write
-//! locks, multi-key locks, semaphores, and a blocking facade.
+//! Client for baton, a lock server that speaks the Redis protocol: lock guards with
+//! fencing tokens and a lease watchdog, read/write locks, multi-key locks, semaphores, and
+//! a blocking facade.
 //!
 //! ```no_run
 //! use std::time::Duration;
