@@ -389,3 +389,89 @@ impl Drop for LockGuard {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::{Conn, ConnConfig};
+    use crate::hold::Kind;
+
+    /// A client whose connection is never opened (these tests send nothing).
+    fn offline() -> Arc<Inner> {
+        let node = redis::Client::open("redis://127.0.0.1:1/").expect("url");
+        let config = ConnConfig {
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            retry_timeout: Duration::from_secs(1),
+        };
+        Arc::new(Inner {
+            conn: Conn::new(vec![node], config).expect("lazy connection"),
+            handle: tokio::runtime::Handle::current(),
+            default_ttl: Duration::from_secs(30),
+        })
+    }
+
+    fn lock_hold(ttl_ms: u64) -> Hold {
+        Hold {
+            kind: Kind::Lock,
+            keys: vec![b"k".to_vec()],
+            owner: "o".into(),
+            ttl: Duration::from_millis(ttl_ms),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_watchdog_the_lease_is_lost_when_its_time_is_up() {
+        let guard = LockGuard::new(offline(), lock_hold(1000), vec![7], Instant::now(), false);
+        let lost = guard.lost();
+        // Valid for the lease less 1 % + 2 ms of drift allowance: 968 ms.
+        tokio::time::advance(Duration::from_millis(967)).await;
+        assert!(guard.is_held());
+        assert_eq!(guard.state(), LeaseState::Held);
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert_eq!(lost.await, LostReason::Expired);
+        assert!(matches!(
+            guard.ensure_held(),
+            Err(Error::LeaseLost(LostReason::Expired))
+        ));
+        assert_eq!(guard.state(), LeaseState::Lost(LostReason::Expired));
+        // Dropping it would send a release to the offline node; nothing to see there.
+        std::mem::forget(guard);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lease_stays_lost_and_a_second_loss_changes_nothing() {
+        let guard = LockGuard::new(offline(), lock_hold(1000), vec![7], Instant::now(), false);
+        let mut watch = guard.watch();
+        guard.lease.mark_lost(LostReason::NotHeld);
+        guard.lease.mark_lost(LostReason::Expired);
+        assert_eq!(
+            *watch.borrow_and_update(),
+            LeaseState::Lost(LostReason::NotHeld)
+        );
+        assert_eq!(guard.lost().await, LostReason::NotHeld);
+        // A renewal of a lost lease is refused without asking the server again.
+        assert!(matches!(
+            guard.refresh().await,
+            Err(Error::LeaseLost(LostReason::NotHeld))
+        ));
+        std::mem::forget(guard);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_keys_and_owner_are_the_grant_s() {
+        let hold = Hold {
+            kind: Kind::Multi,
+            keys: vec![b"a".to_vec(), b"b".to_vec()],
+            owner: "me".into(),
+            ttl: Duration::from_secs(3),
+        };
+        let guard = LockGuard::new(offline(), hold, vec![5, 6], Instant::now(), false);
+        assert_eq!(guard.token(), 5);
+        assert_eq!(guard.tokens(), [5, 6]);
+        assert_eq!(guard.key(), b"a");
+        assert_eq!(guard.owner(), "me");
+        assert_eq!(guard.ttl(), Duration::from_secs(3));
+        std::mem::forget(guard);
+    }
+}

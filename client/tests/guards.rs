@@ -508,3 +508,28 @@ fn the_blocking_facade() {
     next.unlock().expect("unlock");
     assert_eq!(client.lock_info("k").expect("info"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp3_replies_parse_too() {
+    let server = Server::start();
+    let client = Client::connect(&format!("{}?protocol=resp3", server.url()))
+        .await
+        .expect("connect with HELLO 3");
+    let guard = client
+        .lock_many(["a", "b"], 5000 * MS)
+        .await
+        .expect("granted");
+    assert!(matches!(
+        client.lock_many(["b", "c"], 5000 * MS).await,
+        Err(Error::NotGranted)
+    ));
+    let info = client.lock_info("a").await.expect("info").expect("held");
+    assert_eq!(info.mode, LockMode::Exclusive);
+    assert_eq!(info.holders[0].token, guard.tokens()[0]);
+    let pool = client.semaphore("s").capacity(2);
+    let permit = pool.acquire(1).await.expect("granted");
+    let sem = pool.info().await.expect("info").expect("exists");
+    assert_eq!((sem.capacity, sem.used), (2, 1));
+    permit.unlock().await.expect("release");
+    guard.unlock().await.expect("unlock");
+}
