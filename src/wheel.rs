@@ -32,7 +32,7 @@
 //! Items are small `Copy` handles (the lock table stores a key's hash): a vacant slab entry
 //! keeps its stale item instead of an `Option`, which would cost a tag word per timer.
 //!
-//! To extend: keep every position change in [`Wheel::place`] / [`Wheel::unlink`] so the
+//! To extend: keep every position change in `Wheel::place` / `Wheel::unlink` so the
 //! slot-index back-pointers stay right, and extend the model proptest at the bottom.
 
 use std::time::{Duration, Instant};

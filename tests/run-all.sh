@@ -56,6 +56,8 @@ fi
 # tests/model.rs.
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261201}"
 cargo test --workspace --all-targets
+# --all-targets leaves out doctests (baton-client's examples in its docs and README).
+cargo test --workspace --doc
 cargo build --bin baton
 bash tests/interop/setup.sh
 bash tests/interop/run.sh redis

@@ -18,7 +18,7 @@ use crate::resp::{Protocol, Reply, Request};
 /// A parsed connection command.
 #[derive(Debug, Clone)]
 pub enum ConnCommand {
-    /// PING [message].
+    /// `PING [message]`.
     Ping(Option<Bytes>),
     /// ECHO message.
     Echo(Bytes),
@@ -31,7 +31,7 @@ pub enum ConnCommand {
         /// SETNAME name.
         name: Option<Bytes>,
     },
-    /// AUTH [username] password.
+    /// `AUTH [username] password`.
     Auth {
         /// Username (default: `default`).
         user: Bytes,

@@ -2,7 +2,7 @@
 //!
 //! - [`decode`]: bytes from the socket → [`Request`]s (RESP arrays of bulk strings, or inline
 //!   commands), with every limit checked before anything is allocated.
-//! - [`reply`]: [`Reply`](reply::Reply) and its RESP2/RESP3 encoding.
+//! - [`reply`]: [`Reply`] and its RESP2/RESP3 encoding.
 
 pub mod decode;
 pub mod reply;

@@ -84,7 +84,7 @@ impl Tx<'_> {
         Ok(Some((Bytes::copy_from_slice(&s.value), expiry)))
     }
 
-    /// SET key value [options].
+    /// `SET key value [options]`.
     ///
     /// # Errors
     /// WRONGTYPE over a lock or semaphore (except `NX` without `GET`, which answers nil).
