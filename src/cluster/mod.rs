@@ -192,6 +192,8 @@ pub struct Cluster {
     pub(crate) sink: Arc<RaftSink>,
     serving: AtomicBool,
     status: watch::Sender<Status>,
+    /// The known leader's id alone (0: none), for waiters that care only about it.
+    leader: watch::Sender<u64>,
     progress: watch::Sender<Progress>,
     /// When a new leader may start ending leases (promotion + the lease extension).
     expiry_from: Mutex<Option<Instant>>,
@@ -243,6 +245,7 @@ impl Cluster {
             }),
             serving: AtomicBool::new(false),
             status: watch::channel(Status::default()).0,
+            leader: watch::channel(0).0,
             progress: watch::channel(Progress::default()).0,
             expiry_from: Mutex::new(None),
             inbox,
@@ -348,6 +351,11 @@ impl Cluster {
         out
     }
 
+    /// A receiver of changes of the known leader (its id; 0: none).
+    pub fn watch_leader(&self) -> watch::Receiver<u64> {
+        self.leader.subscribe()
+    }
+
     /// The address of the leader's peer port as this node reaches it, if another node leads.
     pub fn leader_addr(&self) -> Option<String> {
         let leader = self.status.borrow().leader_id;
@@ -360,6 +368,11 @@ impl Cluster {
 
     fn publish_status(&self, status: Status) {
         self.serving.store(status.serving, Ordering::Release);
+        self.leader.send_if_modified(|l| {
+            let changed = *l != status.leader_id;
+            *l = status.leader_id;
+            changed
+        });
         self.status.send_if_modified(|s| {
             let changed = *s != status;
             *s = status;
