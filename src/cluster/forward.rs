@@ -141,7 +141,7 @@ impl LocalSession {
             .unwrap_or_default();
         let info = server.clients.register(addr, laddr);
         LocalSession {
-            session: Session::new(info, false),
+            session: Session::new(info, server.config.requirepass.is_some()),
             proto: Protocol::Resp2,
         }
     }
@@ -155,12 +155,21 @@ impl LocalSession {
         reply.encode(self.proto, out);
     }
 
-    /// Follows a forwarded HELLO's protocol version, so local replies match the leader's.
-    fn note_forwarded(&mut self, req: &Request) {
+    /// Follows a forwarded HELLO's protocol version, so local replies match the leader's,
+    /// and runs a forwarded AUTH or HELLO here too (reply dropped), so that the local INFO
+    /// asks for the same password as the leader.
+    fn note_forwarded(&mut self, req: &Request, server: &Server) {
         let is_hello = req
             .args
             .first()
             .is_some_and(|name| name.eq_ignore_ascii_case(b"HELLO"));
+        let is_auth = req
+            .args
+            .first()
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"AUTH"));
+        if (is_hello || is_auth) && !self.session.authenticated {
+            let _ = cmd::execute(req, server, &mut self.session);
+        }
         match req.args.get(1).map(|v| &v[..]) {
             Some(b"3") if is_hello => self.proto = Protocol::Resp3,
             Some(b"2") if is_hello => self.proto = Protocol::Resp2,
@@ -224,7 +233,7 @@ impl Relay {
                             self.local.execute(&req, &self.server, &mut out);
                             self.slots.push_back(Slot::Ready(out));
                         } else {
-                            self.local.note_forwarded(&req);
+                            self.local.note_forwarded(&req, &self.server);
                             encode_request(&req, &mut to_up);
                             self.slots.push_back(Slot::Upstream(None));
                         }
