@@ -105,10 +105,12 @@ pub struct Server {
     pub port: AtomicU16,
     /// The script engine (its cache is shared by all connections).
     pub lua: crate::lua::Engine,
-    /// The append-only log (None with `--persistence off`).
+    /// The append-only log (None with `--persistence off` and in cluster mode).
     pub log: Option<Arc<Log>>,
     /// Memory budgets (`--maxmemory-clients`, `--maxmemory`).
     pub budget: crate::server::budget::Budget,
+    /// Cluster mode's replication (None in single-node mode).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     commands: StripedCounter,
 }
 
@@ -168,6 +170,7 @@ impl Server {
             refuse_grants_until,
             budget,
             log,
+            cluster: None,
             lua,
             commands: StripedCounter::default(),
         }
@@ -199,13 +202,18 @@ impl Server {
         self.refuse_grants_until.is_some_and(|t| Instant::now() < t)
     }
 
-    /// Resolves once the log records up to `lsn` are durable (at once without a log).
-    /// Under `always` it also waits for every record appended so far: a reply may show
-    /// state that another connection changed, and that must be on disk first too.
+    /// Resolves once the log records up to `lsn` are durable (at once without a log); in
+    /// cluster mode, once they are committed by a majority. Under `always` it also waits for
+    /// every record appended so far: a reply may show state that another connection
+    /// changed, and that must be on disk first too.
     ///
     /// # Errors
-    /// The log failed (a write or sync error): the reply must not be sent.
+    /// The log failed (a write or sync error), or in cluster mode the leadership was lost
+    /// first: the reply must not be sent.
     pub async fn wait_durable(&self, lsn: u64) -> Result<(), LogError> {
+        if let Some(cluster) = &self.cluster {
+            return cluster.wait_committed(lsn).await;
+        }
         match &self.log {
             Some(log) => {
                 let lsn = if log.fsync() == AppendFsync::Always {

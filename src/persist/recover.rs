@@ -124,6 +124,42 @@ pub fn decode_log_bytes(bytes: &[u8]) -> Result<(Vec<Record>, usize), LogDecodeE
     }
 }
 
+/// Decodes a buffer of frames with no file header (a replicated batch of records).
+///
+/// # Errors
+/// The first frame that is torn or damaged: a batch is written whole or not at all.
+pub fn decode_frames(bytes: &[u8]) -> Result<Vec<Record>, FrameError> {
+    let mut records = Vec::new();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let (record, next) = frame_at(bytes, offset)?;
+        records.push(record);
+        offset = next;
+    }
+    Ok(records)
+}
+
+/// The frame starting at `offset` and the offset after it.
+fn frame_at(bytes: &[u8], offset: usize) -> Result<(Record, usize), FrameError> {
+    let rest = bytes.get(offset..).unwrap_or_default();
+    if rest.len() < FRAME_HEADER_LEN {
+        return Err(FrameError::Truncated);
+    }
+    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+    let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+    if len == 0 || len > MAX_FRAME_LEN {
+        return Err(FrameError::BadLength(len));
+    }
+    let end = FRAME_HEADER_LEN + len as usize;
+    let payload = rest
+        .get(FRAME_HEADER_LEN..end)
+        .ok_or(FrameError::Truncated)?;
+    if crc32fast::hash(payload) != crc {
+        return Err(FrameError::BadChecksum);
+    }
+    Ok((Record::decode(payload)?, offset + end))
+}
+
 /// One file's decoded prefix and where and why it stops.
 #[derive(Debug)]
 pub(crate) struct Scan {

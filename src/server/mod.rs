@@ -112,6 +112,9 @@ impl RecordSink for LateLog {
 /// # Errors
 /// [`StartupError`] when the data directory cannot be read, is locked or is damaged.
 pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
+    if let Some(cluster) = crate::cluster::Cluster::from_config(&config)? {
+        return Ok(build_cluster_node(config, cluster));
+    }
     let persistent = config.persistence == Switch::On;
     let late = Arc::new(LateLog::default());
     // Recovered tokens raise the counter as they are replayed (`TokenCounter::observe`).
@@ -144,6 +147,23 @@ pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
         None
     };
     Ok(Arc::new(Server::new(config, table, log)))
+}
+
+/// Cluster mode: the table's records go to Raft instead of the append-only log; the table
+/// starts empty and is filled by the committed log when the node starts ([`serve`]).
+fn build_cluster_node(config: Arc<Config>, cluster: Arc<crate::cluster::Cluster>) -> Arc<Server> {
+    let table = LockTable::new(
+        TableConfig {
+            shards: config.shard_count(),
+            max_waiters: config.max_waiters,
+            origin: Instant::now(),
+            token_seed: wall_clock_us(),
+        },
+        Some(cluster.record_sink()),
+    );
+    let mut server = Server::new(config, Arc::new(table), None);
+    server.cluster = Some(cluster);
+    Arc::new(server)
 }
 
 /// Writes a snapshot whenever the log has grown past its bound.
@@ -226,6 +246,10 @@ pub async fn serve(
         tracing::info!(%addr, shards = server.table.shard_count(), "baton ready");
     }
     let trigger = ShutdownTrigger::new();
+    let node = match &server.cluster {
+        Some(cluster) => Some(crate::cluster::start(&server, cluster, trigger.subscribe()).await?),
+        None => None,
+    };
     let expirer = tokio::spawn(expirer::run(server.clone(), trigger.subscribe()));
     let snapshots = tokio::spawn(snapshotter(server.clone(), trigger.subscribe()));
     let sampler = tokio::spawn(sample_memory(server.clone(), trigger.subscribe()));
@@ -265,7 +289,11 @@ pub async fn serve(
         let shutdown = trigger.subscribe();
         let server = server.clone();
         tokio::spawn(async move {
-            conn::serve(stream, server, shutdown).await;
+            if server.cluster.is_some() {
+                crate::cluster::forward::serve(stream, server, shutdown).await;
+            } else {
+                conn::serve(stream, server, shutdown).await;
+            }
             drop(guard);
         });
     }
@@ -279,6 +307,9 @@ pub async fn serve(
     sampler.abort();
     if let Some(log) = &server.log {
         log.shutdown().await;
+    }
+    if let Some(node) = node {
+        node.stop().await;
     }
     match fatal {
         Some(cause) => Err(StartupError::LogFailed(cause.to_string())),

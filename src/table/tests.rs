@@ -611,3 +611,33 @@ fn granted_multi(b: &mut Blocked) -> bool {
         })
     )
 }
+
+#[test]
+fn reset_drops_every_key_fails_every_waiter_and_keeps_tokens_rising() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let now = clock.now();
+    let first = match acquire(&t, now, "k", "a", HoldKind::Exclusive, 10_000, false) {
+        Ok(Outcome::Reply(Reply::Int(token))) => token,
+        other => panic!("expected a grant, got {other:?}"),
+    };
+    let Ok(Outcome::Blocked(mut blocked)) =
+        acquire(&t, now, "k", "b", HoldKind::Exclusive, 10_000, true)
+    else {
+        panic!("expected a queued waiter");
+    };
+    assert_eq!(t.waiter_count(), 1);
+    let err = RespError::fixed("TRYAGAIN leadership changed");
+    t.reset(err.clone());
+    match blocked.rx.try_recv() {
+        Ok(WaitResult::Failed(got)) => assert_eq!(got, err),
+        other => panic!("the waiter must fail, got {other:?}"),
+    }
+    assert_eq!(t.waiter_count(), 0);
+    assert_eq!(t.stats().keys(), 0);
+    assert_eq!(t.next_deadline(), None);
+    match acquire(&t, now, "k", "c", HoldKind::Exclusive, 10_000, false) {
+        Ok(Outcome::Reply(Reply::Int(token))) => assert!(token > first),
+        other => panic!("expected a grant after the reset, got {other:?}"),
+    }
+}
