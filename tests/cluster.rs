@@ -647,8 +647,14 @@ async fn isolated_leader_stops_granting_and_a_new_one_takes_over() {
 
 /// The randomized mutual-exclusion run: workers, an auditor, and a nemesis that cycles
 /// through `faults` for `length`; then a quiet phase, a final audit of every node, and
-/// the checker. Panics with the problems found, keeping the history and node logs.
-async fn jepsen(name: &str, cluster: &mut Cluster, faults: &[Fault], length: Duration) {
+/// the checker. Returns the problems found; when there are any, the history and the node
+/// logs are kept (see `failure_dir`).
+async fn jepsen(
+    name: &str,
+    cluster: &mut Cluster,
+    faults: &[Fault],
+    length: Duration,
+) -> Vec<String> {
     let seed = seed();
     println!("{name}: seed {seed} (BATON_CLUSTER_SEED), length {length:?}");
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -743,18 +749,28 @@ async fn jepsen(name: &str, cluster: &mut Cluster, faults: &[Fault], length: Dur
         write_file(&dir.join("history.txt"), &history.render());
         write_file(&dir.join("violations.txt"), &problems.join("\n"));
         cluster.keep_logs(&dir);
-        panic!(
-            "{} problem(s) (seed {seed}); history and logs in {}:\n{}",
+        println!(
+            "{name}: {} problem(s) (seed {seed}); history and logs in {}",
             problems.len(),
-            dir.display(),
-            problems
-                .iter()
-                .take(20)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
+            dir.display()
         );
     }
+    problems
+}
+
+/// Panics listing `problems` when there are any.
+fn assert_clean(problems: &[String]) {
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// The checker's baseline: today's single-node baton (durable, `--appendfsync always`)
@@ -765,13 +781,35 @@ async fn jepsen_single_node_under_kill_and_pause() {
     let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start_single().await;
     let length = run_length().min(Duration::from_secs(20));
-    jepsen(
+    let problems = jepsen(
         "jepsen-single",
         &mut cluster,
         &[Fault::KillLeader, Fault::PauseLeader],
         length,
     )
     .await;
+    assert_clean(&problems);
+}
+
+/// The checker must catch a server that forgets acknowledged holds: single-node baton
+/// with `--persistence off` under kill -9 loses every hold at each restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jepsen_catches_a_server_that_forgets_holds() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start_single_with(&["--persistence", "off"]).await;
+    let problems = jepsen(
+        "jepsen-negative-control",
+        &mut cluster,
+        &[Fault::KillLeader],
+        Duration::from_secs(12),
+    )
+    .await;
+    assert!(
+        problems.iter().any(|p| p.contains("missing")
+            || p.contains("double grant")
+            || p.contains("lost hold")),
+        "the checker found nothing wrong with a server that forgets holds: {problems:?}"
+    );
 }
 
 /// Issue 17's Jepsen-style run: 3 nodes, every fault of `Fault::ALL`.
@@ -784,5 +822,6 @@ async fn jepsen_mutual_exclusion_under_faults() {
         .wait_for_leader(ELECTION)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs(30)));
-    jepsen("jepsen", &mut cluster, &Fault::ALL, run_length()).await;
+    let problems = jepsen("jepsen", &mut cluster, &Fault::ALL, run_length()).await;
+    assert_clean(&problems);
 }

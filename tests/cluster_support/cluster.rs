@@ -104,6 +104,11 @@ impl Cluster {
         Cluster::start_inner(1, &[], false).await
     }
 
+    /// As `start_single`, with extra command-line arguments.
+    pub async fn start_single_with(extra_args: &[&str]) -> Cluster {
+        Cluster::start_inner(1, extra_args, false).await
+    }
+
     /// As `start`, with extra command-line arguments for every node.
     pub async fn start_with(n: usize, extra_args: &[&str]) -> Cluster {
         Cluster::start_inner(n, extra_args, true).await
