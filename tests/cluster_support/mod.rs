@@ -1,4 +1,4 @@
-//! The harness of the cluster tests (tests/cluster.rs): real baton processes in cluster
+//! The harness of the cluster tests (tests/jepsen.rs): real baton processes in cluster
 //! mode, per-link TCP proxies for partitions, process faults, and a Jepsen-style
 //! history checker for mutual exclusion.
 #![allow(dead_code)]
