@@ -133,6 +133,24 @@ pub struct Config {
     #[arg(long, env = "BATON_LUA_TIME_LIMIT_MS", default_value_t = 5_000)]
     pub lua_time_limit_ms: u64,
 
+    /// Cluster mode: this node's id in `--peers` (needs `--peers`; see docs/replication.md).
+    #[arg(long, env = "BATON_NODE_ID", requires = "peers")]
+    pub node_id: Option<u64>,
+
+    /// Cluster mode: every node as `id=host:port`, comma-separated. The address of this
+    /// node's own id is where it listens for its peers; the others are where it reaches them.
+    #[arg(long, env = "BATON_PEERS", requires = "node_id")]
+    pub peers: Option<String>,
+
+    /// Cluster mode: Raft heartbeat interval in ms (one Raft tick).
+    #[arg(long, env = "BATON_HEARTBEAT_MS", default_value_t = 50)]
+    pub heartbeat_ms: u64,
+
+    /// Cluster mode: election timeout in ms; a follower that hears no leader for a random
+    /// time between this and twice this starts an election.
+    #[arg(long, env = "BATON_ELECTION_TIMEOUT_MS", default_value_t = 500)]
+    pub election_timeout_ms: u64,
+
     /// Log filter (error, warn, info, debug, trace or a tracing directive).
     #[arg(long, env = "BATON_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

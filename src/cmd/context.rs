@@ -104,8 +104,10 @@ pub struct Server {
     pub port: AtomicU16,
     /// The script engine (its cache is shared by all connections).
     pub lua: crate::lua::Engine,
-    /// The append-only log (None with `--persistence off`).
+    /// The append-only log (None with `--persistence off` and in cluster mode).
     pub log: Option<Arc<Log>>,
+    /// Cluster mode's replication (None in single-node mode).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     commands: StripedCounter,
 }
 
@@ -161,6 +163,7 @@ impl Server {
             started,
             refuse_grants_until,
             log,
+            cluster: None,
             lua,
             commands: StripedCounter::default(),
         }
@@ -187,11 +190,16 @@ impl Server {
         self.refuse_grants_until.is_some_and(|t| Instant::now() < t)
     }
 
-    /// Resolves once the log records up to `lsn` are durable (at once without a log).
+    /// Resolves once the log records up to `lsn` are durable (at once without a log); in
+    /// cluster mode, once they are committed by a majority.
     ///
     /// # Errors
-    /// The log failed (a write or sync error): the reply must not be sent.
+    /// The log failed (a write or sync error), or in cluster mode the leadership was lost
+    /// first: the reply must not be sent.
     pub async fn wait_durable(&self, lsn: u64) -> Result<(), LogError> {
+        if let Some(cluster) = &self.cluster {
+            return cluster.wait_committed(lsn).await;
+        }
         match &self.log {
             Some(log) if lsn > 0 => log.wait_durable(lsn).await,
             _ => Ok(()),

@@ -197,7 +197,28 @@ pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Execute
 }
 
 /// Applies a parsed command.
+///
+/// In cluster mode a command that touches the table runs only on the serving leader
+/// (elsewhere: `-TRYAGAIN no leader`), and one that changed nothing still waits for a
+/// read barrier: its reply goes out once every change it saw is committed and this node
+/// was still the leader (linearizable reads; see docs/replication.md).
 pub fn apply(cmd: Command, server: &Server, session: &mut Session) -> Executed {
+    if let Some(cluster) = &server.cluster {
+        if cmd.as_tx().is_some() || matches!(cmd, Command::Table(_) | Command::Script(_)) {
+            if !cluster.is_serving() {
+                return Executed::reply(crate::cluster::NO_LEADER.into());
+            }
+            let mut executed = apply_local(cmd, server, session);
+            if executed.lsn == 0 && matches!(executed.effect, Effect::Reply(_)) {
+                executed.lsn = cluster.barrier();
+            }
+            return executed;
+        }
+    }
+    apply_local(cmd, server, session)
+}
+
+fn apply_local(cmd: Command, server: &Server, session: &mut Session) -> Executed {
     if let Some(txc) = cmd.as_tx() {
         if server.refusing_grants() && is_grant(&cmd) {
             return Executed::reply(Reply::Error(RespError::fixed(

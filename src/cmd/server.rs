@@ -349,7 +349,10 @@ pub fn info(server: &Server, sections: &[String]) -> String {
         );
     }
     if want("replication") {
-        out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+        match &server.cluster {
+            Some(cluster) => out.push_str(&cluster.info()),
+            None => out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n"),
+        }
     }
     if want("locks") {
         let _ = write!(

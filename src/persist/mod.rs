@@ -20,7 +20,7 @@ pub mod snapshot;
 pub use files::{FORMAT_VERSION, HEADER_LEN};
 pub use log::{Log, LogConfig, LogError, LogStats, Lsn};
 pub use record::{DecodeError, HoldKind, Record};
-pub use recover::{decode_log_bytes, LogDecodeError, Recovered, RecoveryStats};
+pub use recover::{decode_frames, decode_log_bytes, LogDecodeError, Recovered, RecoveryStats};
 
 #[cfg(test)]
 mod tests;

@@ -121,6 +121,21 @@ pub fn decode_log_bytes(bytes: &[u8]) -> Result<(Vec<Record>, usize), LogDecodeE
     }
 }
 
+/// Decodes a buffer of frames with no file header (a replicated batch of records).
+///
+/// # Errors
+/// The first frame that is torn or damaged: a batch is written whole or not at all.
+pub fn decode_frames(bytes: &[u8]) -> Result<Vec<Record>, FrameError> {
+    let mut records = Vec::new();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let (record, next) = frame_at(bytes, offset)?;
+        records.push(record);
+        offset = next;
+    }
+    Ok(records)
+}
+
 /// One file's decoded prefix and where and why it stops.
 #[derive(Debug)]
 pub(crate) struct Scan {

@@ -25,7 +25,18 @@ const READ_CHUNK_MIN: usize = 1024;
 const READ_CHUNK_MAX: usize = 16 * 1024;
 
 /// Serves one client until it closes, breaks the protocol or the server shuts down.
-pub async fn serve(stream: TcpStream, server: Arc<Server>, mut shutdown: Shutdown) {
+pub async fn serve(stream: TcpStream, server: Arc<Server>, shutdown: Shutdown) {
+    serve_buffered(stream, server, shutdown, BytesMut::new()).await;
+}
+
+/// Like [`serve`], with `input` already read from the client (cluster mode: a connection
+/// that waited for a leader and found this node leading).
+pub async fn serve_buffered(
+    stream: TcpStream,
+    server: Arc<Server>,
+    mut shutdown: Shutdown,
+    input: BytesMut,
+) {
     let _ = stream.set_nodelay(true);
     let addr = stream
         .peer_addr()
@@ -41,7 +52,11 @@ pub async fn serve(stream: TcpStream, server: Arc<Server>, mut shutdown: Shutdow
     let mut conn = Conn {
         rd,
         wr,
-        rbuf: BytesMut::with_capacity(READ_CHUNK_MIN),
+        rbuf: if input.is_empty() {
+            BytesMut::with_capacity(READ_CHUNK_MIN)
+        } else {
+            input
+        },
         read_chunk: READ_CHUNK_MIN,
         // Grows to the largest batch of replies and keeps that capacity.
         wbuf: BytesMut::new(),

@@ -33,6 +33,13 @@ pub async fn run(server: Arc<Server>, mut shutdown: Shutdown) {
     let waker = wake.clone();
     table.set_wake(Box::new(move || waker.notify_one()));
     loop {
+        // Cluster mode: only the serving leader ends leases, after its lease extension.
+        if let Some(cluster) = &server.cluster {
+            tokio::select! {
+                _ = cluster.expiry_allowed() => {}
+                _ = shutdown.started() => return,
+            }
+        }
         // Awake: leases scheduled while we run need not notify (we look again below).
         table.set_armed(Some(Instant::now()));
         if expire_round(&table, server.now(), parts).await {

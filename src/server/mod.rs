@@ -74,6 +74,9 @@ impl RecordSink for Log {
 /// # Errors
 /// [`StartupError`] when the data directory cannot be read or is damaged.
 pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
+    if let Some(cluster) = crate::cluster::Cluster::from_config(&config)? {
+        return Ok(build_cluster_node(config, cluster));
+    }
     let (log, recovered) = if config.persistence == Switch::On {
         let (log, recovered) = Log::open(LogConfig::from_config(&config)).await?;
         (Some(log), Some(recovered))
@@ -105,6 +108,23 @@ pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
         );
     }
     Ok(Arc::new(server))
+}
+
+/// Cluster mode: the table's records go to Raft instead of the append-only log; the table
+/// starts empty and is filled by the committed log when the node starts ([`serve`]).
+fn build_cluster_node(config: Arc<Config>, cluster: Arc<crate::cluster::Cluster>) -> Arc<Server> {
+    let table = LockTable::new(
+        TableConfig {
+            shards: config.shard_count(),
+            max_waiters: config.max_waiters,
+            origin: Instant::now(),
+            token_seed: wall_clock_us(),
+        },
+        Some(cluster.record_sink()),
+    );
+    let mut server = Server::new(config, Arc::new(table), None);
+    server.cluster = Some(cluster);
+    Arc::new(server)
 }
 
 /// Writes a snapshot whenever the log has grown past its bound.
@@ -155,6 +175,10 @@ pub async fn serve(
         tracing::info!(%addr, shards = server.table.shard_count(), "baton ready");
     }
     let trigger = ShutdownTrigger::new();
+    let node = match &server.cluster {
+        Some(cluster) => Some(crate::cluster::start(&server, cluster, trigger.subscribe()).await?),
+        None => None,
+    };
     let expirer = tokio::spawn(expirer::run(server.clone(), trigger.subscribe()));
     let snapshots = tokio::spawn(snapshotter(server.clone(), trigger.subscribe()));
     tokio::pin!(signal);
@@ -185,7 +209,11 @@ pub async fn serve(
         let shutdown = trigger.subscribe();
         let server = server.clone();
         tokio::spawn(async move {
-            conn::serve(stream, server, shutdown).await;
+            if server.cluster.is_some() {
+                crate::cluster::forward::serve(stream, server, shutdown).await;
+            } else {
+                conn::serve(stream, server, shutdown).await;
+            }
             drop(guard);
         });
     }
@@ -196,6 +224,9 @@ pub async fn serve(
     snapshots.abort();
     if let Some(log) = &server.log {
         log.shutdown().await;
+    }
+    if let Some(node) = node {
+        node.stop().await;
     }
     Ok(())
 }

@@ -355,6 +355,33 @@ impl LockTable {
         }
     }
 
+    /// Drops every key, hold, lease and waiter; each waiter gets `err`. Tokens keep rising
+    /// (the counter is kept). Cluster mode: a node that stops leading rebuilds its table
+    /// from the committed log, starting from this.
+    pub fn reset(&self, err: crate::error::RespError) {
+        let mut seen = std::collections::HashSet::new();
+        for shard in self.shards.iter() {
+            let waiters = {
+                let mut shard = shard.lock();
+                let waiters = shard.queued_waiters();
+                *shard = Shard::new(self.shared.origin);
+                waiters
+            };
+            for waiter in waiters {
+                if seen.insert(Arc::as_ptr(&waiter) as usize) {
+                    waiter.deliver(WaitResult::Failed(err.clone()));
+                }
+            }
+        }
+        let gone = seen.len();
+        let _ = self
+            .shared
+            .waiters
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(gone))
+            });
+    }
+
     /// Calls `f` with every live key's state as records (for a snapshot), shard by shard.
     pub fn dump(&self, now: Now, f: &mut dyn FnMut(Record)) {
         f(Record::TokenHighWater {

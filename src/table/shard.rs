@@ -220,6 +220,15 @@ impl Shard {
         stats.timers += self.wheel.len();
     }
 
+    /// Every waiter queued on a key of this shard (an MLOCK once per key it waits on).
+    pub(crate) fn queued_waiters(&self) -> Vec<Arc<Waiter>> {
+        self.keys
+            .iter()
+            .filter_map(Entry::holds)
+            .flat_map(|h| h.queue.iter().cloned())
+            .collect()
+    }
+
     /// Every live key of this shard as records (snapshot).
     pub(crate) fn dump(&self, now: Now, f: &mut dyn FnMut(Record)) {
         let origin = self.wheel.origin();

@@ -1,0 +1,449 @@
+//! Cluster mode: the lock table replicated by Raft (`--node-id` and `--peers`).
+//!
+//! Consensus is tikv's `raft` crate (raft-rs, the etcd Raft design): a sans-IO state
+//! machine driven by one loop ([`node`]) that owns storage ([`storage`]), ticks, steps peer
+//! messages ([`transport`]) and applies committed entries. Why raft-rs and not openraft,
+//! and what is guaranteed: docs/replication.md.
+//!
+//! ```text
+//! conn ─► cmd ─► table (shard mutex) ─ append(Record) ─► RaftSink { frames, last_lsn }
+//!                                                              │ (no I/O)
+//! conn ─ wait_committed(lsn) ◄─ watch<Progress> ◄─ node thread ┘ one entry per batch:
+//!                                              propose, fsync, replicate, commit
+//! ```
+//!
+//! The table stays the one state machine. The leader executes commands as in single-node
+//! mode; the records its table emits are batched into one Raft entry per turn of the node
+//! loop (group commit), and a reply waits for the commit of the entry covering its records
+//! ([`Cluster::wait_committed`]) instead of a local fsync. Followers apply committed
+//! entries through the replay path (`LockTable::replay`), in log order, and never expire
+//! leases. A leader that loses its leadership rebuilds its table from the committed log
+//! (its uncommitted effects are dropped) and fails its waiters with `-TRYAGAIN`.
+//!
+//! [`forward`] makes a follower relay a client's commands to the leader.
+
+pub mod forward;
+mod node;
+mod storage;
+mod transport;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::cmd::Server;
+use crate::config::Config;
+use crate::error::StartupError;
+use crate::persist::{LogError, Record};
+use crate::table::RecordSink;
+
+pub(crate) use node::Input;
+
+/// The reply to a command that needs the leader on a node that cannot reach one.
+pub const NO_LEADER: crate::error::RespError = crate::error::RespError::fixed("TRYAGAIN no leader");
+
+/// The nodes of the cluster by id, as this node reaches them.
+pub type Peers = BTreeMap<u64, String>;
+
+/// Parses `--peers` (`1=127.0.0.1:7101,2=...`).
+///
+/// # Errors
+/// A text naming the bad item.
+pub fn parse_peers(text: &str) -> Result<Peers, String> {
+    let mut peers = Peers::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--peers: '{item}' is not id=host:port"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&id| id > 0)
+            .ok_or_else(|| format!("--peers: '{id}' is not a node id (1 or more)"))?;
+        if peers.insert(id, addr.trim().to_owned()).is_some() {
+            return Err(format!("--peers: node {id} is named twice"));
+        }
+    }
+    Ok(peers)
+}
+
+/// This node's Raft role, for `INFO replication`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    #[default]
+    Follower,
+    /// Campaigns for leadership.
+    Candidate,
+    /// Leads.
+    Leader,
+}
+
+/// What the node loop publishes after each turn.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The role.
+    pub role: Role,
+    /// The leader's id as this node knows it (0: none).
+    pub leader_id: u64,
+    /// The Raft term.
+    pub term: u64,
+    /// The highest log index known committed.
+    pub commit_index: u64,
+    /// The highest log index applied to the table.
+    pub applied_index: u64,
+    /// Whether this node executes commands (leader, caught up with its term's first entry).
+    pub serving: bool,
+}
+
+/// Which LSNs are decided: committed, or lost with a leadership.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    /// Every LSN up to this one is committed, except those in `lost`.
+    committed: u64,
+    /// Ranges of LSNs (inclusive) that were appended but will never be reported committed
+    /// (leadership lost before their commit was seen). The newest few are kept.
+    lost: Vec<(u64, u64)>,
+}
+
+impl Progress {
+    fn is_lost(&self, lsn: u64) -> bool {
+        self.lost.iter().any(|&(lo, hi)| lo <= lsn && lsn <= hi)
+    }
+}
+
+/// Lost ranges kept: a waiter older than that many leadership changes is long gone.
+const LOST_KEPT: usize = 64;
+
+/// The records of the table not yet taken into a Raft entry.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Framed records (`Record::encode_frame`).
+    buf: Vec<u8>,
+    /// The last LSN handed out (a record or a read barrier).
+    last_lsn: u64,
+    /// The last LSN taken by the node loop.
+    taken_lsn: u64,
+    /// Whether the node loop was told that there is something to take.
+    woken: bool,
+}
+
+/// The table's record sink in cluster mode: batches records for the next Raft entry.
+pub(crate) struct RaftSink {
+    pending: Mutex<Pending>,
+    inbox: mpsc::Sender<Input>,
+}
+
+impl RaftSink {
+    /// Queues `record`; no I/O (called under a shard mutex).
+    fn push(&self, record: Option<&Record>) -> u64 {
+        let mut p = self.pending.lock();
+        if let Some(record) = record {
+            record.encode_frame(&mut p.buf);
+        }
+        p.last_lsn += 1;
+        let lsn = p.last_lsn;
+        let wake = !p.woken;
+        p.woken = true;
+        drop(p);
+        if wake {
+            let _ = self.inbox.send(Input::Propose);
+        }
+        lsn
+    }
+
+    /// Takes what is pending: the frames and the last LSN they cover.
+    fn take(&self) -> Option<(Vec<u8>, u64)> {
+        let mut p = self.pending.lock();
+        p.woken = false;
+        if p.last_lsn == p.taken_lsn {
+            return None;
+        }
+        p.taken_lsn = p.last_lsn;
+        Some((std::mem::take(&mut p.buf), p.last_lsn))
+    }
+}
+
+impl RecordSink for RaftSink {
+    fn append(&self, record: &Record) -> u64 {
+        self.push(Some(record))
+    }
+}
+
+/// The cluster side of a node, shared by the server, the connections and the node loop.
+pub struct Cluster {
+    /// This node's id.
+    pub id: u64,
+    /// Every node (this one included) as this node reaches it.
+    pub peers: Peers,
+    /// Heartbeat interval (one Raft tick).
+    pub heartbeat: Duration,
+    /// The configured election timeout (followers wait between it and twice it).
+    pub election_timeout: Duration,
+    pub(crate) sink: Arc<RaftSink>,
+    serving: AtomicBool,
+    status: watch::Sender<Status>,
+    progress: watch::Sender<Progress>,
+    /// When a new leader may start ending leases (promotion + the lease extension).
+    expiry_from: Mutex<Option<Instant>>,
+    inbox: mpsc::Sender<Input>,
+    /// The node loop's end of the inbox, until [`start`] takes it.
+    inbox_rx: Mutex<Option<mpsc::Receiver<Input>>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("id", &self.id)
+            .field("status", &*self.status.borrow())
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// The cluster handle of `config`, or None in single-node mode.
+    ///
+    /// # Errors
+    /// [`StartupError::Config`] for a bad `--peers` or a `--node-id` not in it.
+    pub fn from_config(config: &Config) -> Result<Option<Arc<Cluster>>, StartupError> {
+        let (Some(id), Some(peers)) = (config.node_id, config.peers.as_deref()) else {
+            return Ok(None);
+        };
+        let peers = parse_peers(peers).map_err(StartupError::Config)?;
+        if !peers.contains_key(&id) {
+            return Err(StartupError::Config(format!(
+                "--node-id {id} is not in --peers"
+            )));
+        }
+        if config.heartbeat_ms == 0 || config.election_timeout_ms < 2 * config.heartbeat_ms {
+            return Err(StartupError::Config(
+                "--election-timeout-ms must be at least twice --heartbeat-ms (and that above 0)"
+                    .into(),
+            ));
+        }
+        let (inbox, inbox_rx) = mpsc::channel();
+        Ok(Some(Arc::new(Cluster {
+            id,
+            peers,
+            heartbeat: Duration::from_millis(config.heartbeat_ms),
+            election_timeout: Duration::from_millis(config.election_timeout_ms),
+            sink: Arc::new(RaftSink {
+                pending: Mutex::new(Pending::default()),
+                inbox: inbox.clone(),
+            }),
+            serving: AtomicBool::new(false),
+            status: watch::channel(Status::default()).0,
+            progress: watch::channel(Progress::default()).0,
+            expiry_from: Mutex::new(None),
+            inbox,
+            inbox_rx: Mutex::new(Some(inbox_rx)),
+        })))
+    }
+
+    /// The table's record sink.
+    pub fn record_sink(&self) -> Arc<dyn RecordSink> {
+        self.sink.clone()
+    }
+
+    /// Whether this node executes commands now (it leads and has applied its log).
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
+    }
+
+    /// The node loop's last published status.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver of status changes.
+    pub fn watch_status(&self) -> watch::Receiver<Status> {
+        self.status.subscribe()
+    }
+
+    /// An LSN whose commit proves that every change visible now is committed and that this
+    /// node still led when it was proposed (a read barrier: an entry, possibly empty).
+    pub fn barrier(&self) -> u64 {
+        self.sink.push(None)
+    }
+
+    /// Resolves once `lsn` is committed by a majority.
+    ///
+    /// # Errors
+    /// [`LogError::Failed`] when the leadership was lost before `lsn` was seen committed:
+    /// the change may or may not take effect, and must not be acknowledged.
+    pub async fn wait_committed(&self, lsn: u64) -> Result<(), LogError> {
+        if lsn == 0 {
+            return Ok(());
+        }
+        let mut rx = self.progress.subscribe();
+        let seen = rx
+            .wait_for(|p| p.committed >= lsn || p.is_lost(lsn))
+            .await
+            .map_err(|_| LogError::Closed)?;
+        if seen.is_lost(lsn) {
+            Err(LogError::Failed(
+                "TRYAGAIN leadership changed before the change was committed".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Waits until this node may end leases: it serves, and the lease extension after its
+    /// promotion has passed (the previous leader's leases could have run out by then).
+    pub async fn expiry_allowed(&self) {
+        let mut status = self.status.subscribe();
+        loop {
+            let from = *self.expiry_from.lock();
+            match from {
+                Some(at) if self.is_serving() => {
+                    if Instant::now() >= at {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at.into()) => {}
+                        _ = status.changed() => {}
+                    }
+                }
+                _ => {
+                    if status.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `# Replication` section of INFO.
+    pub fn info(&self) -> String {
+        let s = self.status();
+        let role = match s.role {
+            Role::Leader => "leader",
+            Role::Candidate => "candidate",
+            Role::Follower => "follower",
+        };
+        let mut out = String::from("# Replication\r\n");
+        let _ = write!(
+            out,
+            "role:{role}\r\nnode_id:{}\r\nleader_id:{}\r\nterm:{}\r\ncommit_index:{}\r\n\
+             applied_index:{}\r\nserving:{}\r\ncluster_nodes:{}\r\n\r\n",
+            self.id,
+            s.leader_id,
+            s.term,
+            s.commit_index,
+            s.applied_index,
+            u8::from(s.serving),
+            self.peers.len(),
+        );
+        out
+    }
+
+    /// The address of the leader's peer port as this node reaches it, if another node leads.
+    pub fn leader_addr(&self) -> Option<String> {
+        let leader = self.status.borrow().leader_id;
+        (leader != 0 && leader != self.id)
+            .then(|| self.peers.get(&leader).cloned())
+            .flatten()
+    }
+
+    // ---- for the node loop ----
+
+    fn publish_status(&self, status: Status) {
+        self.serving.store(status.serving, Ordering::Release);
+        self.status.send_if_modified(|s| {
+            let changed = *s != status;
+            *s = status;
+            changed
+        });
+    }
+
+    fn set_expiry_from(&self, at: Option<Instant>) {
+        *self.expiry_from.lock() = at;
+    }
+
+    fn publish_committed(&self, lsn: u64) {
+        self.progress.send_if_modified(|p| {
+            let changed = lsn > p.committed;
+            p.committed = p.committed.max(lsn);
+            changed
+        });
+    }
+
+    /// Marks every LSN handed out and not yet reported committed as lost, and drops what
+    /// is pending. True if anything was.
+    fn lose_uncommitted(&self) -> bool {
+        let last = {
+            let mut p = self.sink.pending.lock();
+            p.buf.clear();
+            p.taken_lsn = p.last_lsn;
+            p.last_lsn
+        };
+        let mut any = false;
+        self.progress.send_if_modified(|p| {
+            if last > p.committed && !p.is_lost(last) {
+                p.lost.push((p.committed + 1, last));
+                if p.lost.len() > LOST_KEPT {
+                    p.lost.remove(0);
+                }
+                any = true;
+            }
+            any
+        });
+        any
+    }
+
+    /// Whether anything was appended and not yet taken (a table change on a node that
+    /// does not serve: a command that raced a leadership change).
+    fn has_untaken(&self) -> bool {
+        let p = self.sink.pending.lock();
+        p.last_lsn != p.taken_lsn
+    }
+}
+
+/// Starts the node: opens the Raft storage, binds the peer port and runs the node loop
+/// on its own thread. Call once, inside the runtime, after the server is built.
+///
+/// # Errors
+/// [`StartupError`] when the Raft storage cannot be read or the peer port cannot be bound.
+pub async fn start(
+    server: &Arc<Server>,
+    cluster: &Arc<Cluster>,
+    shutdown: crate::server::shutdown::Shutdown,
+) -> Result<node::NodeHandle, StartupError> {
+    let Some(inbox_rx) = cluster.inbox_rx.lock().take() else {
+        return Err(StartupError::Config("cluster already started".into()));
+    };
+    let dir = server.config.dir.clone();
+    let voters: Vec<u64> = cluster.peers.keys().copied().collect();
+    let storage = tokio::task::spawn_blocking(move || storage::DiskStorage::open(&dir, &voters))
+        .await
+        .map_err(|e| StartupError::Persistence(format!("raft storage: {e}")))??;
+    let own = cluster.peers.get(&cluster.id).cloned().unwrap_or_default();
+    let listener = tokio::net::TcpListener::bind(&own)
+        .await
+        .map_err(|source| StartupError::Bind {
+            addr: own.clone(),
+            source,
+        })?;
+    tracing::info!(node_id = cluster.id, peer_addr = %own, "cluster peer port ready");
+    tokio::spawn(transport::listen(
+        listener,
+        server.clone(),
+        cluster.inbox.clone(),
+        shutdown,
+    ));
+    let outboxes = cluster
+        .peers
+        .iter()
+        .filter(|(&id, _)| id != cluster.id)
+        .map(|(&id, addr)| (id, transport::spawn_sender(id, addr.clone())))
+        .collect();
+    node::spawn(server.clone(), cluster.clone(), storage, inbox_rx, outboxes)
+}

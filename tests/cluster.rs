@@ -1,0 +1,379 @@
+//! Cluster mode end to end: three real `baton` processes on loopback, redis-rs clients.
+//!
+//! Run: `cargo test --test cluster` (each test starts its own three nodes on free ports).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{eventually, lock, unlock};
+
+/// One node: its process, client port and data directory.
+struct Node {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// Three nodes of one cluster; killed on drop.
+struct Cluster {
+    nodes: Vec<Node>,
+    peers: String,
+    _tmp: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Cluster {
+    fn start(n: u64) -> Cluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let peers = (1..=n)
+            .map(|id| format!("{id}=127.0.0.1:{}", free_port()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = (1..=n)
+            .map(|id| Node {
+                port: free_port(),
+                dir: tmp.path().join(format!("d{id}")),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            nodes,
+            peers,
+            _tmp: tmp,
+        };
+        for id in 1..=n {
+            cluster.spawn(id);
+        }
+        cluster
+    }
+
+    fn node(&self, id: u64) -> &Node {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let peers = self.peers.clone();
+        let node = &mut self.nodes[(id - 1) as usize];
+        let child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["--node-id", &id.to_string(), "--peers", &peers])
+            .args(["--port", &node.port.to_string(), "--dir"])
+            .arg(&node.dir)
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn baton");
+        node.child = Some(child);
+    }
+
+    fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes[(id - 1) as usize].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal(&self, id: u64, sig: &str) {
+        let pid = self.node(id).child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn conn(&self, id: u64) -> redis::Connection {
+        let port = self.node(id).port;
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("client");
+        let mut con = None;
+        eventually("node accepts", Duration::from_secs(20), || {
+            con = client.get_connection().ok();
+            con.is_some()
+        });
+        let con = con.expect("connected");
+        con.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        con
+    }
+
+    /// `INFO replication` of a node as a map (None if it does not answer).
+    fn replication(&self, id: u64) -> Option<HashMap<String, String>> {
+        let port = self.node(id).port;
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+        let mut con = client
+            .get_connection_with_timeout(Duration::from_millis(300))
+            .ok()?;
+        con.set_read_timeout(Some(Duration::from_millis(500)))
+            .ok()?;
+        let text: String = redis::cmd("INFO").arg("replication").query(&mut con).ok()?;
+        Some(fields(&text))
+    }
+
+    /// Waits until exactly one of `alive` serves as leader and the others follow it.
+    fn leader(&self, alive: &[u64]) -> u64 {
+        let mut leader = 0;
+        eventually("one serving leader", Duration::from_secs(20), || {
+            let infos: Vec<_> = alive.iter().map(|&id| (id, self.replication(id))).collect();
+            let serving: Vec<u64> = infos
+                .iter()
+                .filter(|(_, i)| {
+                    i.as_ref().is_some_and(|i| {
+                        i.get("role").map(String::as_str) == Some("leader")
+                            && i.get("serving").map(String::as_str) == Some("1")
+                    })
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            if serving.len() != 1 {
+                return false;
+            }
+            leader = serving[0];
+            infos.iter().all(|(_, i)| {
+                i.as_ref()
+                    .is_some_and(|i| i.get("leader_id") == Some(&leader.to_string()))
+            })
+        });
+        leader
+    }
+
+    fn info_locks(&self, id: u64) -> HashMap<String, String> {
+        let mut con = self.conn(id);
+        let text: String = redis::cmd("INFO")
+            .arg("locks")
+            .query(&mut con)
+            .expect("INFO");
+        fields(&text)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = Command::new("kill")
+                    .args(["-CONT", &child.id().to_string()])
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn fields(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn others(leader: u64, n: u64) -> Vec<u64> {
+    (1..=n).filter(|&id| id != leader).collect()
+}
+
+#[test]
+fn three_nodes_elect_a_leader_and_every_node_applies_a_grant() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.leader(&[1, 2, 3]);
+    let info = cluster.replication(leader).expect("leader info");
+    assert!(info["term"].parse::<u64>().expect("term") >= 1);
+    for id in others(leader, 3) {
+        let info = cluster.replication(id).expect("follower info");
+        assert_eq!(info["role"], "follower");
+    }
+
+    let mut con = cluster.conn(leader);
+    let token = lock(&mut con, "k", "alice", 60_000).expect("granted");
+    assert!(token > 0);
+    // The reply came after a majority committed it; every node applies it.
+    for id in 1..=3 {
+        eventually(
+            "grant applied on every node",
+            Duration::from_secs(5),
+            || cluster.info_locks(id).get("holders").map(String::as_str) == Some("1"),
+        );
+    }
+    let commit: Vec<String> = (1..=3)
+        .map(|id| cluster.replication(id).expect("info")["commit_index"].clone())
+        .collect();
+    assert!(commit.iter().all(|c| c.parse::<u64>().expect("index") >= 2));
+}
+
+#[test]
+fn a_follower_forwards_commands_to_the_leader_in_order() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.leader(&[1, 2, 3]);
+    let follower = others(leader, 3)[0];
+    let mut con = cluster.conn(follower);
+
+    let t1 = lock(&mut con, "f", "bob", 60_000).expect("granted through the follower");
+    assert_eq!(lock(&mut con, "f", "carol", 60_000), None);
+    // Pipelined, with a local INFO in the middle: replies keep the request order.
+    let (a, info, b): (Option<i64>, String, i64) = redis::pipe()
+        .cmd("LOCK")
+        .arg("g")
+        .arg("bob")
+        .arg(60_000)
+        .cmd("INFO")
+        .arg("replication")
+        .cmd("UNLOCK")
+        .arg("f")
+        .arg("bob")
+        .query(&mut con)
+        .expect("pipeline");
+    assert!(a.expect("g granted") > t1);
+    assert_eq!(
+        fields(&info)["role"],
+        "follower",
+        "INFO is the follower's own"
+    );
+    assert_eq!(b, 1);
+    assert_eq!(unlock(&mut con, "g", "bob"), 1);
+
+    // What a follower's client did is on the leader.
+    let mut on_leader = cluster.conn(leader);
+    let t3 = lock(&mut on_leader, "f", "carol", 60_000).expect("f was released");
+    assert!(t3 > t1);
+}
+
+#[test]
+fn after_kill_9_of_the_leader_a_new_leader_keeps_holds_and_grants_higher_tokens() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.leader(&[1, 2, 3]);
+    let mut con = cluster.conn(leader);
+    let t1 = lock(&mut con, "held", "alice", 60_000).expect("granted");
+    let t2 = lock(&mut con, "other", "alice", 60_000).expect("granted");
+    drop(con);
+
+    let killed = Instant::now();
+    cluster.kill(leader);
+    let alive = others(leader, 3);
+    // First grant on the new leader, through whichever node answers.
+    let mut first_grant = None;
+    eventually(
+        "a grant after the failover",
+        Duration::from_secs(20),
+        || {
+            for &id in &alive {
+                let Ok(client) =
+                    redis::Client::open(format!("redis://127.0.0.1:{}/", cluster.node(id).port))
+                else {
+                    continue;
+                };
+                let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(300))
+                else {
+                    continue;
+                };
+                let _ = c.set_read_timeout(Some(Duration::from_secs(3)));
+                let got: redis::RedisResult<Option<i64>> = redis::cmd("LOCK")
+                    .arg("fresh")
+                    .arg("dave")
+                    .arg(60_000)
+                    .query(&mut c);
+                if let Ok(Some(token)) = got {
+                    first_grant = Some(token);
+                    return true;
+                }
+            }
+            false
+        },
+    );
+    let failover = killed.elapsed();
+    eprintln!("failover: kill -9 of the leader to the first grant: {failover:?}");
+    let t3 = first_grant.expect("granted");
+    assert!(
+        t3 > t2,
+        "tokens keep rising across the failover: {t3} > {t2}"
+    );
+
+    let new_leader = cluster.leader(&alive);
+    assert_ne!(new_leader, leader);
+    let mut con = cluster.conn(new_leader);
+    // The hold made before the failover survived: nobody else gets it.
+    assert_eq!(lock(&mut con, "held", "bob", 60_000), None);
+    assert_eq!(unlock(&mut con, "held", "alice"), 1);
+    let t4 = lock(&mut con, "held", "bob", 60_000).expect("granted after release");
+    assert!(t4 > t3 && t4 > t1);
+
+    // The old leader comes back as a follower and catches up from the log.
+    cluster.spawn(leader);
+    let again = cluster.leader(&[1, 2, 3]);
+    assert_eq!(again, new_leader);
+    eventually("restarted node caught up", Duration::from_secs(10), || {
+        cluster
+            .info_locks(leader)
+            .get("holders")
+            .map(String::as_str)
+            == Some("3")
+    });
+}
+
+#[test]
+fn a_paused_leader_is_deposed_fails_its_waiter_and_grants_nothing() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.leader(&[1, 2, 3]);
+    let mut con = cluster.conn(leader);
+    lock(&mut con, "w", "alice", 60_000).expect("granted");
+    // A WAIT queued on the leader.
+    let mut waiter = cluster.conn(leader);
+    let mut waiting = redis::cmd("LOCK");
+    waiting
+        .arg("w")
+        .arg("bob")
+        .arg(60_000)
+        .arg("WAIT")
+        .arg(30_000);
+    let packed = waiting.get_packed_command();
+    let mut raw =
+        std::net::TcpStream::connect(("127.0.0.1", cluster.node(leader).port)).expect("connect");
+    raw.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    std::io::Write::write_all(&mut raw, &packed).expect("send WAIT");
+    eventually("waiter queued", Duration::from_secs(5), || {
+        common::waiters(&mut waiter, "w") == 1
+    });
+
+    cluster.signal(leader, "-STOP");
+    let alive = others(leader, 3);
+    let new_leader = cluster.leader(&alive);
+    let mut on_new = cluster.conn(new_leader);
+    // The new leader has the hold; it grants another key.
+    assert_eq!(lock(&mut on_new, "w", "carol", 60_000), None);
+    lock(&mut on_new, "x", "carol", 60_000).expect("granted by the new leader");
+    cluster.signal(leader, "-CONT");
+
+    // The old leader learns the new term, steps down and fails its waiter.
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 256];
+    let got = std::io::Read::read(&mut raw, &mut buf);
+    if let Ok(n) = got {
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&reply).to_string();
+    eprintln!("the deposed leader's waiter got {text:?}");
+    assert!(
+        text.is_empty() || text.starts_with("-TRYAGAIN"),
+        "the deposed leader's waiter gets -TRYAGAIN or a closed connection, got {text:?}"
+    );
+    // Once a follower, it answers through the new leader: bob did not get `w`.
+    eventually("old leader follows", Duration::from_secs(10), || {
+        cluster
+            .replication(leader)
+            .is_some_and(|i| i["role"] == "follower" && i["leader_id"] == new_leader.to_string())
+    });
+    let mut back = cluster.conn(leader);
+    let owner = common::info_field(&mut back, "LOCK.INFO", "w", "holders");
+    let text = format!("{owner:?}");
+    assert!(text.contains("alice") && !text.contains("bob"), "{text}");
+}
