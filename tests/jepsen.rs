@@ -825,3 +825,31 @@ async fn jepsen_mutual_exclusion_under_faults() {
     let problems = jepsen("jepsen", &mut cluster, &Fault::ALL, run_length()).await;
     assert_clean(&problems);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "debug"]
+async fn debug_isolate() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader(ELECTION).await.unwrap();
+    println!("leader {leader}");
+    cluster.isolate(leader, LinkMode::Cut);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(9) {
+        for id in cluster.ids() {
+            let addr = cluster.node(id).client;
+            let s = Instant::now();
+            let r = tokio::time::timeout(Duration::from_secs(3), async {
+                let mut con = connect(addr, Duration::from_secs(1)).await?;
+                redis::cmd("INFO").arg("replication").query_async::<String>(&mut con).await
+            })
+            .await;
+            println!("{:>6} ms n{id}: {:?} in {:?}", t.elapsed().as_millis(), r.map(|r| r.map(|s| s.replace("\r\n", " "))), s.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if t.elapsed() > Duration::from_secs(4) {
+            cluster.heal();
+        }
+    }
+    println!("{}", cluster.logs(40));
+}

@@ -93,7 +93,7 @@ pub fn free_port() -> u16 {
 
 impl Cluster {
     /// Starts `n` nodes (ids 1..=n) and their links; returns once every node answers
-    /// PING (not yet once a leader is elected: see `wait_for_leader`).
+    /// INFO (not yet once a leader is elected: see `wait_for_leader`).
     pub async fn start(n: usize) -> Cluster {
         Cluster::start_with(n, &[]).await
     }
@@ -237,7 +237,7 @@ impl Cluster {
         node.paused = false;
     }
 
-    /// Waits until node `id` answers PING on its client port; panics after `within`.
+    /// Waits until node `id` answers INFO on its client port; panics after `within`.
     pub async fn wait_up(&mut self, id: u64, within: Duration) {
         let addr = self.node(id).client;
         let deadline = Instant::now() + within;
@@ -255,7 +255,7 @@ impl Cluster {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "node {id} did not answer PING within {within:?}; log:\n{}",
+                    "node {id} did not answer INFO within {within:?}; log:\n{}",
                     tail(&self.node(id).log, 40)
                 );
             }
@@ -284,7 +284,7 @@ impl Cluster {
     }
 
     /// Starts node `id` again on the same ports and directory (it must be killed first);
-    /// returns once it answers PING.
+    /// returns once it answers INFO.
     pub async fn restart(&mut self, id: u64) {
         assert!(!self.is_running(id), "restart of a running node {id}");
         self.spawn(id);
@@ -363,7 +363,7 @@ impl Cluster {
         }
         let addr = self.node(id).client;
         let text = tokio::time::timeout(Duration::from_millis(500), async move {
-            let mut con = connect(addr, Duration::from_millis(300)).await.ok()?;
+            let mut con = connect_bare(addr, Duration::from_millis(300)).await.ok()?;
             redis::cmd("INFO")
                 .arg("replication")
                 .query_async::<String>(&mut con)
@@ -449,11 +449,32 @@ pub async fn connect(
         .await
 }
 
-/// Whether `addr` answers PING within 300 ms.
+/// As `connect`, without the `CLIENT SETINFO` that the crate pipelines at connect time:
+/// a node with no leader holds every command but INFO until one is elected, so the
+/// harness's own `INFO replication` probes must not depend on that handshake.
+pub async fn connect_bare(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    use redis::IntoConnectionInfo;
+    let info = format!("redis://{addr}/").into_connection_info()?;
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    let client = redis::Client::open(info.set_redis_settings(settings))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(None);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+/// Whether `addr` answers `INFO server` within 300 ms (INFO is the one command a node
+/// answers itself while it knows no leader).
 pub async fn ping(addr: SocketAddr) -> bool {
     tokio::time::timeout(Duration::from_millis(300), async {
-        let mut con = connect(addr, Duration::from_millis(200)).await.ok()?;
-        redis::cmd("PING")
+        let mut con = connect_bare(addr, Duration::from_millis(200)).await.ok()?;
+        redis::cmd("INFO")
+            .arg("server")
             .query_async::<String>(&mut con)
             .await
             .ok()
