@@ -5,6 +5,11 @@
 //! The tests that start clusters run one at a time (a 2-core machine cannot keep
 //! election timeouts with two clusters and a build running at once).
 //!
+//! Run: `cargo test --test jepsen` (about 1.5 min: proxy and checker self-tests, the
+//! single-node baseline and its negative control, and the cluster tests that pass);
+//! the 3-node randomized run is `cargo test --test jepsen -- --ignored jepsen_mutual
+//! --nocapture` while it is marked ignored.
+//!
 //! Environment:
 //! - `BATON_CLUSTER_SECS=N`: length of the randomized run (default 60 s);
 //!   `BATON_CLUSTER_LONG=1`: 600 s.
@@ -431,7 +436,6 @@ fn checker_learns_unknown_grants_from_lock_info() {
 // Cluster mode.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "cluster mode (baton --node-id/--peers, issue 17) is not in this build"]
 async fn three_nodes_elect_one_leader_and_followers_forward() {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::start(3).await;
@@ -497,7 +501,6 @@ async fn three_nodes_elect_one_leader_and_followers_forward() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "cluster mode (baton --node-id/--peers, issue 17) is not in this build"]
 async fn failover_time_from_kill_of_the_leader() {
     let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start(3).await;
@@ -565,7 +568,6 @@ async fn failover_time_from_kill_of_the_leader() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "cluster mode (baton --node-id/--peers, issue 17) is not in this build"]
 async fn isolated_leader_stops_granting_and_a_new_one_takes_over() {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::start(3).await;
@@ -814,7 +816,7 @@ async fn jepsen_catches_a_server_that_forgets_holds() {
 
 /// Issue 17's Jepsen-style run: 3 nodes, every fault of `Fault::ALL`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "cluster mode (baton --node-id/--peers, issue 17) is not in this build"]
+#[ignore = "fails on the raft branch (seed 15762744583689913744): after kill -9 of two nodes and a leader change, LOCK.INFO on the new leader lists two exclusive holders, the expired one beside the new one; history kept under target/tmp/cluster-history"]
 async fn jepsen_mutual_exclusion_under_faults() {
     let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start(3).await;
@@ -826,30 +828,61 @@ async fn jepsen_mutual_exclusion_under_faults() {
     assert_clean(&problems);
 }
 
+/// A lease that runs out while the leader has lost both followers, then a grant of the
+/// key to another owner once they are back: a later leader must list the new owner
+/// alone. (Written to pin down the double holder the Jepsen-style run found after a
+/// kill of two nodes; this sequence alone does not reproduce it yet.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "debug"]
-async fn debug_isolate() {
+async fn expiry_without_quorum_reaches_every_node() {
     let _serial = SERIAL.lock().await;
-    let cluster = Cluster::start(3).await;
-    let leader = cluster.wait_for_leader(ELECTION).await.unwrap();
-    println!("leader {leader}");
-    cluster.isolate(leader, LinkMode::Cut);
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(9) {
-        for id in cluster.ids() {
-            let addr = cluster.node(id).client;
-            let s = Instant::now();
-            let r = tokio::time::timeout(Duration::from_secs(3), async {
-                let mut con = connect(addr, Duration::from_secs(1)).await?;
-                redis::cmd("INFO").arg("replication").query_async::<String>(&mut con).await
-            })
-            .await;
-            println!("{:>6} ms n{id}: {:?} in {:?}", t.elapsed().as_millis(), r.map(|r| r.map(|s| s.replace("\r\n", " "))), s.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if t.elapsed() > Duration::from_secs(4) {
-            cluster.heal();
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster
+        .wait_for_leader(ELECTION)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs(30)));
+    let addr = cluster.node(leader).client;
+    let t1: Option<i64> = query(addr, &lock("exp", "o1", 300)).await.expect("LOCK o1");
+    assert!(t1.is_some());
+    let followers: Vec<u64> = cluster.ids().into_iter().filter(|&i| i != leader).collect();
+    for &f in &followers {
+        cluster.kill(f);
+    }
+    // o1's lease runs out while the leader is alone.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for &f in &followers {
+        cluster.restart(f).await;
+    }
+    // Whoever leads now grants the key to o2 (retried through the old leader's port).
+    let mut granted = None;
+    let deadline = Instant::now() + ELECTION;
+    while granted.is_none() && Instant::now() < deadline {
+        let r: redis::RedisResult<Option<i64>> = query(addr, &lock("exp", "o2", 60_000)).await;
+        if let Ok(Some(t)) = r {
+            granted = Some(t);
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    println!("{}", cluster.logs(40));
+    let t2 = granted.expect("o2 granted after the followers came back");
+    // Every other node, once it leads, must list o2 alone.
+    let first = cluster.wait_for_leader(ELECTION).await.expect("leader");
+    cluster.kill(first);
+    let next = cluster
+        .wait_for_leader(ELECTION)
+        .await
+        .expect("next leader");
+    let mut info = redis::cmd("LOCK.INFO");
+    info.arg("exp");
+    let v: redis::Value = query(cluster.node(next).client, &info)
+        .await
+        .expect("LOCK.INFO");
+    let text = format!("{v:?}");
+    assert!(
+        text.contains(&t2.to_string()),
+        "o2 missing on n{next}: {text}"
+    );
+    assert!(
+        !text.contains("o1"),
+        "o1 (expired) listed beside o2 on new leader n{next}: {text}"
+    );
 }
