@@ -151,6 +151,10 @@ pub struct Config {
     #[arg(long, env = "BATON_ELECTION_TIMEOUT_MS", default_value_t = 500)]
     pub election_timeout_ms: u64,
 
+    /// Cluster mode: a snapshot of the table replaces the Raft log every this many entries.
+    #[arg(long, env = "BATON_RAFT_SNAPSHOT_ENTRIES", default_value_t = 10_000)]
+    pub raft_snapshot_entries: u64,
+
     /// Log filter (error, warn, info, debug, trace or a tracing directive).
     #[arg(long, env = "BATON_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

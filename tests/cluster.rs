@@ -22,6 +22,7 @@ struct Node {
 struct Cluster {
     nodes: Vec<Node>,
     peers: String,
+    extra: Vec<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -35,6 +36,10 @@ fn free_port() -> u16 {
 
 impl Cluster {
     fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, &[])
+    }
+
+    fn start_with(n: u64, extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let peers = (1..=n)
             .map(|id| format!("{id}=127.0.0.1:{}", free_port()))
@@ -50,6 +55,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes,
             peers,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             _tmp: tmp,
         };
         for id in 1..=n {
@@ -64,17 +70,18 @@ impl Cluster {
 
     fn spawn(&mut self, id: u64) {
         let peers = self.peers.clone();
-        let node = &mut self.nodes[(id - 1) as usize];
+        let node = &self.nodes[(id - 1) as usize];
         let child = Command::new(env!("CARGO_BIN_EXE_baton"))
             .args(["--node-id", &id.to_string(), "--peers", &peers])
             .args(["--port", &node.port.to_string(), "--dir"])
             .arg(&node.dir)
             .args(["--log-level", "warn"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn baton");
-        node.child = Some(child);
+        self.nodes[(id - 1) as usize].child = Some(child);
     }
 
     fn kill(&mut self, id: u64) {
@@ -376,4 +383,50 @@ fn a_paused_leader_is_deposed_fails_its_waiter_and_grants_nothing() {
     let owner = common::info_field(&mut back, "LOCK.INFO", "w", "holders");
     let text = format!("{owner:?}");
     assert!(text.contains("alice") && !text.contains("bob"), "{text}");
+}
+
+#[test]
+fn a_node_behind_the_compacted_log_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::start_with(3, &["--raft-snapshot-entries", "20"]);
+    let leader = cluster.leader(&[1, 2, 3]);
+    let behind = others(leader, 3)[0];
+    cluster.kill(behind);
+    let mut con = cluster.conn(leader);
+    let mut last = 0;
+    for i in 0..60 {
+        let key = format!("s{}", i % 7);
+        last = lock(&mut con, &key, "alice", 60_000).expect("granted");
+        assert_eq!(unlock(&mut con, &key, "alice"), 1);
+    }
+    let kept = lock(&mut con, "kept", "alice", 60_000).expect("granted");
+    assert!(kept > last);
+    // The leader compacted past what `behind` has: it must install a snapshot.
+    cluster.spawn(behind);
+    eventually(
+        "snapshot installed and log caught up",
+        Duration::from_secs(15),
+        || {
+            cluster
+                .info_locks(behind)
+                .get("holders")
+                .map(String::as_str)
+                == Some("1")
+        },
+    );
+    // Restarting every node loads its own snapshot plus the log after it.
+    for id in 1..=3 {
+        cluster.kill(id);
+    }
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    let leader = cluster.leader(&[1, 2, 3]);
+    let mut con = cluster.conn(leader);
+    assert_eq!(
+        lock(&mut con, "kept", "bob", 60_000),
+        None,
+        "the hold survived"
+    );
+    let next = lock(&mut con, "new", "bob", 60_000).expect("granted");
+    assert!(next > kept, "tokens rise across snapshots and restarts");
 }

@@ -187,6 +187,8 @@ pub struct Cluster {
     pub heartbeat: Duration,
     /// The configured election timeout (followers wait between it and twice it).
     pub election_timeout: Duration,
+    /// Entries applied between two snapshots (log compactions).
+    pub snapshot_entries: u64,
     pub(crate) sink: Arc<RaftSink>,
     serving: AtomicBool,
     status: watch::Sender<Status>,
@@ -234,6 +236,7 @@ impl Cluster {
             peers,
             heartbeat: Duration::from_millis(config.heartbeat_ms),
             election_timeout: Duration::from_millis(config.election_timeout_ms),
+            snapshot_entries: config.raft_snapshot_entries.max(1),
             sink: Arc::new(RaftSink {
                 pending: Mutex::new(Pending::default()),
                 inbox: inbox.clone(),

@@ -23,15 +23,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use raft::eraftpb::{ConfState, Snapshot};
 use raft::eraftpb::{EntryType, Message};
-use raft::storage::MemStorage;
-use raft::{RawNode, StateRole};
+use raft::{RawNode, StateRole, Storage as _};
 use tokio::sync::mpsc as amp;
 
-use super::storage::DiskStorage;
+use super::storage::{DiskStorage, RaftStore};
 use super::{Cluster, Role, Status};
 use crate::cmd::Server;
 use crate::error::{RespError, StartupError};
+use crate::table::{LockTable, TableConfig};
 
 /// What the node loop is told.
 pub(crate) enum Input {
@@ -93,10 +94,11 @@ pub(crate) fn spawn(
         .validate()
         .map_err(|e| StartupError::Config(format!("raft: {e}")))?;
     let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let raw = RawNode::new(&config, storage.mem.clone(), &logger)
+    let raw = RawNode::new(&config, storage.store.clone(), &logger)
         .map_err(|e| StartupError::Config(format!("raft: {e}")))?;
     let inbox = cluster.inbox.clone();
-    let node = Node {
+    let snapshot = storage.store.snapshot_now();
+    let mut node = Node {
         server,
         cluster,
         raw,
@@ -107,6 +109,9 @@ pub(crate) fn spawn(
         serving_term: None,
         leading: None,
     };
+    // The snapshot's state first: raft-rs hands over the entries after it.
+    node.replay(&snapshot.data);
+    node.applied = snapshot.get_metadata().index;
     let thread = std::thread::Builder::new()
         .name("baton-raft".into())
         .spawn(move || node.run(inbox_rx))
@@ -120,7 +125,7 @@ pub(crate) fn spawn(
 struct Node {
     server: Arc<Server>,
     cluster: Arc<Cluster>,
-    raw: RawNode<MemStorage>,
+    raw: RawNode<RaftStore>,
     storage: DiskStorage,
     outboxes: HashMap<u64, amp::UnboundedSender<Message>>,
     /// Last log index applied to the table (or skipped as this leader's own).
@@ -201,6 +206,7 @@ impl Node {
             self.handle_ready();
             self.track_role();
         }
+        self.maybe_compact();
         self.publish();
     }
 
@@ -227,8 +233,7 @@ impl Node {
         let mut rd = self.raw.ready();
         self.send(rd.take_messages());
         if !rd.snapshot().is_empty() {
-            // The log is never compacted, so no peer sends a snapshot.
-            tracing::error!("received a raft snapshot, which this build does not install");
+            self.install(rd.snapshot().clone());
         }
         let committed = rd.take_committed_entries();
         self.apply(committed);
@@ -368,7 +373,10 @@ impl Node {
     fn rebuild(&mut self) {
         let started = Instant::now();
         self.server.table.reset(LEADERSHIP_LOST);
-        let first = raft::Storage::first_index(&self.storage.mem).unwrap_or(1);
+        let snapshot = self.storage.store.snapshot_now();
+        let from = snapshot.get_metadata().index + 1;
+        self.replay(&snapshot.data);
+        let first = self.storage.store.first_index().unwrap_or(1).max(from);
         let entries = self.storage.entries(first, self.applied);
         for entry in &entries {
             if entry.get_entry_type() == EntryType::EntryNormal {
@@ -379,6 +387,79 @@ impl Node {
             entries = entries.len(),
             took_ms = started.elapsed().as_millis() as u64,
             "table rebuilt from the committed log"
+        );
+    }
+
+    /// A snapshot from the leader: this node was too far behind for the log.
+    fn install(&mut self, snapshot: Snapshot) {
+        let index = snapshot.get_metadata().index;
+        if let Err(err) = self.storage.install(snapshot.clone()) {
+            tracing::error!(%err, "cannot store the leader's snapshot; stopping");
+            std::process::exit(70);
+        }
+        self.server.table.reset(LEADERSHIP_LOST);
+        self.replay(&snapshot.data);
+        self.applied = index;
+        self.own.clear();
+        tracing::info!(index, "installed the leader's snapshot");
+    }
+
+    /// Compacts the log once `snapshot_entries` entries were applied since the last
+    /// snapshot: the committed state at the applied index, built in a scratch table from
+    /// the last snapshot and the entries after it (never from this node's own table, which
+    /// on a leader holds changes not yet committed).
+    fn maybe_compact(&mut self) {
+        let last = self.storage.store.snapshot_now();
+        let from = last.get_metadata().index;
+        if self.applied < from + self.cluster.snapshot_entries {
+            return;
+        }
+        let started = Instant::now();
+        let upto = self.applied;
+        let scratch = LockTable::new(
+            TableConfig {
+                shards: 16,
+                max_waiters: 0,
+                origin: Instant::now(),
+                token_seed: 0,
+            },
+            None,
+        );
+        let now = self.server.now();
+        let replay = |data: &[u8]| match crate::persist::decode_frames(data) {
+            Ok(records) => records.iter().for_each(|r| scratch.replay(r, now)),
+            Err(err) => tracing::error!(%err, "undecodable committed entry skipped"),
+        };
+        replay(&last.data);
+        let first = self.storage.store.first_index().unwrap_or(1).max(from + 1);
+        for entry in self.storage.entries(first, upto) {
+            if entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty() {
+                replay(&entry.data);
+            }
+        }
+        let mut data = Vec::new();
+        scratch.dump_with_ghosts(now, &mut |record| record.encode_frame(&mut data));
+        let mut snapshot = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        let meta = snapshot.mut_metadata();
+        meta.index = upto;
+        meta.term = self.storage.store.term(upto).unwrap_or(0);
+        meta.set_conf_state(ConfState::from((
+            self.cluster.peers.keys().copied().collect::<Vec<_>>(),
+            Vec::new(),
+        )));
+        let bytes = snapshot.data.len();
+        if let Err(err) = self.storage.compact(snapshot) {
+            tracing::error!(%err, "raft log compaction failed; stopping");
+            std::process::exit(70);
+        }
+        tracing::info!(
+            index = upto,
+            bytes,
+            took_ms = started.elapsed().as_millis() as u64,
+            "raft snapshot written, log compacted"
         );
     }
 

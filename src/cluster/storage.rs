@@ -1,56 +1,153 @@
-//! Raft's durable state: the log entries and the hard state, in one append-only file.
+//! Raft's durable state: the log entries, the hard state and the last snapshot.
 //!
-//! raft-rs reads its log through the `Storage` trait; [`DiskStorage`] keeps that view in a
-//! `MemStorage` and makes every change durable first in `<dir>/raft.log`:
+//! raft-rs reads its log through the `Storage` trait; [`RaftStore`] serves it from a
+//! `MemStorage` plus the last snapshot, and [`DiskStorage`] makes every change durable
+//! first, in two files of `--dir`:
 //!
 //! ```text
 //! frame = len: u32 LE | crc32: u32 LE (of kind and payload) | kind: u8 | payload
-//! kind 1: an Entry (protobuf)      kind 2: the HardState (protobuf)
+//! raft.log:  kind 1 an Entry, kind 2 the HardState (protobuf), appended
+//! raft.snap: one kind 3 frame, the Snapshot (its data: the table as persist records)
 //! ```
 //!
 //! Entries are written as raft-rs hands them over; an entry at an index already in the
 //! file replaces it and every later one (a leader overwrote a follower's uncommitted
-//! tail), both in memory and at replay. Start-up replays the file in order and cuts a
-//! torn tail (a crash during a write). The membership is the static `--peers` list, set
-//! at every start. The log is not compacted (no snapshots yet): it grows with the
-//! history, and a node that restarts replays all of it.
+//! tail), both in memory and at replay. Start-up loads `raft.snap`, then replays
+//! `raft.log` in order (skipping entries the snapshot covers) and cuts a torn tail (a
+//! crash during a write). The membership is the static `--peers` list.
+//!
+//! Compaction ([`DiskStorage::compact`]) and a snapshot from the leader
+//! ([`DiskStorage::install`]): the snapshot file is replaced (temp file, sync, rename,
+//! directory sync) before `raft.log` is rewritten without the entries it covers (same
+//! steps), so a crash between the two leaves a snapshot and a longer log, which loads the
+//! same.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use parking_lot::RwLock;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Entry, HardState};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
 use crate::error::StartupError;
 
-/// The file name inside `--dir`.
+/// The log's file name inside `--dir`.
 pub(crate) const FILE_NAME: &str = "raft.log";
+/// The snapshot's file name inside `--dir`.
+pub(crate) const SNAP_NAME: &str = "raft.snap";
 
 const KIND_ENTRY: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
+const KIND_SNAPSHOT: u8 = 3;
 const FRAME_HEADER: usize = 8;
 /// Largest frame accepted at replay.
 const MAX_FRAME: usize = 1 << 30;
 
-/// Raft's log and hard state, in memory for raft-rs and on disk for restarts.
+/// What raft-rs reads: the in-memory log and the last snapshot.
+#[derive(Clone, Default)]
+pub(crate) struct RaftStore {
+    /// The entries after the compaction point and the hard state.
+    pub(crate) mem: MemStorage,
+    /// The last snapshot (index 0: none), and the (index, term) just before the first
+    /// entry the last compaction kept (raft-rs asks for that term).
+    snap: Arc<RwLock<(Snapshot, (u64, u64))>>,
+}
+
+impl RaftStore {
+    /// The last snapshot (index 0: none).
+    pub(crate) fn snapshot_now(&self) -> Snapshot {
+        self.snap.read().0.clone()
+    }
+}
+
+impl Storage for RaftStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        self.mem.initial_state()
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.mem.entries(low, high, max_size, context)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        {
+            let snap = self.snap.read();
+            let meta = snap.0.get_metadata();
+            if idx > 0 && idx == meta.index {
+                return Ok(meta.term);
+            }
+            let (boundary, term) = snap.1;
+            if idx > 0 && idx == boundary {
+                return Ok(term);
+            }
+        }
+        self.mem.term(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        self.mem.first_index()
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        self.mem.last_index()
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let snap = self.snapshot_now();
+        if snap.get_metadata().index == 0 {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        Ok(snap)
+    }
+}
+
+/// Raft's log, hard state and snapshot, in memory for raft-rs and on disk for restarts.
 pub(crate) struct DiskStorage {
     /// What raft-rs reads.
-    pub(crate) mem: MemStorage,
+    pub(crate) store: RaftStore,
     file: File,
     path: PathBuf,
+    dir: PathBuf,
     buf: Vec<u8>,
 }
 
 impl DiskStorage {
-    /// Opens (creating) `<dir>/raft.log`, replays it and sets the voters.
+    /// Opens (creating) the raft files in `dir`, loads them and sets the voters.
     pub(crate) fn open(dir: &Path, voters: &[u64]) -> Result<DiskStorage, StartupError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StartupError::DataDir { path, source }
         };
         fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let snap_path = dir.join(SNAP_NAME);
+        let snapshot = match fs::read(&snap_path) {
+            Ok(bytes) => match frame_at(&bytes, 0) {
+                Some((KIND_SNAPSHOT, payload, _)) => {
+                    Snapshot::parse_from_bytes(payload).map_err(|e| bad(&snap_path, e))?
+                }
+                _ => {
+                    return Err(StartupError::Persistence(format!(
+                        "{}: damaged raft snapshot",
+                        snap_path.display()
+                    )))
+                }
+            },
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Snapshot::default(),
+            Err(err) => return Err(io_err(&snap_path)(err)),
+        };
+        let snap_index = snapshot.get_metadata().index;
         let path = dir.join(FILE_NAME);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
@@ -60,26 +157,35 @@ impl DiskStorage {
         let mem = MemStorage::new();
         let valid = {
             let mut core = mem.wl();
+            if snap_index > 0 {
+                core.apply_snapshot(snapshot.clone())
+                    .map_err(|e| bad(&snap_path, e))?;
+            }
             core.set_conf_state(ConfState::from((voters.to_vec(), Vec::new())));
             let mut offset = 0;
-            let mut last = 0;
+            let mut last = snap_index;
             while let Some((kind, payload, next)) = frame_at(&bytes, offset) {
                 match kind {
                     KIND_ENTRY => {
                         let entry = Entry::parse_from_bytes(payload).map_err(|e| bad(&path, e))?;
-                        if entry.index == 0 || entry.index > last + 1 {
-                            return Err(StartupError::Persistence(format!(
-                                "{}: entry {} after entry {last}: the log has a gap",
-                                path.display(),
-                                entry.index
-                            )));
+                        // Entries the snapshot covers: a crash before the log was rewritten.
+                        if entry.index > snap_index {
+                            if entry.index > last + 1 {
+                                return Err(StartupError::Persistence(format!(
+                                    "{}: entry {} after entry {last}: the log has a gap",
+                                    path.display(),
+                                    entry.index
+                                )));
+                            }
+                            let index = entry.index;
+                            core.append(&[entry]).map_err(|e| bad(&path, e))?;
+                            last = index;
                         }
-                        let index = entry.index;
-                        core.append(&[entry]).map_err(|e| bad(&path, e))?;
-                        last = index;
                     }
                     KIND_HARD_STATE => {
-                        let hs = HardState::parse_from_bytes(payload).map_err(|e| bad(&path, e))?;
+                        let mut hs =
+                            HardState::parse_from_bytes(payload).map_err(|e| bad(&path, e))?;
+                        hs.commit = hs.commit.max(snap_index);
                         core.set_hardstate(hs);
                     }
                     other => {
@@ -108,22 +214,29 @@ impl DiskStorage {
             .map_err(io_err(&path))?;
         file.set_len(valid as u64).map_err(io_err(&path))?;
         file.sync_all().map_err(io_err(&path))?;
-        {
-            use raft::Storage as _;
-            let hs = mem.rl().hard_state().clone();
-            tracing::info!(
-                entries = mem.last_index().unwrap_or(0),
-                term = hs.term,
-                commit = hs.commit,
-                "opened the raft log"
-            );
-        }
+        let hs = mem.rl().hard_state().clone();
+        tracing::info!(
+            snapshot_index = snap_index,
+            last_index = mem.last_index().unwrap_or(0),
+            term = hs.term,
+            commit = hs.commit,
+            "opened the raft log"
+        );
         Ok(DiskStorage {
-            mem,
+            store: RaftStore {
+                mem,
+                snap: Arc::new(RwLock::new((snapshot, (0, 0)))),
+            },
             file,
             path,
+            dir: dir.to_path_buf(),
             buf: Vec::new(),
         })
+    }
+
+    /// The in-memory log.
+    pub(crate) fn mem(&self) -> &MemStorage {
+        &self.store.mem
     }
 
     /// Appends `entries` (replacing any at their indexes and after) to memory and file.
@@ -134,21 +247,21 @@ impl DiskStorage {
         for entry in entries {
             push_frame(&mut self.buf, KIND_ENTRY, entry)?;
         }
-        self.mem.wl().append(entries).map_err(io::Error::other)?;
+        self.mem().wl().append(entries).map_err(io::Error::other)?;
         Ok(())
     }
 
     /// Records the hard state (term, vote, commit).
     pub(crate) fn set_hard_state(&mut self, hs: &HardState) -> io::Result<()> {
         push_frame(&mut self.buf, KIND_HARD_STATE, hs)?;
-        self.mem.wl().set_hardstate(hs.clone());
+        self.mem().wl().set_hardstate(hs.clone());
         Ok(())
     }
 
     /// Raises the commit index (a light ready's); durable with the next write.
     pub(crate) fn set_commit(&mut self, commit: u64) -> io::Result<()> {
         let hs = {
-            let mut core = self.mem.wl();
+            let mut core = self.mem().wl();
             core.mut_hard_state().commit = commit;
             core.hard_state().clone()
         };
@@ -167,15 +280,65 @@ impl DiskStorage {
         Ok(())
     }
 
-    /// The entries `lo..=hi` (for rebuilding the table from the committed log).
+    /// Makes `snapshot` (of the state at an applied index) the last snapshot and drops the
+    /// entries it covers, on disk too.
+    pub(crate) fn compact(&mut self, snapshot: Snapshot) -> io::Result<()> {
+        let index = snapshot.get_metadata().index;
+        self.write_snapshot(&snapshot)?;
+        let last = self.store.last_index().map_err(io::Error::other)?;
+        // Keep at least one entry: an empty MemStorage forgets where its log starts.
+        let keep_from = (index + 1).min(last).max(1);
+        let boundary = keep_from - 1;
+        let boundary_term = self.store.term(boundary).unwrap_or(0);
+        self.mem()
+            .wl()
+            .compact(keep_from)
+            .map_err(io::Error::other)?;
+        *self.store.snap.write() = (snapshot, (boundary, boundary_term));
+        self.rewrite_log()
+    }
+
+    /// Installs a snapshot received from the leader: the log restarts after it.
+    pub(crate) fn install(&mut self, snapshot: Snapshot) -> io::Result<()> {
+        self.write_snapshot(&snapshot)?;
+        self.mem()
+            .wl()
+            .apply_snapshot(snapshot.clone())
+            .map_err(io::Error::other)?;
+        *self.store.snap.write() = (snapshot, (0, 0));
+        self.rewrite_log()
+    }
+
+    fn write_snapshot(&self, snapshot: &Snapshot) -> io::Result<()> {
+        let mut body = Vec::new();
+        push_frame(&mut body, KIND_SNAPSHOT, snapshot)?;
+        replace_file(&self.dir, SNAP_NAME, &body)
+    }
+
+    /// Rewrites `raft.log` as the hard state and the entries kept in memory.
+    fn rewrite_log(&mut self) -> io::Result<()> {
+        self.flush(false)?;
+        let mut body = Vec::new();
+        let hs = self.mem().rl().hard_state().clone();
+        push_frame(&mut body, KIND_HARD_STATE, &hs)?;
+        let first = self.store.first_index().map_err(io::Error::other)?;
+        let last = self.store.last_index().map_err(io::Error::other)?;
+        for entry in self.entries(first, last) {
+            push_frame(&mut body, KIND_ENTRY, &entry)?;
+        }
+        replace_file(&self.dir, FILE_NAME, &body)?;
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        Ok(())
+    }
+
+    /// The entries `lo..=hi` still in the log (for rebuilding the table).
     pub(crate) fn entries(&self, lo: u64, hi: u64) -> Vec<Entry> {
-        use raft::Storage as _;
         if hi < lo {
             return Vec::new();
         }
         match self
-            .mem
-            .entries(lo, hi + 1, None, raft::GetEntriesContext::empty(false))
+            .store
+            .entries(lo, hi + 1, None, GetEntriesContext::empty(false))
         {
             Ok(entries) => entries,
             Err(err) => {
@@ -185,6 +348,17 @@ impl DiskStorage {
             }
         }
     }
+}
+
+/// Replaces `dir/name` by `body` atomically and durably (temp file, sync, rename, dir sync).
+fn replace_file(dir: &Path, name: &str, body: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut file = File::create(&tmp)?;
+    file.write_all(body)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join(name))?;
+    File::open(dir)?.sync_all()
 }
 
 fn bad(path: &Path, err: impl std::fmt::Display) -> StartupError {
@@ -258,8 +432,8 @@ mod tests {
         bytes.extend_from_slice(&[9, 0, 0, 0, 1]);
         fs::write(&path, &bytes).expect("write");
         let s = DiskStorage::open(dir.path(), &[1, 2, 3]).expect("reopen");
-        assert_eq!(raft::Storage::last_index(&s.mem).expect("last"), 2);
-        let core = s.mem.rl();
+        assert_eq!(s.store.last_index().expect("last"), 2);
+        let core = s.mem().rl();
         assert_eq!(core.hard_state().term, 2);
         assert_eq!(core.hard_state().vote, 3);
         drop(core);
@@ -267,5 +441,83 @@ mod tests {
         assert_eq!(entries.len(), 2);
         assert_eq!(&entries[1].data[..], b"x");
         assert_eq!(entries[1].term, 2);
+    }
+}
+
+#[cfg(test)]
+mod compaction_tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8].into(),
+            ..Default::default()
+        }
+    }
+
+    fn snapshot(index: u64, term: u64) -> Snapshot {
+        let mut snap = Snapshot {
+            data: b"state".to_vec().into(),
+            ..Default::default()
+        };
+        snap.mut_metadata().index = index;
+        snap.mut_metadata().term = term;
+        snap
+    }
+
+    #[test]
+    fn compaction_keeps_the_tail_and_reopens_from_the_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let mut s = DiskStorage::open(dir.path(), &[1, 2, 3]).expect("open");
+            s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
+                .expect("append");
+            let hs = HardState {
+                term: 1,
+                commit: 10,
+                ..Default::default()
+            };
+            s.set_hard_state(&hs).expect("hs");
+            s.flush(true).expect("flush");
+            s.compact(snapshot(7, 1)).expect("compact");
+            assert_eq!(s.store.first_index().expect("first"), 8);
+            assert_eq!(s.store.term(7).expect("term of the snapshot"), 1);
+            assert_eq!(
+                s.store
+                    .snapshot(0, 2)
+                    .expect("snapshot")
+                    .get_metadata()
+                    .index,
+                7
+            );
+            s.append(&[entry(11, 2)]).expect("append");
+            s.flush(true).expect("flush");
+        }
+        let s = DiskStorage::open(dir.path(), &[1, 2, 3]).expect("reopen");
+        assert_eq!(s.store.first_index().expect("first"), 8);
+        assert_eq!(s.store.last_index().expect("last"), 11);
+        assert_eq!(s.store.term(7).expect("term"), 1);
+        assert_eq!(&s.store.snapshot_now().data[..], b"state");
+        assert_eq!(s.mem().rl().hard_state().commit, 10);
+    }
+
+    #[test]
+    fn an_installed_snapshot_replaces_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let mut s = DiskStorage::open(dir.path(), &[1, 2, 3]).expect("open");
+            s.append(&[entry(1, 1), entry(2, 1)]).expect("append");
+            s.flush(true).expect("flush");
+            s.install(snapshot(50, 3)).expect("install");
+            assert_eq!(s.store.first_index().expect("first"), 51);
+            s.append(&[entry(51, 3)]).expect("append");
+            s.flush(true).expect("flush");
+        }
+        let s = DiskStorage::open(dir.path(), &[1, 2, 3]).expect("reopen");
+        assert_eq!(s.store.first_index().expect("first"), 51);
+        assert_eq!(s.store.last_index().expect("last"), 51);
+        assert_eq!(s.mem().rl().hard_state().commit, 50);
     }
 }

@@ -392,6 +392,15 @@ impl LockTable {
         }
     }
 
+    /// Like [`dump`](Self::dump), plus the holds that replay found expired but a later
+    /// refresh may still revive (cluster snapshots are replayed before later entries).
+    pub fn dump_with_ghosts(&self, now: Now, f: &mut dyn FnMut(Record)) {
+        self.dump(now, f);
+        for shard in self.shards.iter() {
+            shard.lock().dump_ghosts(f);
+        }
+    }
+
     /// Counts of what the table holds, for INFO.
     pub fn stats(&self) -> TableStats {
         let mut stats = TableStats {

@@ -220,6 +220,20 @@ impl Shard {
         stats.timers += self.wheel.len();
     }
 
+    /// Replay only: every ghost (a hold whose recovered deadline had passed) as a `Grant`
+    /// with deadline 0, so that a snapshot replayed later keeps it as a ghost too.
+    pub(crate) fn dump_ghosts(&self, f: &mut dyn FnMut(Record)) {
+        for ((key, owner), (hold, token)) in &self.ghosts {
+            f(Record::Grant {
+                key: key.clone(),
+                owner: owner.clone(),
+                hold: *hold,
+                token: *token,
+                deadline_ms: 0,
+            });
+        }
+    }
+
     /// Every waiter queued on a key of this shard (an MLOCK once per key it waits on).
     pub(crate) fn queued_waiters(&self) -> Vec<Arc<Waiter>> {
         self.keys
