@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_support::checker::{self, SLACK};
-use cluster_support::cluster::{connect, failure_dir, write_file, Cluster, ReplInfo};
+use cluster_support::cluster::{connect, connect_bare, failure_dir, write_file, Cluster, ReplInfo};
 use cluster_support::history::{Call, History, Holder, Op, Outcome};
 use cluster_support::nemesis::{self, Fault};
 use cluster_support::proxy::{LinkMode, Proxy};
@@ -828,12 +828,31 @@ async fn jepsen_mutual_exclusion_under_faults() {
     assert_clean(&problems);
 }
 
-/// A lease that runs out while the leader has lost both followers, then a grant of the
-/// key to another owner once they are back: a later leader must list the new owner
-/// alone. (Written to pin down the double holder the Jepsen-style run found after a
-/// kill of two nodes; this sequence alone does not reproduce it yet.)
+/// `holders:` of `INFO locks` on node `id`: its own table, not the leader's.
+async fn local_holders(cluster: &Cluster, id: u64) -> Option<u64> {
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg("locks");
+    let text: String = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut con = connect_bare(cluster.node(id).client, Duration::from_secs(1)).await?;
+        cmd.query_async::<String>(&mut con).await
+    })
+    .await
+    .ok()?
+    .ok()?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("holders:"))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The double holder that the Jepsen-style run found (seed 15762744583689913744), made
+/// deterministic: a hold committed on the leader and follower F, then kill -9 of the
+/// leader and the other follower while F stays up; the lease runs out during the outage.
+/// The restarted nodes (F paused so that one of them leads) drop the expired hold and
+/// grant the key to another owner; F, which never restarted, must end up with the same
+/// table (one holder), or it lists both once it leads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expiry_without_quorum_reaches_every_node() {
+#[ignore = "bug in the raft branch: a hold that expired during an outage is dropped by the restarted nodes without an expiry entry, so the node that stayed up keeps it (two exclusive holders once it leads)"]
+async fn a_hold_that_expired_during_an_outage_ends_on_every_node() {
     let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start(3).await;
     let leader = cluster
@@ -841,48 +860,73 @@ async fn expiry_without_quorum_reaches_every_node() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs(30)));
     let addr = cluster.node(leader).client;
-    let t1: Option<i64> = query(addr, &lock("exp", "o1", 300)).await.expect("LOCK o1");
+    let t1: Option<i64> = query(addr, &lock("exp", "o1", 400)).await.expect("LOCK o1");
     assert!(t1.is_some());
     let followers: Vec<u64> = cluster.ids().into_iter().filter(|&i| i != leader).collect();
-    for &f in &followers {
-        cluster.kill(f);
-    }
-    // o1's lease runs out while the leader is alone.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    for &f in &followers {
-        cluster.restart(f).await;
-    }
-    // Whoever leads now grants the key to o2 (retried through the old leader's port).
-    let mut granted = None;
+    let (stay, other) = (followers[0], followers[1]);
+    // Both followers have applied the grant before the outage.
     let deadline = Instant::now() + ELECTION;
-    while granted.is_none() && Instant::now() < deadline {
-        let r: redis::RedisResult<Option<i64>> = query(addr, &lock("exp", "o2", 60_000)).await;
-        if let Ok(Some(t)) = r {
-            granted = Some(t);
+    while local_holders(&cluster, stay).await != Some(1)
+        || local_holders(&cluster, other).await != Some(1)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the followers did not apply the grant"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.kill(leader);
+    cluster.kill(other);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    cluster.pause(stay);
+    cluster.restart(leader).await;
+    cluster.restart(other).await;
+    let mut t2: Option<i64> = None;
+    let deadline = Instant::now() + ELECTION;
+    while t2.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no grant to o2 on the restarted pair"
+        );
+        if let Ok(Some(t)) = query::<Option<i64>>(addr, &lock("exp", "o2", 60_000)).await {
+            t2 = Some(t);
         } else {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let t2 = granted.expect("o2 granted after the followers came back");
-    // Every other node, once it leads, must list o2 alone.
-    let first = cluster.wait_for_leader(ELECTION).await.expect("leader");
-    cluster.kill(first);
-    let next = cluster
-        .wait_for_leader(ELECTION)
-        .await
-        .expect("next leader");
+    cluster.resume(stay);
+    let t2 = t2.expect("granted");
+    // Make F the leader: kill whoever else leads until F wins an election.
+    let mut killed: Option<u64> = None;
+    for _ in 0..6 {
+        let now = cluster
+            .wait_for_leader(ELECTION)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs(30)));
+        if now == stay {
+            break;
+        }
+        if let Some(k) = killed.take() {
+            cluster.restart(k).await;
+            // Let the restarted node catch up before the next kill.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        cluster.kill(now);
+        killed = Some(now);
+    }
+    let now = cluster.wait_for_leader(ELECTION).await.expect("leader");
+    if now != stay {
+        println!("n{stay} did not win an election in 6 tries; nothing checked");
+        return;
+    }
     let mut info = redis::cmd("LOCK.INFO");
     info.arg("exp");
-    let v: redis::Value = query(cluster.node(next).client, &info)
+    let v: redis::Value = query(cluster.node(stay).client, &info)
         .await
         .expect("LOCK.INFO");
     let text = format!("{v:?}");
     assert!(
-        text.contains(&t2.to_string()),
-        "o2 missing on n{next}: {text}"
-    );
-    assert!(
-        !text.contains("o1"),
-        "o1 (expired) listed beside o2 on new leader n{next}: {text}"
+        text.contains(&t2.to_string()) && !text.contains("o1"),
+        "n{stay} (up through the outage, now leader) lists: {text}; expected o2 (token {t2}) alone"
     );
 }
