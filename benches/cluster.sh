@@ -136,7 +136,7 @@ if [[ " $SYSTEMS " == *" etcd3 "* ]]; then
     done
 fi
 
-# baton_leader_port: the client port of the baton cluster's leader (or of a follower with
+# baton_target_port: the client port of the baton cluster's leader (or of a follower with
 # --to-followers).
 baton_target_port() {
     local p role
