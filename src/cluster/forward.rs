@@ -8,7 +8,8 @@
 //! node itself (its own role, term and table), in its place in the reply order. With no
 //! leader known, a command waits up to twice the election timeout for one, then gets
 //! `-TRYAGAIN no leader`. When the upstream connection ends (the leader died or stepped
-//! down) the client's connection is closed: the client reconnects and is routed again.
+//! down), or this node stops following that leader (it moved, or this node was cut off),
+//! the client's connection is closed: the client reconnects and is routed again.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use tokio::sync::watch;
 
 use super::transport::STREAM_CLIENT;
 use crate::cmd::{self, Effect, Server, Session};
@@ -42,6 +45,7 @@ pub async fn serve(stream: TcpStream, server: Arc<Server>, mut shutdown: Shutdow
             local.close(&server);
             return crate::server::conn::serve_buffered(stream, server, shutdown, input).await;
         }
+        let leader = cluster.status().leader_id;
         if let Some(addr) = cluster.leader_addr() {
             if let Ok(Ok(mut up)) =
                 tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await
@@ -49,7 +53,7 @@ pub async fn serve(stream: TcpStream, server: Arc<Server>, mut shutdown: Shutdow
                 let _ = up.set_nodelay(true);
                 if up.write_all(&[STREAM_CLIENT]).await.is_ok() {
                     let relay = Relay::new(&server, decoder, local);
-                    relay.run(stream, input, up, &mut shutdown).await;
+                    relay.run(stream, input, up, leader, &mut shutdown).await;
                     return;
                 }
             }
@@ -200,8 +204,10 @@ impl Relay {
         client: TcpStream,
         mut input: BytesMut,
         up: TcpStream,
+        leader: u64,
         shutdown: &mut Shutdown,
     ) {
+        let mut status = self.server.cluster.as_ref().map(|c| c.watch_leader());
         let (mut crd, mut cwr) = client.into_split();
         let (mut urd, mut uwr) = up.into_split();
         let mut from_up = BytesMut::with_capacity(4096);
@@ -288,6 +294,9 @@ impl Relay {
                         from_up.reserve(4096);
                     }
                 }
+                // This node no longer follows that leader (it moved, or this node was cut
+                // off): close, so that the client reconnects and is routed again.
+                moved = leader_moved(&mut status, leader) => if moved { break },
                 _ = shutdown.started() => break,
             }
         }
@@ -303,6 +312,17 @@ impl Relay {
         {
             *slot = Slot::Upstream(Some(reply));
         }
+    }
+}
+
+/// Resolves with true once the known leader is no longer `leader`.
+async fn leader_moved(status: &mut Option<watch::Receiver<u64>>, leader: u64) -> bool {
+    let Some(rx) = status else {
+        return std::future::pending().await;
+    };
+    match rx.changed().await {
+        Ok(()) => *rx.borrow() != leader,
+        Err(_) => std::future::pending().await,
     }
 }
 

@@ -191,7 +191,11 @@ pub struct Cluster {
     pub snapshot_entries: u64,
     pub(crate) sink: Arc<RaftSink>,
     serving: AtomicBool,
+    /// `serving` as a watch, for the expirer (which must not wake at every commit).
+    serving_watch: watch::Sender<bool>,
     status: watch::Sender<Status>,
+    /// The known leader's id alone (0: none), for waiters that care only about it.
+    leader: watch::Sender<u64>,
     progress: watch::Sender<Progress>,
     /// When a new leader may start ending leases (promotion + the lease extension).
     expiry_from: Mutex<Option<Instant>>,
@@ -242,7 +246,9 @@ impl Cluster {
                 inbox: inbox.clone(),
             }),
             serving: AtomicBool::new(false),
+            serving_watch: watch::channel(false).0,
             status: watch::channel(Status::default()).0,
+            leader: watch::channel(0).0,
             progress: watch::channel(Progress::default()).0,
             expiry_from: Mutex::new(None),
             inbox,
@@ -302,7 +308,7 @@ impl Cluster {
     /// Waits until this node may end leases: it serves, and the lease extension after its
     /// promotion has passed (the previous leader's leases could have run out by then).
     pub async fn expiry_allowed(&self) {
-        let mut status = self.status.subscribe();
+        let mut serving = self.serving_watch.subscribe();
         loop {
             let from = *self.expiry_from.lock();
             match from {
@@ -312,11 +318,11 @@ impl Cluster {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep_until(at.into()) => {}
-                        _ = status.changed() => {}
+                        _ = serving.changed() => {}
                     }
                 }
                 _ => {
-                    if status.changed().await.is_err() {
+                    if serving.changed().await.is_err() {
                         std::future::pending::<()>().await;
                     }
                 }
@@ -348,6 +354,11 @@ impl Cluster {
         out
     }
 
+    /// A receiver of changes of the known leader (its id; 0: none).
+    pub fn watch_leader(&self) -> watch::Receiver<u64> {
+        self.leader.subscribe()
+    }
+
     /// The address of the leader's peer port as this node reaches it, if another node leads.
     pub fn leader_addr(&self) -> Option<String> {
         let leader = self.status.borrow().leader_id;
@@ -360,6 +371,16 @@ impl Cluster {
 
     fn publish_status(&self, status: Status) {
         self.serving.store(status.serving, Ordering::Release);
+        self.serving_watch.send_if_modified(|s| {
+            let changed = *s != status.serving;
+            *s = status.serving;
+            changed
+        });
+        self.leader.send_if_modified(|l| {
+            let changed = *l != status.leader_id;
+            *l = status.leader_id;
+            changed
+        });
         self.status.send_if_modified(|s| {
             let changed = *s != status;
             *s = status;
