@@ -2,10 +2,6 @@
 
 use std::sync::Arc;
 
-use clap::Parser;
-
-use baton::config::Config;
-
 /// mimalloc instead of glibc malloc: ending 1M leases at once took 1.5 s with glibc (40% of
 /// it in free-chunk consolidation) and 0.6 s with mimalloc, at the same memory per lock
 /// (`cargo run --release --example lock_memory`; jemalloc: 0.78 s and +25% memory).
@@ -13,14 +9,18 @@ use baton::config::Config;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&config.log_level)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let config = match baton::settings::load() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("baton: {err}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&config.log_level);
+    tracing::info!(
+        "configuration (flag > env > file > default): {}",
+        baton::settings::describe(&config.effective)
+    );
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.threads > 0 {
         runtime.worker_threads(config.threads);
@@ -33,6 +33,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
     Ok(())
+}
+
+/// Logs to stderr through a filter that CONFIG SET log-level can replace; colour codes
+/// only on a terminal.
+fn init_logging(filter: &str) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{reload, EnvFilter};
+
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .init();
+    baton::settings::set_log_reloader(Box::new(move |directive| {
+        let filter = EnvFilter::try_new(directive).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }));
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,7 +1,7 @@
 //! What commands run against: [`Server`] (state shared by every connection, owned here
 //! once) and [`Session`] (one connection's own state).
 
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,6 +10,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use super::args::ArgLimits;
+use super::stats::CommandStats;
 use crate::config::Config;
 use crate::persist::{Log, LogError};
 use crate::resp::Protocol;
@@ -106,39 +107,73 @@ pub struct Server {
     pub lua: crate::lua::Engine,
     /// The append-only log (None with `--persistence off`).
     pub log: Option<Arc<Log>>,
-    commands: StripedCounter,
+    /// Counts and latency per command.
+    pub commands: CommandStats,
+    /// What `/ready` answers.
+    pub readiness: Readiness,
+    /// Connections accepted and refused.
+    pub connections: ConnectionCounts,
+    /// Most open client connections (`--max-clients`, CONFIG SET max-clients).
+    pub max_clients: AtomicUsize,
 }
 
-/// A counter that threads bump without sharing a cache line: one shared atomic, bumped by
-/// every worker on every command, moved its line between the cores each time.
+/// Whether the server is ready for traffic: what `/ready` answers.
+///
+/// Not ready until recovery is done ([`Readiness::set_recovered`], by `server::build`),
+/// and again once shutdown starts. In cluster mode (after [`Readiness::require_quorum`],
+/// called by cluster mode when it starts) also not ready while no quorum is reachable;
+/// cluster mode reports that with [`Readiness::set_quorum`].
 #[derive(Debug, Default)]
-struct StripedCounter {
-    stripes: [Stripe; STRIPES],
+pub struct Readiness {
+    recovered: AtomicBool,
+    draining: AtomicBool,
+    needs_quorum: AtomicBool,
+    quorum: AtomicBool,
 }
 
-/// One counter on a cache line of its own (128 bytes: adjacent-line prefetch pairs lines).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Stripe(AtomicU64);
+impl Readiness {
+    /// Recovery is done: commands are served.
+    pub fn set_recovered(&self) {
+        self.recovered.store(true, Ordering::Release);
+    }
 
-const STRIPES: usize = 16;
+    /// Shutdown started: stop sending traffic here.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
 
-impl StripedCounter {
-    fn increment(&self) {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    /// Cluster mode: readiness also needs a quorum from now on.
+    pub fn require_quorum(&self) {
+        self.needs_quorum.store(true, Ordering::Release);
+    }
+
+    /// Cluster mode: whether a quorum is reachable now.
+    pub fn set_quorum(&self, reachable: bool) {
+        self.quorum.store(reachable, Ordering::Release);
+    }
+
+    /// Ok when ready, else why not (`recovering`, `shutting down`, `no quorum`).
+    pub fn check(&self) -> Result<(), &'static str> {
+        if !self.recovered.load(Ordering::Acquire) {
+            Err("recovering")
+        } else if self.draining.load(Ordering::Acquire) {
+            Err("shutting down")
+        } else if self.needs_quorum.load(Ordering::Acquire) && !self.quorum.load(Ordering::Acquire)
+        {
+            Err("no quorum")
+        } else {
+            Ok(())
         }
-        let stripe = STRIPE.try_with(|s| *s).unwrap_or(0);
-        self.stripes[stripe].0.fetch_add(1, Ordering::Relaxed);
     }
+}
 
-    fn sum(&self) -> u64 {
-        self.stripes
-            .iter()
-            .map(|s| s.0.load(Ordering::Relaxed))
-            .sum()
-    }
+/// Connections counted by the accept loop.
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    /// Accepted (Redis's total_connections_received).
+    pub accepted: AtomicU64,
+    /// Refused at max-clients (Redis's rejected_connections).
+    pub rejected: AtomicU64,
 }
 
 impl Server {
@@ -154,6 +189,7 @@ impl Server {
             ..crate::lua::EngineConfig::default()
         });
         Server {
+            max_clients: AtomicUsize::new(config.max_clients),
             port: AtomicU16::new(config.port),
             config,
             table,
@@ -162,7 +198,9 @@ impl Server {
             refuse_grants_until,
             log,
             lua,
-            commands: StripedCounter::default(),
+            commands: CommandStats::default(),
+            readiness: Readiness::default(),
+            connections: ConnectionCounts::default(),
         }
     }
 
@@ -198,14 +236,9 @@ impl Server {
         }
     }
 
-    /// Counts one executed command.
-    pub fn count_command(&self) {
-        self.commands.increment();
-    }
-
     /// Commands executed since start.
     pub fn commands_processed(&self) -> u64 {
-        self.commands.sum()
+        self.commands.total()
     }
 }
 
@@ -239,25 +272,5 @@ impl Session {
             authenticated: !needs_auth,
             info,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn striped_counter_sums_every_thread() {
-        let counter = Arc::new(StripedCounter::default());
-        let threads: Vec<_> = (0..20)
-            .map(|_| {
-                let counter = counter.clone();
-                std::thread::spawn(move || (0..1000).for_each(|_| counter.increment()))
-            })
-            .collect();
-        for thread in threads {
-            thread.join().expect("thread");
-        }
-        assert_eq!(counter.sum(), 20_000);
     }
 }

@@ -685,7 +685,8 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 0,
         step: 0,
         group: "server",
-        summary: "CONFIG GET of the settings baton knows.",
+        summary:
+            "CONFIG GET of the effective settings; CONFIG SET of those that change at run time.",
         args: &[],
     },
     Spec {

@@ -5,6 +5,7 @@
 
 pub mod conn;
 pub mod expirer;
+pub mod http;
 pub mod shutdown;
 
 use std::future::Future;
@@ -104,6 +105,7 @@ pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
             "recovered the data directory"
         );
     }
+    server.readiness.set_recovered();
     Ok(Arc::new(server))
 }
 
@@ -137,8 +139,18 @@ pub async fn run(
     config: Arc<Config>,
     signal: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
+    // Up before recovery: /health answers and /ready says `recovering` meanwhile.
+    let http = match config.http_port {
+        Some(port) => Some(http::start(&config, port).await?),
+        None => None,
+    };
     let server = build(config).await?;
-    serve(listener, server, signal).await
+    if let Some(http) = &http {
+        http.attach(server.clone());
+    }
+    let served = serve(listener, server, signal).await;
+    drop(http);
+    served
 }
 
 /// Like [`run`] on state already built.
@@ -158,7 +170,6 @@ pub async fn serve(
     let expirer = tokio::spawn(expirer::run(server.clone(), trigger.subscribe()));
     let snapshots = tokio::spawn(snapshotter(server.clone(), trigger.subscribe()));
     tokio::pin!(signal);
-    let max_clients = server.config.max_clients;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -173,8 +184,9 @@ pub async fn serve(
                 continue;
             }
         };
-        metrics::counter!(crate::metrics::CONNECTIONS).increment(1);
-        if trigger.live() >= max_clients {
+        server.connections.accepted.fetch_add(1, Ordering::Relaxed);
+        if trigger.live() >= server.max_clients.load(Ordering::Relaxed) {
+            server.connections.rejected.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let _ = stream.write_all(b"-ERR max clients reached\r\n").await;
                 let _ = stream.shutdown().await;
@@ -189,6 +201,7 @@ pub async fn serve(
             drop(guard);
         });
     }
+    server.readiness.set_draining();
     tracing::info!("shutting down: finishing in-flight replies");
     drop(listener);
     trigger.shutdown(SHUTDOWN_GRACE).await;
