@@ -1,6 +1,10 @@
 //! The `baton` binary: flags and env → Config → tracing → runtime → server::run.
 
+use std::io::ErrorKind;
 use std::sync::Arc;
+
+use baton::config::Config;
+use baton::error::StartupError;
 
 /// mimalloc instead of glibc malloc: ending 1M leases at once took 1.5 s with glibc (40% of
 /// it in free-chunk consolidation) and 0.6 s with mimalloc, at the same memory per lock
@@ -26,13 +30,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         runtime.worker_threads(config.threads);
     }
     let runtime = runtime.enable_all().build()?;
-    runtime.block_on(async move {
-        let config = Arc::new(config);
-        let listener = baton::server::bind(&config).await?;
-        baton::server::run(listener, config, shutdown_signal()).await?;
-        Ok::<_, Box<dyn std::error::Error>>(())
-    })?;
+    let config = Arc::new(config);
+    let served = runtime.block_on({
+        let config = config.clone();
+        async move {
+            let listener = baton::server::bind(&config).await?;
+            baton::server::run(listener, config, shutdown_signal()).await
+        }
+    });
+    if let Err(err) = served {
+        // Display, not Debug: the message names the file, address or port to act on.
+        eprintln!("baton: {err}");
+        if let Some(hint) = hint(&err, &config) {
+            eprintln!("baton: {hint}");
+        }
+        std::process::exit(1);
+    }
     Ok(())
+}
+
+/// What to do about a start-up error, when there is an obvious step.
+fn hint(err: &StartupError, config: &Config) -> Option<String> {
+    match err {
+        StartupError::Bind { addr, source } if source.kind() == ErrorKind::AddrInUse => {
+            let flag = match addr.rsplit_once(':') {
+                Some((_, port))
+                    if Some(port) == config.http_port.map(|p| p.to_string()).as_deref() =>
+                {
+                    "--http-port"
+                }
+                _ => "--port",
+            };
+            Some(format!(
+                "another process listens on {addr}: stop it, or choose another port with {flag}"
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Logs to stderr through a filter that CONFIG SET log-level can replace; colour codes

@@ -444,3 +444,30 @@ fn config_set_of_a_limit_takes_effect() {
     );
     stop(child);
 }
+
+#[test]
+fn a_busy_port_is_named_with_the_flag_to_change_it() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("addr").port().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(args)
+            .args(["--persistence", "off", "--log-level", "warn"])
+            .output()
+            .expect("run baton");
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["--port", &port]);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("choose another port with --port"), "{err}");
+    let free = free_port().to_string();
+    let err = run(&["--port", &free, "--http-port", &port]);
+    assert!(
+        err.contains("choose another port with --http-port"),
+        "{err}"
+    );
+}
