@@ -471,3 +471,28 @@ fn a_busy_port_is_named_with_the_flag_to_change_it() {
         "{err}"
     );
 }
+
+#[test]
+fn not_ready_while_the_restart_delay_refuses_grants() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (port, http) = (free_port(), free_port());
+    let child = spawn(
+        port,
+        &[
+            "--persistence",
+            "off",
+            "--restart-delay-ms",
+            "1500",
+            "--http-port",
+            &http.to_string(),
+        ],
+        &[],
+        &dir.path().join("stderr"),
+    );
+    let _con = connect(port);
+    assert_eq!(get(http, "/ready"), Some((503, "restart delay\n".into())));
+    eventually("ready after the delay", Duration::from_secs(20), || {
+        get(http, "/ready") == Some((200, "ready\n".into()))
+    });
+    stop(child);
+}

@@ -4,7 +4,7 @@
 //! - `/health`: 200 `ok` while the process serves HTTP at all, recovery included: a
 //!   liveness probe must not restart a node that is replaying a long log.
 //! - `/ready`: 200 `ready` once recovery is done and commands are served; 503 with the
-//!   reason (`recovering`, `shutting down`, `no quorum`) otherwise. It reads
+//!   reason (`recovering`, `restart delay`, `shutting down`, `no quorum`) otherwise. It reads
 //!   [`Readiness`](crate::cmd::context::Readiness) in the shared server state; before that
 //!   state exists (recovery runs while this listener is already up) it answers
 //!   `recovering`.
@@ -166,10 +166,15 @@ fn respond(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
 }
 
 fn ready(state: &State) -> Result<(), &'static str> {
-    match state.server.get() {
-        Some(server) => server.readiness.check(),
-        None => Err("recovering"),
+    let Some(server) = state.server.get() else {
+        return Err("recovering");
+    };
+    server.readiness.check()?;
+    // With persistence off, `--restart-delay-ms` refuses every grant for a while.
+    if server.refusing_grants() {
+        return Err("restart delay");
     }
+    Ok(())
 }
 
 /// Publishes the state-derived values into the recorder and renders it.
