@@ -31,13 +31,13 @@ bench_common_arg() {
     esac
 }
 
-# bench_setup TOOL: moves to the repository root, builds baton and the TOOL binary in
-# release (unless --no-build), sets BATON, and installs Redis from the distribution's
+# bench_setup TOOL: moves to the repository root, builds baton and the TOOL binary (of
+# the workspace's baton-bench package, bench/) in release (unless --no-build), sets BATON, and installs Redis from the distribution's
 # packages when redis-server or redis-cli is missing (the machine runs as root).
 bench_setup() {
     cd "$(dirname "$0")/.."
     if [[ $BUILD -eq 1 ]]; then
-        cargo build --release --bin baton --bin "$1"
+        cargo build --release -p baton --bin baton -p baton-bench --bin "$1"
     fi
     BATON=target/release/baton
     if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
