@@ -1,4 +1,5 @@
-//! Configuration: every flag also comes from an environment variable `BATON_<FLAG>`.
+//! Configuration: every flag also comes from an environment variable `BATON_<FLAG>` and
+//! from the `--config` TOML file (flag > env > file > default; see `crate::settings`).
 //!
 //! Each limit documents its default, its worst case and the error a client gets at it.
 //! Add a setting by adding a field here with `#[arg(long, env = "BATON_...")]`; `Config` is

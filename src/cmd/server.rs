@@ -341,7 +341,7 @@ fn config_set(server: &Server, pairs: &[(Bytes, Bytes)]) -> Result<(), RespError
         let Some(which) = mutable(name) else {
             return Err(failed(name, "can't set immutable config"));
         };
-        if changes.iter().any(|(w, _)| *w == which) || names[..i].contains(name) {
+        if changes.iter().any(|(w, _, _)| *w == which) || names[..i].contains(name) {
             return Err(failed(name, "duplicate parameter"));
         }
         let text = String::from_utf8_lossy(value);
@@ -370,15 +370,15 @@ fn config_set(server: &Server, pairs: &[(Bytes, Bytes)]) -> Result<(), RespError
                 .to_string(),
             ),
         };
-        changes.push((which, new));
+        changes.push((which, new, name.as_str()));
     }
     // The one change that can fail goes first, so a failure leaves everything as it was.
-    for (_, new) in &changes {
+    for (_, new, name) in &changes {
         if let NewValue::Filter(filter) = new {
-            crate::settings::reload_log_level(filter).map_err(|why| failed("log-level", &why))?;
+            crate::settings::reload_log_level(filter).map_err(|why| failed(name, &why))?;
         }
     }
-    for (which, new) in changes {
+    for (which, new, _) in changes {
         match (which, new) {
             (Mutable::MaxClients, NewValue::Count(n)) => {
                 server.max_clients.store(n, Ordering::Relaxed);
