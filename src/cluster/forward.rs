@@ -131,15 +131,7 @@ struct LocalSession {
 
 impl LocalSession {
     fn new(server: &Server, stream: &TcpStream) -> Self {
-        let addr = stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let laddr = stream
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let info = server.clients.register(addr, laddr);
+        let info = server.clients.register_stream(stream);
         LocalSession {
             session: Session::new(info, server.config.requirepass.is_some()),
             proto: Protocol::Resp2,

@@ -47,6 +47,14 @@ pub struct Clients {
 }
 
 impl Clients {
+    /// Registers the client of `stream`, named by its peer and local addresses (empty when
+    /// the socket no longer has them).
+    pub fn register_stream(&self, stream: &tokio::net::TcpStream) -> Arc<Mutex<ClientInfo>> {
+        let name =
+            |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        self.register(name(stream.peer_addr()), name(stream.local_addr()))
+    }
+
     /// Registers a new connection; returns its info handle.
     pub fn register(&self, addr: String, laddr: String) -> Arc<Mutex<ClientInfo>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;

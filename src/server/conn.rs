@@ -58,15 +58,7 @@ pub async fn serve_buffered(
     input: BytesMut,
 ) {
     let _ = stream.set_nodelay(true);
-    let addr = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let laddr = stream
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let info = server.clients.register(addr, laddr);
+    let info = server.clients.register_stream(&stream);
     let mut session = Session::new(info, server.config.requirepass.is_some());
     let mem = server.budget.register(session.id);
     let (rd, wr) = stream.into_split();
