@@ -1,8 +1,8 @@
 //! Cluster mode: the lock table replicated by Raft (`--node-id` and `--peers`).
 //!
 //! Consensus is tikv's `raft` crate (raft-rs, the etcd Raft design): a sans-IO state
-//! machine driven by one loop ([`node`]) that owns storage ([`storage`]), ticks, steps peer
-//! messages ([`transport`]) and applies committed entries. Why raft-rs and not openraft,
+//! machine driven by one loop (`node`) that owns storage (`storage`), ticks, steps peer
+//! messages (`transport`) and applies committed entries. Why raft-rs and not openraft,
 //! and what is guaranteed: docs/replication.md.
 //!
 //! ```text

@@ -3,7 +3,7 @@
 //! buffered input) while it waits for its grant, its deadline or shutdown.
 //!
 //! Memory: the read buffer grows to the pending-input limit at most (not past it by
-//! doubling), replies are written every [`WRITE_BATCH`] bytes, large buffers are dropped
+//! doubling), replies are written every `WRITE_BATCH` bytes, large buffers are dropped
 //! once empty and given back to the OS, requests before AUTH are kept small, and every
 //! connection reports its buffers to the server's client budget (`--maxmemory-clients`,
 //! see `budget.rs`), which may close it. Scripts, KEYS and SCAN run on the script threads
