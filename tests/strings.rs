@@ -234,6 +234,18 @@ fn expire_family_with_conditions() {
 }
 
 #[test]
+fn an_equal_deadline_is_neither_greater_nor_less() {
+    let server = TestServer::default_config();
+    let mut con = server.conn();
+    ok(&mut con, &["SET", "k", "v"]);
+    let at = "99999999999999";
+    assert_eq!(int(&mut con, &["PEXPIREAT", "k", at]), 1);
+    assert_eq!(int(&mut con, &["PEXPIREAT", "k", at, "GT"]), 0);
+    assert_eq!(int(&mut con, &["PEXPIREAT", "k", at, "LT"]), 0);
+    assert!(int(&mut con, &["PTTL", "k"]) > 0);
+}
+
+#[test]
 fn a_string_expires_on_its_own() {
     let server = TestServer::default_config();
     let mut con = server.conn();

@@ -176,9 +176,11 @@ impl Tx<'_> {
             (ExpireCondition::Always, _) => true,
             (ExpireCondition::Nx, cur) => cur.is_none(),
             (ExpireCondition::Xx, cur) => cur.is_some(),
-            (ExpireCondition::Gt, Some((d, _))) => deadline.0 > d,
+            // Compared in wall milliseconds, as Redis does: the same PEXPIREAT
+            // twice is "not greater" even if its monotonic conversion drifts.
+            (ExpireCondition::Gt, Some((_, wall))) => deadline.1 > wall,
             (ExpireCondition::Gt, None) => false,
-            (ExpireCondition::Lt, Some((d, _))) => deadline.0 < d,
+            (ExpireCondition::Lt, Some((_, wall))) => deadline.1 < wall,
             (ExpireCondition::Lt, None) => true,
         };
         if !ok {
