@@ -313,7 +313,8 @@ pub fn info(server: &Server, sections: &[String]) -> String {
         let rss = rss_bytes();
         let _ = write!(
             out,
-            "# Memory\r\nused_memory:{rss}\r\nused_memory_rss:{rss}\r\nmaxmemory:0\r\n\r\n"
+            "# Memory\r\nused_memory:{rss}\r\nused_memory_rss:{rss}\r\nmaxmemory:{}\r\n\r\n",
+            server.config.maxmemory,
         );
     }
     if want("persistence") {
