@@ -5,10 +5,9 @@
 //! The tests that start clusters run one at a time (a 2-core machine cannot keep
 //! election timeouts with two clusters and a build running at once).
 //!
-//! Run: `cargo test --test jepsen` (about 1.5 min: proxy and checker self-tests, the
-//! single-node baseline and its negative control, and the cluster tests that pass);
-//! the 3-node randomized run is `cargo test --test jepsen -- --ignored jepsen_mutual
-//! --nocapture` while it is marked ignored.
+//! Run: `cargo test --test jepsen` (about 3 min: proxy and checker self-tests, the
+//! single-node baseline and its negative control, the cluster tests and the 3-node
+//! randomized run, which alone is `cargo test --test jepsen jepsen_mutual -- --nocapture`).
 //!
 //! Environment:
 //! - `BATON_CLUSTER_SECS=N`: length of the randomized run (default 60 s);
@@ -816,7 +815,6 @@ async fn jepsen_catches_a_server_that_forgets_holds() {
 
 /// Issue 17's Jepsen-style run: 3 nodes, every fault of `Fault::ALL`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on the raft branch (seed 15762744583689913744): after kill -9 of two nodes and a leader change, LOCK.INFO on the new leader lists two exclusive holders, the expired one beside the new one; history kept under target/tmp/cluster-history"]
 async fn jepsen_mutual_exclusion_under_faults() {
     let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start(3).await;
@@ -851,7 +849,6 @@ async fn local_holders(cluster: &Cluster, id: u64) -> Option<u64> {
 /// grant the key to another owner; F, which never restarted, must end up with the same
 /// table (one holder), or it lists both once it leads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug in the raft branch: a hold that expired during an outage is dropped by the restarted nodes without an expiry entry, so the node that stayed up keeps it (two exclusive holders once it leads)"]
 async fn a_hold_that_expired_during_an_outage_ends_on_every_node() {
     let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start(3).await;

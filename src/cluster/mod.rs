@@ -17,7 +17,9 @@
 //! loop (group commit), and a reply waits for the commit of the entry covering its records
 //! ([`Cluster::wait_committed`]) instead of a local fsync. Followers apply committed
 //! entries through the replay path (`LockTable::replay`), in log order, and never expire
-//! leases. A leader that loses its leadership rebuilds its table from the committed log
+//! leases: in cluster mode replay keeps a lease whose deadline passed (as due now,
+//! `LockTable::set_ends_by_log`), and only the serving leader's expirer ends it, by
+//! proposing a Release that every node applies once committed. A leader that loses its leadership rebuilds its table from the committed log
 //! (its uncommitted effects are dropped) and fails its waiters with `-TRYAGAIN`.
 //!
 //! [`forward`] makes a follower relay a client's commands to the leader.

@@ -425,6 +425,7 @@ impl Node {
             },
             None,
         );
+        scratch.set_ends_by_log(true);
         let now = self.server.now();
         let replay = |data: &[u8]| match crate::persist::decode_frames(data) {
             Ok(records) => records.iter().for_each(|r| scratch.replay(r, now)),

@@ -161,6 +161,8 @@ fn build_cluster_node(config: Arc<Config>, cluster: Arc<crate::cluster::Cluster>
         },
         Some(cluster.record_sink()),
     );
+    // Leases end only through committed log entries, never by a replaying node's clock.
+    table.set_ends_by_log(true);
     let mut server = Server::new(config, Arc::new(table), None);
     server.cluster = Some(cluster);
     Arc::new(server)

@@ -46,7 +46,7 @@ mod strings;
 mod token;
 mod waiters;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -168,6 +168,9 @@ pub(crate) struct Shared {
     pub(crate) armed_ms: AtomicU64,
     /// Called when a deadline earlier than `armed_ms` is scheduled.
     pub(crate) wake: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+    /// Cluster mode: replay keeps a lease whose wall deadline passed (as due now) instead
+    /// of dropping it; only a committed Release/Delete ends it.
+    pub(crate) ends_by_log: AtomicBool,
 }
 
 /// The sharded lock table. Cheap to share behind an `Arc`.
@@ -206,6 +209,7 @@ impl LockTable {
                 seq: AtomicU64::new(0),
                 origin: config.origin,
                 armed_ms: AtomicU64::new(u64::MAX),
+                ends_by_log: AtomicBool::new(false),
                 wake: Mutex::new(None),
             },
         }
@@ -329,7 +333,16 @@ impl LockTable {
         done
     }
 
-    /// Re-applies a recovered record (restart). Leases whose wall deadline passed are dropped.
+    /// Cluster mode: makes replay deterministic. A recovered lease (or string expiry) whose
+    /// wall deadline passed is kept as due now instead of dropped, so every node's table
+    /// is a function of the committed log alone; the serving leader's expirer ends it by
+    /// proposing a Release (or Delete) through the log. Single-node mode never sets it.
+    pub fn set_ends_by_log(&self, on: bool) {
+        self.shared.ends_by_log.store(on, Ordering::Relaxed);
+    }
+
+    /// Re-applies a recovered record (restart). Leases whose wall deadline passed are
+    /// dropped, unless [`set_ends_by_log`](Self::set_ends_by_log) keeps them as due now.
     pub fn replay(&self, record: &Record, now: Now) {
         let key: Option<&[u8]> = match record {
             Record::Grant { key, .. }

@@ -6,6 +6,7 @@
 //! stored once; the wheel's timers carry only the key's hash (see [`Due`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -850,9 +851,15 @@ impl Tx<'_> {
     pub(crate) fn replay(&mut self, record: &Record) {
         self.replaying = true;
         let now = self.now;
+        // Cluster mode: a passed deadline is due now, never dropped here (see
+        // `LockTable::set_ends_by_log`), so the ghost paths below are not taken.
+        let by_log = self.table.shared.ends_by_log.load(Ordering::Relaxed);
         let mono = |deadline_ms: u64| -> Option<Instant> {
-            (deadline_ms > now.wall_ms)
-                .then(|| now.mono + Duration::from_millis(deadline_ms - now.wall_ms))
+            if deadline_ms > now.wall_ms {
+                Some(now.mono + Duration::from_millis(deadline_ms - now.wall_ms))
+            } else {
+                by_log.then_some(now.mono)
+            }
         };
         match record {
             Record::Grant {

@@ -641,3 +641,42 @@ fn reset_drops_every_key_fails_every_waiter_and_keeps_tokens_rising() {
         other => panic!("expected a grant after the reset, got {other:?}"),
     }
 }
+
+/// Cluster mode: a replayed hold whose wall deadline passed stays until `expire` ends it
+/// (the leader's committed Release), so no node drops it by its own clock.
+#[test]
+fn with_ends_by_log_replay_keeps_a_passed_hold_as_due() {
+    let mut clock = Clock::new();
+    let grant = Record::Grant {
+        key: b("k"),
+        owner: b("a"),
+        hold: HoldKind::Exclusive,
+        token: 7,
+        deadline_ms: clock.now().wall_ms + 100,
+    };
+    clock.ms += 1_000;
+    let local = table(&clock);
+    local.replay(&grant, clock.now());
+    assert_eq!(local.stats().holders, 0, "single-node replay drops it");
+
+    let by_log = table(&clock);
+    by_log.set_ends_by_log(true);
+    by_log.replay(&grant, clock.now());
+    assert_eq!(by_log.stats().holders, 1, "cluster replay keeps it");
+    let other = acquire(
+        &by_log,
+        clock.now(),
+        "k",
+        "b",
+        HoldKind::Exclusive,
+        1000,
+        false,
+    );
+    assert_eq!(
+        token(other),
+        None,
+        "never granted while the log lists the hold"
+    );
+    assert_eq!(by_log.expire(clock.now(), 10), 1, "due now for the expirer");
+    assert_eq!(by_log.stats().holders, 0);
+}
