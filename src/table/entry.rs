@@ -303,8 +303,21 @@ impl Semaphore {
 pub struct StrValue {
     /// The bytes (a copy of exactly their length).
     pub value: Box<[u8]>,
-    /// When it expires, and its timer.
-    pub expiry: Option<(Deadline, TimerId)>,
+    /// When it expires, if it does.
+    pub expiry: Option<StrExpiry>,
+}
+
+/// When a string expires: the deadline its timer keeps, and the wall-clock time the
+/// client set. The wall time is kept as given, not derived back from the monotonic
+/// deadline, so EXPIRE GT/LT and the log compare the exact milliseconds asked for.
+#[derive(Clone, Copy, Debug)]
+pub struct StrExpiry {
+    /// The monotonic deadline.
+    pub deadline: Deadline,
+    /// Its timer on the wheel.
+    pub timer: TimerId,
+    /// Unix milliseconds, as set by the client (or recovered from the log).
+    pub wall_ms: u64,
 }
 
 /// Mode compatibility and permit counts.
@@ -620,14 +633,14 @@ impl Entry {
                 Value::Lock(h) | Value::Sem(Semaphore { holds: h, .. }) => {
                     h.holders.iter().any(|h| h.lease.timer == timer)
                 }
-                Value::Str(s) => s.expiry.is_some_and(|(_, t)| t == timer),
+                Value::Str(s) => s.expiry.is_some_and(|e| e.timer == timer),
             },
         }
     }
 
     /// Every timer the key owns (its leases', or its string expiry's).
     pub fn timers(&self) -> impl Iterator<Item = TimerId> + '_ {
-        let expiry = self.str_value().and_then(|s| s.expiry).map(|(_, t)| t);
+        let expiry = self.str_value().and_then(|s| s.expiry).map(|e| e.timer);
         self.holders().map(|h| h.lease.timer).chain(expiry)
     }
 

@@ -48,7 +48,7 @@ impl Tx<'_> {
             None => -2,
             Some(e) if e.is_sem() => -1,
             Some(e) => match e.str_value() {
-                Some(s) => s.expiry.map_or(-1, |(d, _)| left(d)),
+                Some(s) => s.expiry.map_or(-1, |e| left(e.deadline)),
                 None => e
                     .holders()
                     .map(|h| left(h.lease.deadline))

@@ -59,7 +59,7 @@ type ShardList = SmallVec<[usize; 4]>;
 
 pub use entry::{
     Deadline, Entry, Holder, HolderRef, Holds, KindExt, Lease, Object, Semaphore, SoleLock,
-    StrValue, Value,
+    StrExpiry, StrValue, Value,
 };
 pub use keyspace::{glob_match, Glob, ShardKeys};
 pub use sems::SemAcquire;

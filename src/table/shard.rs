@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::entry::{
-    Deadline, Entry, Holder, HolderRef, Holds, KindExt, Lease, Semaphore, StrValue, Value,
+    Deadline, Entry, Holder, HolderRef, Holds, KindExt, Lease, Semaphore, StrExpiry, StrValue,
+    Value,
 };
 use super::keys::Keys;
 use super::waiters::{WaitResult, Waiter};
@@ -257,7 +258,7 @@ impl Shard {
                 f(Record::StrSet {
                     key,
                     value: Bytes::copy_from_slice(&s.value),
-                    deadline_ms: s.expiry.map(|(d, _)| wall(d)),
+                    deadline_ms: s.expiry.map(|e| e.wall_ms),
                 });
                 continue;
             }
@@ -503,14 +504,14 @@ impl Tx<'_> {
     }
 
     /// Schedules the expiry of string `key` at `expiry`, if any: its stored deadline and timer.
-    fn str_expiry(
-        &mut self,
-        key: &[u8],
-        expiry: Option<(Instant, u64)>,
-    ) -> Option<(Deadline, TimerId)> {
-        let (deadline, _) = expiry?;
+    fn str_expiry(&mut self, key: &[u8], expiry: Option<(Instant, u64)>) -> Option<StrExpiry> {
+        let (deadline, wall_ms) = expiry?;
         let timer = self.schedule(key, deadline);
-        Some((Deadline::new(self.origin(), deadline), timer))
+        Some(StrExpiry {
+            deadline: Deadline::new(self.origin(), deadline),
+            timer,
+            wall_ms,
+        })
     }
 
     fn cancel_str_timer(&mut self, key: &[u8]) {
@@ -519,8 +520,8 @@ impl Tx<'_> {
             .get(key)
             .and_then(Entry::str_value)
             .and_then(|s| s.expiry);
-        if let Some((_, timer)) = timer {
-            shard.wheel.cancel(timer);
+        if let Some(expiry) = timer {
+            shard.wheel.cancel(expiry.timer);
         }
     }
 }

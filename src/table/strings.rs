@@ -72,15 +72,12 @@ type StringState = (Bytes, Option<(Instant, u64)>);
 
 impl Tx<'_> {
     fn string_value(&mut self, key: &[u8]) -> Result<Option<StringState>, RespError> {
-        let (now, origin) = (self.now, self.origin());
+        let origin = self.origin();
         let Some(entry) = self.entry(key) else {
             return Ok(None);
         };
         let s = entry.str_value().ok_or(RespError::WRONGTYPE)?;
-        let expiry = s.expiry.map(|(d, _)| {
-            let d = d.instant(origin);
-            (d, now.wall_ms.saturating_add(now.ms_until(d) as u64))
-        });
+        let expiry = s.expiry.map(|e| (e.deadline.instant(origin), e.wall_ms));
         Ok(Some((Bytes::copy_from_slice(&s.value), expiry)))
     }
 
