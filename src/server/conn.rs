@@ -195,7 +195,9 @@ impl Conn {
             if shutdown.is_started() {
                 return Ok(());
             }
-            let room = self.make_room();
+            let Some(room) = self.make_room() else {
+                return Err(EVICTED.into());
+            };
             self.account();
             tokio::select! {
                 read = self.rd.read_buf(&mut self.rbuf) => match read {
@@ -215,12 +217,15 @@ impl Conn {
     }
 
     /// Reserves read headroom when less than a quarter of `read_chunk` is left; returns the
-    /// headroom.
+    /// headroom, or None when the client budget chose this connection to close.
     ///
     /// A large buffer grows to exactly what is needed, doubling but never past the
     /// pending-input limit plus one read: `BytesMut::reserve` doubles its capacity, which
-    /// made a connection at the limit cost twice the limit.
-    fn make_room(&mut self) -> usize {
+    /// made a connection at the limit cost twice the limit. Before it grows, the new buffer
+    /// and the old one (both live while the bytes are copied) are reported to the budget,
+    /// so `--maxmemory-clients` closes the largest connections before the allocation rather
+    /// than after it.
+    fn make_room(&mut self) -> Option<usize> {
         if self.rbuf.capacity() - self.rbuf.len() < self.read_chunk / 4 {
             let len = self.rbuf.len();
             if len < SMALL_BUFFER {
@@ -228,6 +233,12 @@ impl Conn {
             } else {
                 let ceiling = self.server.config.max_pending_input_bytes + self.read_chunk;
                 let target = (len + self.read_chunk).max((len * 2).min(ceiling));
+                let during = self.rbuf.capacity() + target + self.wbuf.capacity();
+                self.accounted = during;
+                self.server.budget.account(&self.mem, during);
+                if self.mem.is_evicted() {
+                    return None;
+                }
                 let mut grown = BytesMut::with_capacity(target);
                 grown.extend_from_slice(&self.rbuf);
                 let old = std::mem::replace(&mut self.rbuf, grown);
@@ -240,7 +251,7 @@ impl Conn {
                 }
             }
         }
-        self.rbuf.capacity() - self.rbuf.len()
+        Some(self.rbuf.capacity() - self.rbuf.len())
     }
 
     /// Reports the buffers' size to the client budget when it changed.
@@ -318,7 +329,10 @@ impl Conn {
         tokio::pin!(sleep);
         let server = self.server.clone();
         let result = loop {
-            self.make_room();
+            if self.make_room().is_none() {
+                Self::abandon(&server, &waiter, &mut rx);
+                return WaitEnd::Closed;
+            }
             tokio::select! {
                 got = &mut rx => break Some(got.ok()),
                 _ = &mut sleep => break None,
