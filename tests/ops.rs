@@ -196,6 +196,24 @@ fn metrics_change_as_commands_run() {
         .expect("INFO");
     assert!(info.contains("db0:keys=1,expires=1,avg_ttl="), "{info}");
     assert!(!info.contains("avg_ttl=0\r\n"), "{info}");
+
+    // CONFIG RESETSTAT zeroes INFO commandstats; the Prometheus counters go on.
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut a)
+        .expect("INFO");
+    assert!(info.contains("cmdstat_lock:calls="), "{info}");
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut a)
+        .expect("RESETSTAT");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut a)
+        .expect("INFO");
+    assert!(!info.contains("cmdstat_lock:"), "{info}");
+    let lock_ok = r#"baton_commands_total{command="lock",result="ok"}"#;
+    assert_eq!(sample(&scrape(http), lock_ok), sample(&after, lock_ok));
     stop(child);
 }
 
@@ -492,8 +510,26 @@ fn not_ready_while_the_restart_delay_refuses_grants() {
         &[],
         &dir.path().join("stderr"),
     );
-    let _con = connect(port);
+    let mut con = connect(port);
     assert_eq!(get(http, "/ready"), Some((503, "restart delay\n".into())));
+    // The refused grant counts as a rejected call, as Redis counts its refusals.
+    let err = common::err_text(&mut con, redis::cmd("LOCK").arg("k").arg("a").arg(1000));
+    assert!(err.starts_with("TRYAGAIN restart delay"), "{err}");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut con)
+        .expect("INFO");
+    assert!(
+        info.contains("cmdstat_lock:calls=0,") && info.contains("rejected_calls=1,failed_calls=0"),
+        "{info}"
+    );
+    assert_eq!(
+        sample(
+            &scrape(http),
+            r#"baton_commands_total{command="lock",result="error"}"#
+        ),
+        1.0
+    );
     eventually("ready after the delay", Duration::from_secs(20), || {
         get(http, "/ready") == Some((200, "ready\n".into()))
     });

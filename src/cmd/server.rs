@@ -169,7 +169,10 @@ impl ServerCommand {
                 Ok(()) => Reply::ok(),
                 Err(err) => Reply::Error(err),
             },
-            ServerCommand::ConfigResetStat => Reply::ok(),
+            ServerCommand::ConfigResetStat => {
+                server.commands.reset();
+                Reply::ok()
+            }
         }
     }
 }
@@ -270,7 +273,7 @@ fn config_values(server: &Server) -> Vec<(String, String)> {
         ("timeout".into(), "0".to_string()),
         ("dir".into(), c.dir.display().to_string()),
         ("proto-max-bulk-len".into(), c.max_bulk_bytes.to_string()),
-        ("maxmemory".into(), "0".to_string()),
+        ("maxmemory".into(), c.maxmemory.to_string()),
         ("cluster-enabled".into(), "no".to_string()),
         ("loglevel".into(), log_level.clone()),
         // The settings CONFIG SET changes, also when the config was built in code.

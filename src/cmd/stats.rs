@@ -8,12 +8,18 @@
 //! shared atomic per command, bumped by every worker, would move its line on every call.
 //! Latency goes to the `metrics` facade's histogram of the command (handles resolved
 //! once).
+//!
+//! CONFIG RESETSTAT zeroes what INFO shows but not what /metrics publishes: a Prometheus
+//! counter only grows (the recorder keeps the highest absolute value it was given), so
+//! the reset records a baseline that INFO subtracts ([`CommandStats::counts`]) while
+//! /metrics reads the counts since start ([`CommandStats::lifetime_counts`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::Histogram;
+use parking_lot::Mutex;
 
 use super::spec::{Spec, COMMANDS};
 
@@ -74,6 +80,8 @@ pub struct CommandStats {
     unknown: AtomicU64,
     /// Resolved at a command's first call, so /metrics lists only commands that ran.
     histograms: Vec<OnceLock<Histogram>>,
+    /// The counts at the last CONFIG RESETSTAT (per command, then the unknown ones).
+    baseline: Mutex<(Vec<CommandCount>, u64)>,
 }
 
 impl Default for CommandStats {
@@ -84,6 +92,7 @@ impl Default for CommandStats {
                 .collect(),
             unknown: AtomicU64::new(0),
             histograms: COMMANDS.iter().map(|_| OnceLock::new()).collect(),
+            baseline: Mutex::new((vec![CommandCount::default(); COMMANDS.len()], 0)),
         }
     }
 }
@@ -137,8 +146,8 @@ impl CommandStats {
         }
     }
 
-    /// Every command's totals, in `COMMANDS` order.
-    pub fn counts(&self) -> Vec<(&'static Spec, CommandCount)> {
+    /// Every command's totals since start, in `COMMANDS` order (what /metrics publishes).
+    pub fn lifetime_counts(&self) -> Vec<(&'static Spec, CommandCount)> {
         COMMANDS
             .iter()
             .enumerate()
@@ -156,41 +165,48 @@ impl CommandStats {
             .collect()
     }
 
-    /// Requests whose command was unknown.
-    pub fn unknown(&self) -> u64 {
+    /// Requests whose command was unknown, since start.
+    pub fn lifetime_unknown(&self) -> u64 {
         self.unknown.load(Ordering::Relaxed)
     }
 
-    /// Every request counted (INFO's total_commands_processed).
+    /// Every command's totals since the last CONFIG RESETSTAT, in `COMMANDS` order (what
+    /// INFO commandstats shows).
+    pub fn counts(&self) -> Vec<(&'static Spec, CommandCount)> {
+        let baseline = self.baseline.lock();
+        let mut counts = self.lifetime_counts();
+        for ((_, count), base) in counts.iter_mut().zip(baseline.0.iter()) {
+            count.ok = count.ok.saturating_sub(base.ok);
+            count.rejected = count.rejected.saturating_sub(base.rejected);
+            count.failed = count.failed.saturating_sub(base.failed);
+            count.blocked = count.blocked.saturating_sub(base.blocked);
+            count.usec = count.usec.saturating_sub(base.usec);
+        }
+        counts
+    }
+
+    /// Requests whose command was unknown, since the last CONFIG RESETSTAT.
+    pub fn unknown(&self) -> u64 {
+        let baseline = self.baseline.lock().1;
+        self.lifetime_unknown().saturating_sub(baseline)
+    }
+
+    /// Every request counted since the last CONFIG RESETSTAT (INFO's
+    /// total_commands_processed).
     pub fn total(&self) -> u64 {
         let known: u64 = self
-            .stripes
+            .counts()
             .iter()
-            .flat_map(|s| s.iter())
-            .map(|c| {
-                c.ok.load(Ordering::Relaxed)
-                    + c.rejected.load(Ordering::Relaxed)
-                    + c.failed.load(Ordering::Relaxed)
-                    + c.blocked.load(Ordering::Relaxed)
-            })
+            .map(|(_, c)| c.calls() + c.rejected)
             .sum();
         known + self.unknown()
     }
 
-    /// Forgets every count (CONFIG RESETSTAT).
+    /// CONFIG RESETSTAT: INFO counts from zero again; /metrics keeps counting.
     pub fn reset(&self) {
-        for cell in self.stripes.iter().flat_map(|s| s.iter()) {
-            for c in [
-                &cell.ok,
-                &cell.rejected,
-                &cell.failed,
-                &cell.blocked,
-                &cell.usec,
-            ] {
-                c.store(0, Ordering::Relaxed);
-            }
-        }
-        self.unknown.store(0, Ordering::Relaxed);
+        let counts = self.lifetime_counts().into_iter().map(|(_, c)| c).collect();
+        let unknown = self.lifetime_unknown();
+        *self.baseline.lock() = (counts, unknown);
     }
 }
 
@@ -230,5 +246,14 @@ mod tests {
         assert_eq!(stats.total(), 816);
         stats.reset();
         assert_eq!(stats.total(), 0);
+        assert_eq!(stats.unknown(), 0);
+        stats.record(Some(lock), CallResult::Rejected, Duration::ZERO);
+        assert_eq!(stats.total(), 1);
+        let lifetime: u64 = stats
+            .lifetime_counts()
+            .iter()
+            .map(|(_, c)| c.calls() + c.rejected)
+            .sum();
+        assert_eq!(lifetime + stats.lifetime_unknown(), 817);
     }
 }

@@ -195,7 +195,7 @@ fn scrape(state: &State) -> String {
 
 /// The counts kept in the server state, as counters (absolute: they only grow) and gauges.
 fn publish(server: &Server) {
-    for (spec, count) in server.commands.counts() {
+    for (spec, count) in server.commands.lifetime_counts() {
         if count.calls() + count.rejected == 0 {
             continue;
         }
@@ -209,7 +209,7 @@ fn publish(server: &Server) {
                 .absolute(n);
         }
     }
-    let unknown = server.commands.unknown();
+    let unknown = server.commands.lifetime_unknown();
     if unknown > 0 {
         metrics::counter!(m::COMMANDS, "command" => "unknown", "result" => "error")
             .absolute(unknown);
