@@ -1,4 +1,5 @@
-//! Configuration: every flag also comes from an environment variable `BATON_<FLAG>`.
+//! Configuration: every flag also comes from an environment variable `BATON_<FLAG>` and
+//! from the `--config` TOML file (flag > env > file > default; see `crate::settings`).
 //!
 //! Each limit documents its default, its worst case and the error a client gets at it.
 //! Add a setting by adding a field here with `#[arg(long, env = "BATON_...")]`; `Config` is
@@ -193,6 +194,21 @@ pub struct Config {
     /// Log filter (error, warn, info, debug, trace or a tracing directive).
     #[arg(long, env = "BATON_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// TOML file of settings, keyed by these flags' long names (`max-clients = 500`).
+    /// Precedence: flag > BATON_* variable > file > default (see docs/operations.md).
+    #[arg(long, env = "BATON_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Port of the HTTP listener for /metrics, /health and /ready, on the --bind address
+    /// (unset: no listener; 0 picks a free one).
+    #[arg(long, env = "BATON_HTTP_PORT")]
+    pub http_port: Option<u16>,
+
+    /// Every setting's effective value and source (filled by `settings::load`; empty when
+    /// the config was built in code).
+    #[arg(skip)]
+    pub effective: Vec<crate::settings::Setting>,
 }
 
 impl Default for Config {

@@ -145,8 +145,23 @@ pub enum ProtoError {
 pub enum StartupError {
     /// The listening socket could not be bound. The text ends with what to do about it
     /// (a busy port names the port and `--port`).
-    #[error("cannot listen on {addr}: {source}{hint}", hint = bind_hint(.addr, .source))]
+    #[error(
+        "cannot listen on {addr}: {source}{hint}",
+        hint = bind_hint(.addr, .source, "--port")
+    )]
     Bind {
+        /// The address asked for.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The HTTP listener (`--http-port`) could not be bound; the text ends with what to do
+    /// about it (a busy port names the port and `--http-port`).
+    #[error(
+        "cannot listen for HTTP (/metrics, /health, /ready) on {addr}: {source}{hint}",
+        hint = bind_hint(.addr, .source, "--http-port")
+    )]
+    HttpBind {
         /// The address asked for.
         addr: String,
         /// The OS error.
@@ -201,17 +216,18 @@ pub enum StartupError {
 }
 
 /// What a person can do when `addr` cannot be bound, as a `; ...` suffix (empty when there
-/// is nothing useful to add).
-fn bind_hint(addr: &str, source: &std::io::Error) -> String {
+/// is nothing useful to add). `flag` is the flag that chose the port.
+fn bind_hint(addr: &str, source: &std::io::Error, flag: &str) -> String {
     let port = addr.rsplit_once(':').map_or(addr, |(_, port)| port);
+    let env = format!("BATON_{}", flag.trim_start_matches('-').replace('-', "_")).to_uppercase();
     match source.kind() {
         std::io::ErrorKind::AddrInUse => format!(
             "; another process (a Redis server?) already listens on port {port}: stop it, \
-             or start baton on another port with --port (or BATON_PORT)"
+             or start baton on another port with {flag} (or {env})"
         ),
         std::io::ErrorKind::PermissionDenied => format!(
             "; port {port} needs privileges (ports below 1024 need root or \
-             CAP_NET_BIND_SERVICE): choose another one with --port"
+             CAP_NET_BIND_SERVICE): choose another one with {flag}"
         ),
         std::io::ErrorKind::AddrNotAvailable => {
             "; that address is not one of this machine's: choose another with --bind".into()

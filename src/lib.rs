@@ -22,6 +22,7 @@ pub mod lua;
 pub mod metrics;
 pub mod persist;
 pub mod resp;
+pub mod settings;
 pub mod table;
 pub mod wheel;
 

@@ -1,10 +1,8 @@
-//! The `baton` binary: flags and env → Config → tracing → runtime → server::run.
+//! The `baton` binary: flags, env and config file → Config → tracing → runtime → server.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
-
-use clap::Parser;
 
 use baton::config::Config;
 
@@ -15,15 +13,18 @@ use baton::config::Config;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&config.log_level)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(colour_wanted())
-        .init();
+    let config = match baton::settings::load() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("baton: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.log_level);
+    tracing::info!(
+        "configuration (flag > env > file > default): {}",
+        baton::settings::describe(&config.effective)
+    );
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -44,12 +45,41 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = runtime.enable_all().build()?;
     runtime.block_on(async move {
         let config = Arc::new(config);
-        // Recovery first, then bind: a client never reaches a server still loading.
+        // The HTTP listener first: /health answers and /ready says `recovering` while
+        // the data directory is replayed.
+        let http = baton::server::http::start_configured(&config).await?;
+        // Recovery, then bind: a client never reaches a server still loading.
         let server = baton::server::build(config.clone()).await?;
+        if let Some(http) = &http {
+            http.attach(server.clone());
+        }
         let listener = baton::server::bind(&config).await?;
         baton::server::serve(listener, server, shutdown_signal()).await?;
+        drop(http);
         Ok(())
     })
+}
+
+/// Logs to stderr through a filter that CONFIG SET log-level can replace.
+fn init_logging(filter: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{reload, EnvFilter};
+
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(colour_wanted()),
+        )
+        .init();
+    baton::settings::set_log_reloader(Box::new(move |directive| {
+        let filter = EnvFilter::try_new(directive).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }));
 }
 
 /// Log lines are coloured only for a person watching a terminal: not when stderr goes to a

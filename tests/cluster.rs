@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::{eventually, lock, unlock};
 
-/// One node: its process, client port and data directory.
+/// One node: its process, client port, HTTP port and data directory.
 struct Node {
     port: u16,
+    http: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -48,6 +49,7 @@ impl Cluster {
         let nodes = (1..=n)
             .map(|id| Node {
                 port: free_port(),
+                http: free_port(),
                 dir: tmp.path().join(format!("d{id}")),
                 child: None,
             })
@@ -73,7 +75,8 @@ impl Cluster {
         let node = &self.nodes[(id - 1) as usize];
         let child = Command::new(env!("CARGO_BIN_EXE_baton"))
             .args(["--node-id", &id.to_string(), "--peers", &peers])
-            .args(["--port", &node.port.to_string(), "--dir"])
+            .args(["--port", &node.port.to_string()])
+            .args(["--http-port", &node.http.to_string(), "--dir"])
             .arg(&node.dir)
             .args(["--log-level", "warn"])
             .args(&self.extra)
@@ -152,6 +155,25 @@ impl Cluster {
             })
         });
         leader
+    }
+
+    /// GET `path` on a node's HTTP port: (status, body), or None while nothing answers.
+    fn http(&self, id: u64, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.node(id).http));
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: baton\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n")?.1.to_string();
+        Some((status, body))
     }
 
     fn info_locks(&self, id: u64) -> HashMap<String, String> {
@@ -429,4 +451,64 @@ fn a_node_behind_the_compacted_log_catches_up_from_a_snapshot() {
     );
     let next = lock(&mut con, "new", "bob", 60_000).expect("granted");
     assert!(next > kept, "tokens rise across snapshots and restarts");
+}
+
+/// The value of the sample `series` (name and labels as rendered) in a scrape.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
+}
+
+#[test]
+fn ready_follows_the_leader_and_metrics_show_role_term_and_commit_lag() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.leader(&[1, 2, 3]);
+    let term: f64 = cluster.replication(leader).expect("info")["term"]
+        .parse()
+        .expect("term");
+    for id in 1..=3 {
+        // A follower that knows the leader is ready: it forwards.
+        eventually("ready", Duration::from_secs(5), || {
+            cluster.http(id, "/ready") == Some((200, "ready\n".into()))
+        });
+        let (status, scrape) = cluster.http(id, "/metrics").expect("scrape");
+        assert_eq!(status, 200);
+        let role = if id == leader { "leader" } else { "follower" };
+        let series = format!("baton_cluster_role{{role=\"{role}\"}}");
+        assert_eq!(sample(&scrape, &series), Some(1.0), "{scrape}");
+        assert_eq!(
+            sample(&scrape, "baton_cluster_term"),
+            Some(term),
+            "{scrape}"
+        );
+        assert!(
+            sample(&scrape, "baton_cluster_commit_lag").is_some(),
+            "{scrape}"
+        );
+        assert_eq!(sample(&scrape, "baton_ready"), Some(1.0), "{scrape}");
+    }
+
+    // Alone, the leader steps down (check-quorum) and no election can succeed.
+    let followers = others(leader, 3);
+    for &id in &followers {
+        cluster.kill(id);
+    }
+    eventually("no leader", Duration::from_secs(20), || {
+        cluster.http(leader, "/ready") == Some((503, "no leader\n".into()))
+    });
+    let (_, scrape) = cluster.http(leader, "/metrics").expect("scrape");
+    assert_eq!(sample(&scrape, "baton_ready"), Some(0.0), "{scrape}");
+    assert_eq!(
+        sample(&scrape, "baton_cluster_role{role=\"leader\"}"),
+        Some(0.0),
+        "{scrape}"
+    );
+
+    // A majority again: a leader, and the node is ready again.
+    cluster.spawn(followers[0]);
+    eventually("ready again", Duration::from_secs(20), || {
+        cluster.http(leader, "/ready") == Some((200, "ready\n".into()))
+    });
 }

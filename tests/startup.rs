@@ -5,7 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// A port is taken: the error names it and points at `--port`, in one plain line.
+/// A port is taken: the error names it and points at `--port`, in one plain line (after
+/// the log line of the configuration).
 #[test]
 fn busy_port_names_the_port_and_the_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -19,8 +20,12 @@ fn busy_port_names_the_port_and_the_flag() {
         .expect("run baton");
     assert!(!out.status.success(), "baton started on a busy port");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr.trim_end();
-    assert_eq!(line.lines().count(), 1, "one line, got: {stderr}");
+    // Besides the log line of the configuration printed at start, one line: the error.
+    let (logs, errors): (Vec<&str>, Vec<&str>) =
+        stderr.lines().partition(|l| l.contains(" INFO baton"));
+    assert_eq!(errors.len(), 1, "one error line, got: {stderr}");
+    assert!(logs.iter().all(|l| l.contains("configuration")), "{stderr}");
+    let line = errors[0];
     assert!(
         line.starts_with("baton: cannot listen on 127.0.0.1:"),
         "{line}"

@@ -1,7 +1,7 @@
 //! What commands run against: [`Server`] (state shared by every connection, owned here
 //! once) and [`Session`] (one connection's own state).
 
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,6 +10,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use super::args::ArgLimits;
+use super::stats::CommandStats;
 use crate::config::{AppendFsync, Config};
 use crate::error::RespError;
 use crate::persist::{Log, LogError};
@@ -119,39 +120,59 @@ pub struct Server {
     pub budget: crate::server::budget::Budget,
     /// Cluster mode's replication (None in single-node mode).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
-    commands: StripedCounter,
+    /// Counts and latency per command.
+    pub commands: CommandStats,
+    /// Whether recovery is done and shutdown not started (see [`Server::ready`]).
+    pub readiness: Readiness,
+    /// Connections accepted and refused.
+    pub connections: ConnectionCounts,
+    /// Most open client connections (`--max-clients`, CONFIG SET max-clients).
+    pub max_clients: AtomicUsize,
 }
 
-/// A counter that threads bump without sharing a cache line: one shared atomic, bumped by
-/// every worker on every command, moved its line between the cores each time.
+/// Whether recovery is done and shutdown not started: the process-wide part of what
+/// `/ready` answers ([`Server::ready`] adds the restart delay and cluster mode's leader).
+///
+/// Not ready until recovery is done ([`Readiness::set_recovered`]: by `server::build` once
+/// the data directory is replayed; in cluster mode by `server::serve` once the node has
+/// started), and again once shutdown starts.
 #[derive(Debug, Default)]
-struct StripedCounter {
-    stripes: [Stripe; STRIPES],
+pub struct Readiness {
+    recovered: AtomicBool,
+    draining: AtomicBool,
 }
 
-/// One counter on a cache line of its own (128 bytes: adjacent-line prefetch pairs lines).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Stripe(AtomicU64);
+impl Readiness {
+    /// Recovery is done: commands are served.
+    pub fn set_recovered(&self) {
+        self.recovered.store(true, Ordering::Release);
+    }
 
-const STRIPES: usize = 16;
+    /// Shutdown started: stop sending traffic here.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
 
-impl StripedCounter {
-    fn increment(&self) {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    /// Ok when recovered and not shutting down, else why not (`recovering`,
+    /// `shutting down`).
+    pub fn check(&self) -> Result<(), &'static str> {
+        if !self.recovered.load(Ordering::Acquire) {
+            Err("recovering")
+        } else if self.draining.load(Ordering::Acquire) {
+            Err("shutting down")
+        } else {
+            Ok(())
         }
-        let stripe = STRIPE.try_with(|s| *s).unwrap_or(0);
-        self.stripes[stripe].0.fetch_add(1, Ordering::Relaxed);
     }
+}
 
-    fn sum(&self) -> u64 {
-        self.stripes
-            .iter()
-            .map(|s| s.0.load(Ordering::Relaxed))
-            .sum()
-    }
+/// Connections counted by the accept loop.
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    /// Accepted (Redis's total_connections_received).
+    pub accepted: AtomicU64,
+    /// Refused at max-clients (Redis's rejected_connections).
+    pub rejected: AtomicU64,
 }
 
 impl Server {
@@ -170,6 +191,7 @@ impl Server {
         });
         let budget = crate::server::budget::Budget::new(config.maxmemory_clients, config.maxmemory);
         Server {
+            max_clients: AtomicUsize::new(config.max_clients),
             port: AtomicU16::new(config.port),
             config,
             table,
@@ -180,7 +202,9 @@ impl Server {
             log,
             cluster: None,
             lua,
-            commands: StripedCounter::default(),
+            commands: CommandStats::default(),
+            readiness: Readiness::default(),
+            connections: ConnectionCounts::default(),
         }
     }
 
@@ -208,6 +232,33 @@ impl Server {
     /// Whether the restart delay still refuses grants.
     pub fn refusing_grants(&self) -> bool {
         self.refuse_grants_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// What `/ready` answers: Ok when this node takes client commands now, else why not.
+    ///
+    /// - `recovering`: the data directory is being replayed (or, in cluster mode, the node
+    ///   is not started yet, or it leads but has not applied its term's first entry);
+    /// - `shutting down`: after SIGTERM;
+    /// - `restart delay`: single-node mode with persistence off, while
+    ///   `--restart-delay-ms` refuses every grant (cluster mode has no restart delay);
+    /// - `no leader`: cluster mode, while this node knows no leader (an election, or no
+    ///   majority reachable). A follower that knows the leader is ready: it forwards.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        self.readiness.check()?;
+        if let Some(cluster) = &self.cluster {
+            let status = cluster.status();
+            if status.leader_id == 0 {
+                return Err("no leader");
+            }
+            if status.leader_id == cluster.id && !status.serving {
+                return Err("recovering");
+            }
+            return Ok(());
+        }
+        if self.refusing_grants() {
+            return Err("restart delay");
+        }
+        Ok(())
     }
 
     /// Resolves once the log records up to `lsn` are durable (at once without a log); in
@@ -247,14 +298,9 @@ impl Server {
         )))
     }
 
-    /// Counts one executed command.
-    pub fn count_command(&self) {
-        self.commands.increment();
-    }
-
     /// Commands executed since start.
     pub fn commands_processed(&self) -> u64 {
-        self.commands.sum()
+        self.commands.total()
     }
 }
 
@@ -288,25 +334,5 @@ impl Session {
             authenticated: !needs_auth,
             info,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn striped_counter_sums_every_thread() {
-        let counter = Arc::new(StripedCounter::default());
-        let threads: Vec<_> = (0..20)
-            .map(|_| {
-                let counter = counter.clone();
-                std::thread::spawn(move || (0..1000).for_each(|_| counter.increment()))
-            })
-            .collect();
-        for thread in threads {
-            thread.join().expect("thread");
-        }
-        assert_eq!(counter.sum(), 20_000);
     }
 }

@@ -20,6 +20,7 @@ pub mod script;
 pub mod sem;
 pub mod server;
 pub mod spec;
+pub mod stats;
 pub mod string;
 
 use std::time::Instant;
@@ -217,22 +218,42 @@ fn parse_with(
 }
 
 /// Parses and executes one request for a connection.
+///
+/// Every request is counted here, by command and result, with the time it took
+/// ([`stats::CommandStats`]): the dispatch point of INFO commandstats and
+/// `baton_commands_total`.
 pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Executed {
-    server.count_command();
+    let started = Instant::now();
     // One lookup and one lock of the client's info per command: both showed in profiles.
     let spec = lookup(req);
-    session.info.lock().last_cmd = spec.as_ref().ok().map(|spec| spec.name);
-    if !session.authenticated && !connection::allowed_before_auth(req) {
-        return Executed::reply(RespError::NOAUTH.into());
-    }
-    let parsed = spec.and_then(|spec| Ok((spec, parse_with(spec, req, server.arg_limits())?)));
-    match parsed {
-        Ok((spec, cmd)) => match refusal(spec, &cmd, server) {
-            Some(err) => Executed::reply(err.into()),
-            None => apply(cmd, server, session),
-        },
-        Err(err) => Executed::reply(err.into()),
-    }
+    let known = spec.as_ref().ok().copied();
+    session.info.lock().last_cmd = known.map(|spec| spec.name);
+    let (executed, result) = if !session.authenticated && !connection::allowed_before_auth(req) {
+        (
+            Executed::reply(RespError::NOAUTH.into()),
+            stats::CallResult::Rejected,
+        )
+    } else {
+        match spec.and_then(|spec| Ok((spec, parse_with(spec, req, server.arg_limits())?))) {
+            // -MISCONF and -TRYAGAIN refusals are not executed: rejected, as Redis counts
+            // its -MISCONF and -OOM refusals in rejected_calls.
+            Ok((spec, cmd)) => match refusal(spec, &cmd, server) {
+                Some(err) => (Executed::reply(err.into()), stats::CallResult::Rejected),
+                None => {
+                    let executed = apply(cmd, server, session);
+                    let result = match &executed.effect {
+                        Effect::Reply(Reply::Error(_)) => stats::CallResult::Failed,
+                        Effect::Blocked { .. } => stats::CallResult::Blocked,
+                        _ => stats::CallResult::Ok,
+                    };
+                    (executed, result)
+                }
+            },
+            Err(err) => (Executed::reply(err.into()), stats::CallResult::Rejected),
+        }
+    };
+    server.commands.record(known, result, started.elapsed());
+    executed
 }
 
 /// `-TRYAGAIN` of a grant during `--restart-delay-ms`.

@@ -3,11 +3,12 @@
 //! ```text
 //! INFO [section ...]
 //! COMMAND [COUNT | LIST | INFO [name ...] | DOCS [name ...]]
-//! CONFIG GET pattern [pattern ...] | CONFIG RESETSTAT
+//! CONFIG GET pattern [pattern ...] | CONFIG SET name value [name value ...] | CONFIG RESETSTAT
 //! TIME
 //! ```
 
 use std::fmt::Write;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
@@ -35,6 +36,8 @@ pub enum ServerCommand {
     CommandDocs(Vec<Bytes>),
     /// CONFIG GET patterns.
     ConfigGet(Vec<Bytes>),
+    /// CONFIG SET name/value pairs.
+    ConfigSet(Vec<(Bytes, Bytes)>),
     /// CONFIG RESETSTAT.
     ConfigResetStat,
     /// TIME.
@@ -83,11 +86,12 @@ impl ServerCommand {
                     b"GET" if !rest.is_empty() => ServerCommand::ConfigGet(rest),
                     b"GET" => return Err(RespError::arity("config|get")),
                     b"RESETSTAT" => ServerCommand::ConfigResetStat,
-                    b"SET" => {
-                        return Err(RespError::fixed(
-                            "ERR CONFIG SET is not supported: baton is configured by flags and BATON_* variables",
-                        ))
-                    }
+                    b"SET" if !rest.is_empty() && rest.len() % 2 == 0 => ServerCommand::ConfigSet(
+                        rest.chunks_exact(2)
+                            .map(|pair| (pair[0].clone(), pair[1].clone()))
+                            .collect(),
+                    ),
+                    b"SET" => return Err(RespError::arity("config|set")),
                     _ => return Err(unknown_sub(&raw_sub, "CONFIG")),
                 }
             }
@@ -157,11 +161,18 @@ impl ServerCommand {
                                 .iter()
                                 .any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
                         })
-                        .map(|(name, value)| (Reply::bulk_static(name), Reply::bulk_string(value)))
+                        .map(|(name, value)| (Reply::bulk_string(name), Reply::bulk_string(value)))
                         .collect(),
                 )
             }
-            ServerCommand::ConfigResetStat => Reply::ok(),
+            ServerCommand::ConfigSet(pairs) => match config_set(server, pairs) {
+                Ok(()) => Reply::ok(),
+                Err(err) => Reply::Error(err),
+            },
+            ServerCommand::ConfigResetStat => {
+                server.commands.reset();
+                Reply::ok()
+            }
         }
     }
 }
@@ -235,46 +246,151 @@ fn command_docs(s: &Spec) -> Reply {
     Reply::map_static(fields)
 }
 
-fn config_values(server: &Server) -> Vec<(&'static str, String)> {
+/// CONFIG GET's answers: Redis's names that clients probe, then every setting under its
+/// flag's name, with the values changed at run time read live.
+fn config_values(server: &Server) -> Vec<(String, String)> {
     let c = &server.config;
     let persistent = c.persistence == crate::config::Switch::On;
-    vec![
-        ("save", String::new()),
+    let max_clients = server.max_clients.load(Ordering::Relaxed).to_string();
+    let log_level = crate::settings::log_level().unwrap_or_else(|| c.log_level.clone());
+    let mut values: Vec<(String, String)> = vec![
+        ("save".into(), String::new()),
         (
-            "appendonly",
+            "appendonly".into(),
             if persistent { "yes" } else { "no" }.to_string(),
         ),
         (
-            "appendfsync",
+            "appendfsync".into(),
             format!("{:?}", c.appendfsync).to_ascii_lowercase(),
         ),
-        ("maxclients", c.max_clients.to_string()),
+        ("maxclients".into(), max_clients.clone()),
         (
-            "port",
-            server
-                .port
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .to_string(),
+            "port".into(),
+            server.port.load(Ordering::Relaxed).to_string(),
         ),
-        ("bind", c.bind.clone()),
-        ("databases", "1".to_string()),
-        ("timeout", "0".to_string()),
-        ("dir", c.dir.display().to_string()),
-        ("proto-max-bulk-len", c.max_bulk_bytes.to_string()),
-        ("maxmemory", "0".to_string()),
-        ("cluster-enabled", "no".to_string()),
-    ]
+        ("bind".into(), c.bind.clone()),
+        ("databases".into(), "1".to_string()),
+        ("timeout".into(), "0".to_string()),
+        ("dir".into(), c.dir.display().to_string()),
+        ("proto-max-bulk-len".into(), c.max_bulk_bytes.to_string()),
+        ("maxmemory".into(), c.maxmemory.to_string()),
+        ("cluster-enabled".into(), "no".to_string()),
+        ("loglevel".into(), log_level.clone()),
+        // The settings CONFIG SET changes, also when the config was built in code.
+        ("max-clients".into(), max_clients),
+        ("max-waiters".into(), server.table.max_waiters().to_string()),
+        ("log-level".into(), log_level),
+    ];
+    for setting in &c.effective {
+        if !values.iter().any(|(name, _)| *name == setting.name) {
+            values.push((setting.name.clone(), setting.value.clone()));
+        }
+    }
+    values
 }
 
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
-        .map_or(0, |pages| pages * 4096)
+/// A setting CONFIG SET can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mutable {
+    MaxClients,
+    MaxWaiters,
+    LogLevel,
+    /// Redis's `loglevel`, with Redis's level names.
+    RedisLogLevel,
+}
+
+fn mutable(name: &str) -> Option<Mutable> {
+    match name {
+        "max-clients" | "maxclients" => Some(Mutable::MaxClients),
+        "max-waiters" => Some(Mutable::MaxWaiters),
+        "log-level" => Some(Mutable::LogLevel),
+        "loglevel" => Some(Mutable::RedisLogLevel),
+        _ => None,
+    }
+}
+
+/// A parsed CONFIG SET value.
+enum NewValue {
+    Count(usize),
+    Filter(String),
+}
+
+/// CONFIG SET: every pair is checked before any is applied, with Redis's error texts
+/// (unknown name first, then immutable, duplicate, and bad values).
+fn config_set(server: &Server, pairs: &[(Bytes, Bytes)]) -> Result<(), RespError> {
+    let names: Vec<String> = pairs
+        .iter()
+        .map(|(name, _)| String::from_utf8_lossy(name).to_ascii_lowercase())
+        .collect();
+    let known = config_values(server);
+    if let Some((raw, _)) = pairs
+        .iter()
+        .zip(&names)
+        .map(|(p, n)| (&p.0, n))
+        .find(|(_, n)| mutable(n).is_none() && !known.iter().any(|(k, _)| k == *n))
+    {
+        return Err(RespError::new(format!(
+            "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+            crate::error::printable(raw, 128)
+        )));
+    }
+    let failed = |name: &str, why: &str| {
+        RespError::new(format!(
+            "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"
+        ))
+    };
+    let mut changes = Vec::with_capacity(pairs.len());
+    for (i, ((_, value), name)) in pairs.iter().zip(&names).enumerate() {
+        let Some(which) = mutable(name) else {
+            return Err(failed(name, "can't set immutable config"));
+        };
+        if changes.iter().any(|(w, _, _)| *w == which) || names[..i].contains(name) {
+            return Err(failed(name, "duplicate parameter"));
+        }
+        let text = String::from_utf8_lossy(value);
+        let new = match which {
+            Mutable::MaxClients | Mutable::MaxWaiters => {
+                let n: usize = text
+                    .parse()
+                    .map_err(|_| failed(name, "argument couldn't be parsed into an integer"))?;
+                if n < 1 {
+                    return Err(failed(
+                        name,
+                        &format!("argument must be between 1 and {} inclusive", usize::MAX),
+                    ));
+                }
+                NewValue::Count(n)
+            }
+            Mutable::LogLevel => NewValue::Filter(text.into_owned()),
+            Mutable::RedisLogLevel => NewValue::Filter(
+                match text.to_ascii_lowercase().as_str() {
+                    "debug" | "verbose" => "debug",
+                    "notice" => "info",
+                    "warning" => "warn",
+                    "nothing" => "off",
+                    _ => return Err(failed(name, "argument(s) must be one of the following: debug, verbose, notice, warning, nothing")),
+                }
+                .to_string(),
+            ),
+        };
+        changes.push((which, new, name.as_str()));
+    }
+    // The one change that can fail goes first, so a failure leaves everything as it was.
+    for (_, new, name) in &changes {
+        if let NewValue::Filter(filter) = new {
+            crate::settings::reload_log_level(filter).map_err(|why| failed(name, &why))?;
+        }
+    }
+    for (which, new, _) in changes {
+        match (which, new) {
+            (Mutable::MaxClients, NewValue::Count(n)) => {
+                server.max_clients.store(n, Ordering::Relaxed);
+            }
+            (Mutable::MaxWaiters, NewValue::Count(n)) => server.table.set_max_waiters(n),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The INFO text for `sections` (empty: the default set).
@@ -306,11 +422,11 @@ pub fn info(server: &Server, sections: &[String]) -> String {
             "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\nmaxclients:{}\r\n\r\n",
             server.clients.len(),
             stats.waiters,
-            server.config.max_clients,
+            server.max_clients.load(Ordering::Relaxed),
         );
     }
     if want("memory") {
-        let rss = rss_bytes();
+        let rss = crate::metrics::rss_bytes();
         let _ = write!(
             out,
             "# Memory\r\nused_memory:{rss}\r\nused_memory_rss:{rss}\r\nmaxmemory:{}\r\n\r\n",
@@ -343,11 +459,50 @@ pub fn info(server: &Server, sections: &[String]) -> String {
         }
     }
     if want("stats") {
+        let grants: u64 = stats.grants.iter().sum();
         let _ = write!(
             out,
-            "# Stats\r\ntotal_commands_processed:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\ngrants:{}\r\ngrants_exclusive:{}\r\ngrants_shared_write:{}\r\ngrants_read:{}\r\ngrants_permits:{}\r\nrefreshes:{}\r\nexpired_leases:{}\r\n\r\n",
+            server.connections.accepted.load(Ordering::Relaxed),
             server.commands_processed(),
+            server.connections.rejected.load(Ordering::Relaxed),
+            grants,
+            stats.grants[0],
+            stats.grants[1],
+            stats.grants[2],
+            stats.grants[3],
+            stats.refreshes,
+            stats.expired,
         );
+    }
+    // Not in the default set, as in Redis: only for `commandstats`, `all`, `everything`.
+    if sections
+        .iter()
+        .any(|s| s == "commandstats" || s == "all" || s == "everything")
+    {
+        out.push_str("# Commandstats\r\n");
+        for (spec, count) in server.commands.counts() {
+            if count.calls() + count.rejected == 0 {
+                continue;
+            }
+            let calls = count.calls();
+            let per_call = if calls == 0 {
+                0.0
+            } else {
+                count.usec as f64 / calls as f64
+            };
+            let _ = write!(
+                out,
+                "cmdstat_{}:calls={},usec={},usec_per_call={:.2},rejected_calls={},failed_calls={}\r\n",
+                spec.name.to_ascii_lowercase(),
+                calls,
+                count.usec,
+                per_call,
+                count.rejected,
+                count.failed,
+            );
+        }
+        out.push_str("\r\n");
     }
     if want("replication") {
         match &server.cluster {
@@ -358,12 +513,17 @@ pub fn info(server: &Server, sections: &[String]) -> String {
     if want("locks") {
         let _ = write!(
             out,
-            "# Locks\r\nlocks:{}\r\nsemaphores:{}\r\nstrings:{}\r\nholders:{}\r\nwaiters:{}\r\nleases:{}\r\nlast_token:{}\r\nshards:{}\r\n\r\n",
+            "# Locks\r\nlocks:{}\r\nsemaphores:{}\r\nstrings:{}\r\nholders:{}\r\nheld_exclusive:{}\r\nheld_shared_write:{}\r\nheld_read:{}\r\nheld_permits:{}\r\nwaiters:{}\r\nmax_waiters:{}\r\nleases:{}\r\nlast_token:{}\r\nshards:{}\r\n\r\n",
             stats.locks,
             stats.semaphores,
             stats.strings,
             stats.holders,
+            stats.held[0],
+            stats.held[1],
+            stats.held[2],
+            stats.held[3],
             stats.waiters,
+            server.table.max_waiters(),
             stats.timers,
             stats.last_token,
             server.table.shard_count(),
@@ -372,7 +532,14 @@ pub fn info(server: &Server, sections: &[String]) -> String {
     if want("keyspace") {
         out.push_str("# Keyspace\r\n");
         if stats.keys() > 0 {
-            let _ = write!(out, "db0:keys={},expires=0,avg_ttl=0\r\n", stats.keys());
+            let ttl = server.table.ttl_stats(server.now());
+            let _ = write!(
+                out,
+                "db0:keys={},expires={},avg_ttl={}\r\n",
+                stats.keys(),
+                ttl.expires,
+                ttl.avg_ttl_ms
+            );
         }
         out.push_str("\r\n");
     }

@@ -802,9 +802,11 @@ pub static COMMANDS: &[Spec] = &[
         last_key: 0,
         step: 0,
         group: "server",
-        summary: "CONFIG GET pattern [pattern ...]: the settings baton knows (port, bind, \
-                  maxclients, appendonly, appendfsync, ...), empty for others.",
-        args: &[arg("subcommand", "string"), opt_many("pattern", "string")],
+        summary: "CONFIG GET pattern [pattern ...] of the effective settings (Redis's names \
+                  such as maxclients and appendfsync, and every flag's name); CONFIG SET \
+                  name value [name value ...] of those that change at run time \
+                  (max-clients, max-waiters, log-level); CONFIG RESETSTAT.",
+        args: &[arg("subcommand", "string"), opt_many("arg", "string")],
     },
     Spec {
         name: "TIME",

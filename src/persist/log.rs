@@ -656,6 +656,7 @@ impl Writer {
             let gather = self.gather_pause(batch_records, result.is_ok());
             match &result {
                 Ok(()) => {
+                    crate::metrics::log_batch(batch_records);
                     self.shared.progress.send_modify(|p| {
                         p.lsn = lsn;
                         p.failed = None;
@@ -819,6 +820,7 @@ impl Writer {
         self.unsynced = false;
         self.last_sync = Instant::now();
         self.last_sync_took = self.last_sync - started;
+        crate::metrics::log_fsync(self.last_sync_took);
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         self.shared.last_sync_ms.store(unix_ms(), Ordering::Relaxed);
         Ok(())

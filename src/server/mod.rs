@@ -6,6 +6,7 @@
 pub mod budget;
 pub mod conn;
 pub mod expirer;
+pub mod http;
 pub mod shutdown;
 
 use std::future::Future;
@@ -146,7 +147,9 @@ pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
     } else {
         None
     };
-    Ok(Arc::new(Server::new(config, table, log)))
+    let server = Server::new(config, table, log);
+    server.readiness.set_recovered();
+    Ok(Arc::new(server))
 }
 
 /// Cluster mode: the table's records go to Raft instead of the append-only log; the table
@@ -164,6 +167,8 @@ fn build_cluster_node(config: Arc<Config>, cluster: Arc<crate::cluster::Cluster>
     // Leases end only through committed log entries, never by a replaying node's clock.
     table.set_ends_by_log(true);
     let mut server = Server::new(config, Arc::new(table), None);
+    // Holds survive a restart in the replicated log: no restart delay.
+    server.refuse_grants_until = None;
     server.cluster = Some(cluster);
     Arc::new(server)
 }
@@ -230,8 +235,15 @@ pub async fn run(
     config: Arc<Config>,
     signal: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
+    // Up before recovery: /health answers and /ready says `recovering` meanwhile.
+    let http = http::start_configured(&config).await?;
     let server = build(config).await?;
-    serve(listener, server, signal).await
+    if let Some(http) = &http {
+        http.attach(server.clone());
+    }
+    let served = serve(listener, server, signal).await;
+    drop(http);
+    served
 }
 
 /// Like [`run`] on state already built.
@@ -249,7 +261,12 @@ pub async fn serve(
     }
     let trigger = ShutdownTrigger::new();
     let node = match &server.cluster {
-        Some(cluster) => Some(crate::cluster::start(&server, cluster, trigger.subscribe()).await?),
+        Some(cluster) => {
+            let node = crate::cluster::start(&server, cluster, trigger.subscribe()).await?;
+            // The snapshot is in the table; /ready now follows the node's leader.
+            server.readiness.set_recovered();
+            Some(node)
+        }
         None => None,
     };
     let expirer = tokio::spawn(expirer::run(server.clone(), trigger.subscribe()));
@@ -259,7 +276,6 @@ pub async fn serve(
     let fail_stop = log_fail_stop(server.clone());
     tokio::pin!(fail_stop);
     let mut fatal = None;
-    let max_clients = server.config.max_clients;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -278,9 +294,10 @@ pub async fn serve(
                 continue;
             }
         };
-        metrics::counter!(crate::metrics::CONNECTIONS).increment(1);
+        server.connections.accepted.fetch_add(1, Ordering::Relaxed);
         set_keepalive(&stream, server.config.tcp_keepalive);
-        if trigger.live() >= max_clients {
+        if trigger.live() >= server.max_clients.load(Ordering::Relaxed) {
+            server.connections.rejected.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let _ = stream.write_all(b"-ERR max clients reached\r\n").await;
                 let _ = stream.shutdown().await;
@@ -299,6 +316,7 @@ pub async fn serve(
             drop(guard);
         });
     }
+    server.readiness.set_draining();
     tracing::info!("shutting down: finishing in-flight replies");
     // A running script would hold its connection (and the exit) until its time limit.
     server.lua.stop();

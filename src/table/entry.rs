@@ -591,6 +591,18 @@ impl Entry {
         }
     }
 
+    /// When the key's time to live ends, as PTTL reports it: a lock's longest lease (None
+    /// with only waiters), a string's expiry; a semaphore has none.
+    pub fn ttl_deadline(&self) -> Option<Deadline> {
+        if self.is_sem() {
+            return None;
+        }
+        match self.str_value() {
+            Some(s) => s.expiry.map(|e| e.deadline),
+            None => self.holders().map(|h| h.lease.deadline).max(),
+        }
+    }
+
     /// The holders of a lock or semaphore (none for a string).
     pub fn holders(&self) -> impl Iterator<Item = HolderRef<'_>> {
         let (sole, many) = match self {

@@ -46,15 +46,7 @@ impl Tx<'_> {
         let left = |deadline: super::Deadline| now.ms_until(deadline.instant(origin));
         match self.entry(key) {
             None => -2,
-            Some(e) if e.is_sem() => -1,
-            Some(e) => match e.str_value() {
-                Some(s) => s.expiry.map_or(-1, |e| left(e.deadline)),
-                None => e
-                    .holders()
-                    .map(|h| left(h.lease.deadline))
-                    .max()
-                    .unwrap_or(-1),
-            },
+            Some(e) => e.ttl_deadline().map_or(-1, left),
         }
     }
 

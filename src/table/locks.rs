@@ -178,6 +178,7 @@ impl Tx<'_> {
             keys.to_vec(),
             true,
             held,
+            self.now.mono,
         );
         let waiter = Arc::new(waiter);
         // Also on the keys the owner holds: they count as granted while that hold lasts, and

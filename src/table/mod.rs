@@ -160,7 +160,8 @@ pub(crate) struct Shared {
     pub(crate) sink: Option<Arc<dyn RecordSink>>,
     /// Waiters queued now, server-wide.
     pub(crate) waiters: AtomicUsize,
-    pub(crate) max_waiters: usize,
+    /// Changed at run time by CONFIG SET max-waiters.
+    pub(crate) max_waiters: AtomicUsize,
     /// Global arrival order of waiters.
     pub(crate) seq: AtomicU64,
     pub(crate) origin: Instant,
@@ -205,7 +206,7 @@ impl LockTable {
                 tokens: TokenCounter::seeded(config.token_seed, 0),
                 sink,
                 waiters: AtomicUsize::new(0),
-                max_waiters: config.max_waiters,
+                max_waiters: AtomicUsize::new(config.max_waiters),
                 seq: AtomicU64::new(0),
                 origin: config.origin,
                 armed_ms: AtomicU64::new(u64::MAX),
@@ -426,6 +427,40 @@ impl LockTable {
         }
         stats
     }
+
+    /// Sets the most waiters at once (already queued ones stay).
+    pub fn set_max_waiters(&self, max: usize) {
+        self.shared.max_waiters.store(max, Ordering::Relaxed);
+    }
+
+    /// The most waiters at once.
+    pub fn max_waiters(&self) -> usize {
+        self.shared.max_waiters.load(Ordering::Relaxed)
+    }
+
+    /// Keys with a time to live and their mean PTTL at `now` (an exact walk, where Redis
+    /// samples).
+    pub fn ttl_stats(&self, now: Now) -> TtlStats {
+        let (mut keys, mut sum_ms) = (0u64, 0u128);
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            let origin = self.shared.origin;
+            for entry in shard.iter() {
+                if let Some(deadline) = entry.ttl_deadline() {
+                    keys += 1;
+                    sum_ms += now.ms_until(deadline.instant(origin)) as u128;
+                }
+            }
+        }
+        TtlStats {
+            expires: keys,
+            avg_ttl_ms: if keys == 0 {
+                0
+            } else {
+                u64::try_from(sum_ms / u128::from(keys)).unwrap_or(u64::MAX)
+            },
+        }
+    }
 }
 
 /// Counts for INFO.
@@ -445,6 +480,38 @@ pub struct TableStats {
     pub timers: usize,
     /// The last fencing token handed out.
     pub last_token: i64,
+    /// Holds now by [`KIND_NAMES`] (for `permits`: permits held).
+    pub held: [u64; 4],
+    /// Grants since start by [`KIND_NAMES`].
+    pub grants: [u64; 4],
+    /// Leases renewed since start.
+    pub refreshes: u64,
+    /// Leases that ran out since start.
+    pub expired: u64,
+}
+
+/// The names of the hold kinds, as metrics label them, in [`kind_index`] order.
+pub const KIND_NAMES: [&str; 4] = ["exclusive", "shared_write", "read", "permits"];
+
+/// The position of `kind` in [`KIND_NAMES`].
+pub fn kind_index(kind: crate::persist::HoldKind) -> usize {
+    use crate::persist::HoldKind;
+    match kind {
+        HoldKind::Exclusive => 0,
+        HoldKind::SharedWrite => 1,
+        HoldKind::Read => 2,
+        HoldKind::Permits(_) => 3,
+    }
+}
+
+/// What INFO keyspace reports of expiring keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TtlStats {
+    /// Keys with a time to live (those whose PTTL is not -1): held locks, strings with an
+    /// expiry.
+    pub expires: u64,
+    /// Their mean PTTL in ms (0 with none).
+    pub avg_ttl_ms: u64,
 }
 
 impl TableStats {
@@ -533,7 +600,7 @@ impl<'a> Tx<'a> {
     fn admit_waiter(&mut self) -> Result<u64, crate::error::RespError> {
         let shared = self.shared();
         let prev = shared.waiters.fetch_add(1, Ordering::Relaxed);
-        if prev >= shared.max_waiters {
+        if prev >= shared.max_waiters.load(Ordering::Relaxed) {
             shared.waiters.fetch_sub(1, Ordering::Relaxed);
             return Err(crate::error::RespError::MAX_WAITERS);
         }

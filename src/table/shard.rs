@@ -49,6 +49,20 @@ pub struct Shard {
     /// is left after replay are holds that ran out while the server was down (bounded by the
     /// holds live at the crash).
     pub(crate) ghosts: HashMap<(Bytes, Bytes), (HoldKind, i64), foldhash::fast::RandomState>,
+    /// Effects counted for INFO and /metrics (bumped under the shard's mutex, so no cache
+    /// line is shared between cores; summed by `LockTable::stats`).
+    pub(crate) counts: Counts,
+}
+
+/// A shard's count of effects since start.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Counts {
+    /// Grants, by [`super::kind_index`].
+    pub(crate) grants: [u64; 4],
+    /// Leases renewed.
+    pub(crate) refreshes: u64,
+    /// Leases that ran out.
+    pub(crate) expired: u64,
 }
 
 /// What one fired timer ended ([`Shard::end_timer`]).
@@ -76,6 +90,7 @@ impl Shard {
             keys: Keys::default(),
             wheel: Wheel::new(origin),
             ghosts: HashMap::default(),
+            counts: Counts::default(),
         }
     }
 
@@ -217,9 +232,18 @@ impl Shard {
             } else {
                 stats.strings += 1;
             }
-            stats.holders += entry.holders().count();
+            for holder in entry.holders() {
+                stats.holders += 1;
+                let kind = holder.lease.kind;
+                stats.held[super::kind_index(kind)] += kind.permits();
+            }
         }
         stats.timers += self.wheel.len();
+        for (sum, n) in stats.grants.iter_mut().zip(self.counts.grants) {
+            *sum += n;
+        }
+        stats.refreshes += self.counts.refreshes;
+        stats.expired += self.counts.expired;
     }
 
     /// Replay only: every ghost (a hold whose recovered deadline had passed) as a `Grant`
@@ -311,6 +335,7 @@ impl Tx<'_> {
         let token = self.next_token();
         let (deadline, deadline_ms) = self.now.deadline(ttl_ms);
         self.insert_holder(key, owner, kind, token, deadline);
+        self.shard(key).counts.grants[super::kind_index(kind)] += 1;
         if self.logging() {
             self.emit(Record::Grant {
                 key: key.clone(),
@@ -370,6 +395,7 @@ impl Tx<'_> {
         let lease = self
             .entry(key)?
             .update_lease(|h| h.owner == owner, |lease| lease.deadline = at)?;
+        self.shard(key).counts.refreshes += 1;
         if !self.reschedule(key, lease.timer, deadline) {
             // The old timer already fired in this `expire` batch (a hand-off during expiry
             // renewed a hold whose lease is due later in the batch, e.g. an MLOCK that counts
@@ -549,6 +575,7 @@ impl Tx<'_> {
             vec![key.clone()],
             false,
             Vec::new(),
+            self.now.mono,
         );
         let waiter = Arc::new(waiter);
         self.queue_waiter(key, waiter.clone());
@@ -618,6 +645,7 @@ impl Tx<'_> {
                     reply: Reply::Int(token),
                     lsn: self.lsn,
                 }) {
+                    crate::metrics::handoff_wait(self.now.mono.saturating_duration_since(w.queued));
                     return;
                 }
                 // The connection is gone: undo and let the loop serve the next waiter.
@@ -691,6 +719,7 @@ impl Tx<'_> {
             lsn: self.lsn,
         });
         if delivered {
+            crate::metrics::handoff_wait(self.now.mono.saturating_duration_since(w.queued));
             // Serve what now heads each of its queues, not only the key whose `pump` made
             // the grant (or none when the grant was deferred): otherwise the outcome depended
             // on the shard layout. Found by tests/model.rs.
@@ -842,8 +871,8 @@ impl Tx<'_> {
                 break;
             }
         }
-        if ended > 0 {
-            metrics::counter!(crate::metrics::LEASES_EXPIRED).increment(ended);
+        if let Some((_, guard)) = self.guards.iter_mut().find(|(i, _)| *i == index) {
+            guard.counts.expired += ended;
         }
         fired
     }

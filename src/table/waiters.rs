@@ -49,12 +49,16 @@ pub struct Waiter {
     /// counts as granted for as long as it lasts (renewals keep the token); any other hold
     /// of the owner, made while this waits, does not.
     pub own_tokens: Vec<Option<i64>>,
+    /// When it joined the queue (the table's clock): the hand-off wait ends at its grant.
+    pub queued: std::time::Instant,
     /// Where to send the outcome; None once sent or cancelled.
     sender: Mutex<Option<oneshot::Sender<WaitResult>>>,
 }
 
 impl Waiter {
     /// A new waiter and the receiver its connection awaits.
+    // Each argument is a field of the waiter; a builder for two call sites would hide that.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         seq: u64,
         owner: Bytes,
@@ -63,6 +67,7 @@ impl Waiter {
         keys: Vec<Bytes>,
         multi: bool,
         own_tokens: Vec<Option<i64>>,
+        queued: std::time::Instant,
     ) -> (Waiter, oneshot::Receiver<WaitResult>) {
         let (tx, rx) = oneshot::channel();
         let waiter = Waiter {
@@ -73,6 +78,7 @@ impl Waiter {
             keys,
             multi,
             own_tokens,
+            queued,
             sender: Mutex::new(Some(tx)),
         };
         (waiter, rx)
