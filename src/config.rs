@@ -174,6 +174,8 @@ pub struct Config {
 
     /// Cluster mode: every node as `id=host:port`, comma-separated. The address of this
     /// node's own id is where it listens for its peers; the others are where it reaches them.
+    /// Names the members only when a new data directory bootstraps; afterwards the
+    /// membership is in the Raft storage (CLUSTER ADDNODE / REMOVENODE change it).
     #[arg(long, env = "BATON_PEERS", requires = "node_id")]
     pub peers: Option<String>,
 
