@@ -518,6 +518,20 @@ fn a_node_added_online_takes_the_holds_votes_and_keeps_the_membership_across_res
         })
     });
     let mut c4 = cluster.conn(new);
+    // Its persistence is the Raft log, started from the leader's snapshot.
+    let text: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query(&mut c4)
+        .expect("INFO");
+    let persistence = fields(&text);
+    assert_eq!(persistence["aof_enabled"], "1", "{text}");
+    assert!(
+        persistence["raft_snapshot_index"]
+            .parse::<u64>()
+            .expect("index")
+            > 0,
+        "{text}"
+    );
     assert_eq!(
         lock(&mut c4, "held", "bob", 60_000),
         None,
@@ -635,4 +649,54 @@ fn removing_a_follower_then_the_leader_keeps_the_cluster_granting() {
     );
     let info = cluster.replication(leader).expect("old leader info");
     assert_eq!(info["role"], "removed");
+}
+
+#[test]
+fn one_membership_change_at_a_time() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.leader(&[1, 2, 3]);
+    // With both followers paused the leader cannot commit: the first change stays
+    // pending, so of two changes sent at once one is refused as in progress.
+    for id in others(leader, 3) {
+        cluster.signal(id, "-STOP");
+    }
+    let send = |args: &[&str]| {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg(args);
+        let mut raw = std::net::TcpStream::connect(("127.0.0.1", cluster.node(leader).port))
+            .expect("connect");
+        raw.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        std::io::Write::write_all(&mut raw, &cmd.get_packed_command()).expect("send");
+        raw
+    };
+    let mut a = send(&["ADDNODE", "4", "127.0.0.1:1"]);
+    let mut b = send(&["ADDNODE", "5", "127.0.0.1:2"]);
+    let read = |raw: &mut std::net::TcpStream| {
+        let mut buf = [0u8; 256];
+        let n = std::io::Read::read(raw, &mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    // The refused one answers at once; the pending one once the leader steps down
+    // (check-quorum) or, if it kept its quorum after all, once committed.
+    let (ra, rb) = (read(&mut a), read(&mut b));
+    for id in others(leader, 3) {
+        cluster.signal(id, "-CONT");
+    }
+    let replies = [ra, rb];
+    let refused = replies
+        .iter()
+        .filter(|r| r.starts_with("-TRYAGAIN a membership change is in progress"))
+        .count();
+    assert_eq!(refused, 1, "{replies:?}");
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.starts_with("-TRYAGAIN") || r == "+OK\r\n"),
+        "{replies:?}"
+    );
+    // The cluster serves again.
+    let leader = cluster.leader(&[1, 2, 3]);
+    let mut con = cluster.conn(leader);
+    lock(&mut con, "after", "alice", 60_000).expect("granted");
 }

@@ -131,6 +131,16 @@ pub struct Status {
     pub applied_index: u64,
     /// Whether this node executes commands (leader, caught up with its term's first entry).
     pub serving: bool,
+    /// The first index still in the Raft log (after the last compaction).
+    pub first_index: u64,
+    /// The last index in the Raft log.
+    pub last_index: u64,
+    /// The index of the last snapshot (0: none).
+    pub snapshot_index: u64,
+    /// Snapshots written or installed since start.
+    pub snapshots: u64,
+    /// The size of `raft.log` in bytes.
+    pub log_bytes: u64,
 }
 
 /// Which LSNs are decided: committed, or lost with a leadership.
@@ -394,6 +404,26 @@ impl Cluster {
             ids.join(","),
         );
         out
+    }
+
+    /// The `# Persistence` section of INFO in cluster mode: the Raft log and snapshot, which
+    /// replace the single-node append-only log (every change is on disk before it counts
+    /// towards a commit).
+    pub fn persistence_info(&self) -> String {
+        let s = self.status();
+        format!(
+            "# Persistence\r\nloading:0\r\naof_enabled:1\r\npersistence:raft\r\n\
+             appendfsync:always\r\nraft_log_bytes:{}\r\nraft_first_index:{}\r\n\
+             raft_last_index:{}\r\nraft_commit_index:{}\r\nraft_applied_index:{}\r\n\
+             raft_snapshot_index:{}\r\nraft_snapshots:{}\r\naof_last_write_status:ok\r\n\r\n",
+            s.log_bytes,
+            s.first_index,
+            s.last_index,
+            s.commit_index,
+            s.applied_index,
+            s.snapshot_index,
+            s.snapshots,
+        )
     }
 
     /// The current members (ids and the addresses they were added with).

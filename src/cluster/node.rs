@@ -140,6 +140,7 @@ pub(crate) fn spawn(
         leaving: None,
         member_wait: None,
         force_snapshot: false,
+        snapshots: 0,
     };
     node.members_changed();
     // The snapshot's state first: raft-rs hands over the entries after it.
@@ -182,6 +183,8 @@ struct Node {
     member_wait: Option<(u64, u64, MemberReply)>,
     /// Write a snapshot at the end of this turn (a node was added).
     force_snapshot: bool,
+    /// Snapshots written or installed since start.
+    snapshots: u64,
 }
 
 impl Node {
@@ -515,6 +518,7 @@ impl Node {
             self.cluster.set_members(members);
             self.members_changed();
         }
+        self.snapshots += 1;
         tracing::info!(index, "installed the leader's snapshot");
     }
 
@@ -523,12 +527,12 @@ impl Node {
     /// the last snapshot and the entries after it (never from this node's own table, which
     /// on a leader holds changes not yet committed).
     fn maybe_compact(&mut self) {
-        let last = self.storage.store.snapshot_now();
-        let from = last.get_metadata().index;
+        let from = self.storage.store.snapshot_index();
         let forced = std::mem::take(&mut self.force_snapshot) | self.storage.store.take_wanted();
         if self.applied < from + self.cluster.snapshot_entries && !(forced && self.applied > from) {
             return;
         }
+        let last = self.storage.store.snapshot_now();
         let started = Instant::now();
         let upto = self.applied;
         let scratch = LockTable::new(
@@ -570,6 +574,7 @@ impl Node {
             tracing::error!(%err, "raft log compaction failed; stopping");
             std::process::exit(70);
         }
+        self.snapshots += 1;
         tracing::info!(
             index = upto,
             bytes,
@@ -739,6 +744,11 @@ impl Node {
             commit_index: raft.raft_log.committed,
             applied_index: self.applied,
             serving: self.serving_term.is_some(),
+            first_index: self.storage.store.first_index().unwrap_or(0),
+            last_index: raft.raft_log.last_index(),
+            snapshot_index: self.storage.store.snapshot_index(),
+            snapshots: self.snapshots,
+            log_bytes: self.storage.file_len,
         });
     }
 }

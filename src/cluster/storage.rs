@@ -78,6 +78,11 @@ impl RaftStore {
         self.snap.read().0.clone()
     }
 
+    /// The last snapshot's index (0: none), without copying it.
+    pub(crate) fn snapshot_index(&self) -> u64 {
+        self.snap.read().0.get_metadata().index
+    }
+
     /// Whether a snapshot naming a newly added node was asked for (and clears the flag).
     pub(crate) fn take_wanted(&self) -> bool {
         self.wanted.swap(false, Ordering::AcqRel)
@@ -145,6 +150,8 @@ pub(crate) struct DiskStorage {
     /// What raft-rs reads.
     pub(crate) store: RaftStore,
     file: File,
+    /// The length of `raft.log` (for INFO persistence).
+    pub(crate) file_len: u64,
     path: PathBuf,
     dir: PathBuf,
     buf: Vec<u8>,
@@ -298,6 +305,7 @@ impl DiskStorage {
                 snap: Arc::new(RwLock::new((snapshot, (0, 0)))),
                 wanted: Arc::default(),
             },
+            file_len: fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
             file,
             path,
             dir: dir.to_path_buf(),
@@ -344,6 +352,7 @@ impl DiskStorage {
     pub(crate) fn flush(&mut self, sync: bool) -> io::Result<()> {
         if !self.buf.is_empty() {
             self.file.write_all(&self.buf)?;
+            self.file_len += self.buf.len() as u64;
             self.buf.clear();
             if sync {
                 self.file.sync_data()?;
@@ -400,6 +409,7 @@ impl DiskStorage {
         }
         replace_file(&self.dir, FILE_NAME, &body)?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.file_len = body.len() as u64;
         Ok(())
     }
 
