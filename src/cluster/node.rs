@@ -585,7 +585,7 @@ impl Node {
 
     /// Checks and proposes a membership change; the index of its entry.
     fn propose_member(&mut self, change: MemberChange) -> Result<u64, RespError> {
-        if self.removed || self.serving_term.is_none() {
+        if self.removed || self.serving_term.is_none() || self.raw.raft.state != StateRole::Leader {
             return Err(super::NO_LEADER);
         }
         if self.member_wait.is_some() || self.raw.raft.has_pending_conf() {
