@@ -23,6 +23,11 @@
 //! (its uncommitted effects are dropped) and fails its waiters with `-TRYAGAIN`.
 //!
 //! [`forward`] makes a follower relay a client's commands to the leader.
+//!
+//! Membership starts from `--peers` and changes online, one node at a time
+//! ([`Cluster::change_membership`], `CLUSTER ADDNODE` / `REMOVENODE`): `membership` holds
+//! the encodings, `node` applies conf changes, `storage` keeps the membership across
+//! restarts.
 
 pub mod forward;
 mod membership;

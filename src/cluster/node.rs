@@ -24,8 +24,9 @@
 //! node, writes a snapshot at once: the new node, which starts with an empty log and no
 //! membership (`--join`), must start from a snapshot that names it (raft-rs drops one
 //! that does not), never from entries older than its addition. A node that applies its
-//! own removal stops taking part: it steps down if it led, drops its peer links, stops
-//! ticking and ignores peer messages.
+//! own removal stops taking part: it drops its peer links, stops ticking and ignores peer
+//! messages; a leader first stops serving, hands the leadership over and keeps
+//! replicating for one election timeout, so that the others learn the commit.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc;
