@@ -518,20 +518,24 @@ fn a_node_added_online_takes_the_holds_votes_and_keeps_the_membership_across_res
         })
     });
     let mut c4 = cluster.conn(new);
-    // Its persistence is the Raft log, started from the leader's snapshot.
-    let text: String = redis::cmd("INFO")
-        .arg("persistence")
-        .query(&mut c4)
-        .expect("INFO");
-    let persistence = fields(&text);
-    assert_eq!(persistence["aof_enabled"], "1", "{text}");
-    assert!(
-        persistence["raft_snapshot_index"]
-            .parse::<u64>()
-            .expect("index")
-            > 0,
-        "{text}"
+    // Its persistence is the Raft log, started from the leader's snapshot (INFO shows it
+    // once the node loop's turn that installed it has ended).
+    let mut text = String::new();
+    eventually(
+        "INFO persistence shows the snapshot",
+        Duration::from_secs(10),
+        || {
+            text = redis::cmd("INFO")
+                .arg("persistence")
+                .query(&mut c4)
+                .expect("INFO");
+            fields(&text)
+                .get("raft_snapshot_index")
+                .and_then(|i| i.parse::<u64>().ok())
+                .is_some_and(|i| i > 0)
+        },
     );
+    assert_eq!(fields(&text)["aof_enabled"], "1", "{text}");
     assert_eq!(
         lock(&mut c4, "held", "bob", 60_000),
         None,

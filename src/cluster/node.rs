@@ -520,6 +520,7 @@ impl Node {
             self.members_changed();
         }
         self.snapshots += 1;
+        self.publish();
         tracing::info!(index, "installed the leader's snapshot");
     }
 
