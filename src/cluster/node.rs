@@ -238,9 +238,25 @@ impl Node {
     fn handle(&mut self, input: Input) -> bool {
         match input {
             Input::Msg(msg) => {
-                if !self.removed {
-                    let _ = self.raw.step(*msg);
+                if self.removed {
+                    return true;
                 }
+                if msg.get_msg_type() == raft::eraftpb::MessageType::MsgAppend
+                    && msg.index == 0
+                    && !msg.entries.is_empty()
+                    && self.cluster.members().is_empty()
+                {
+                    // A joining node takes its membership from a snapshot that names it;
+                    // the log from its start would not name the bootstrap members. Every
+                    // node snapshots when it adds one, so this is not expected: refuse
+                    // rather than believe a wrong membership.
+                    tracing::warn!(
+                        from = msg.from,
+                        "a joining node got log entries from index 1; waiting for a snapshot"
+                    );
+                    return true;
+                }
+                let _ = self.raw.step(*msg);
                 true
             }
             Input::Propose => true,
