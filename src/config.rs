@@ -175,8 +175,17 @@ pub struct Config {
 
     /// Cluster mode: every node as `id=host:port`, comma-separated. The address of this
     /// node's own id is where it listens for its peers; the others are where it reaches them.
+    /// Names the members only when a new data directory bootstraps; afterwards the
+    /// membership is in the Raft storage (CLUSTER ADDNODE / REMOVENODE change it).
     #[arg(long, env = "BATON_PEERS", requires = "node_id")]
     pub peers: Option<String>,
+
+    /// Cluster mode: this node joins a running cluster (after `CLUSTER ADDNODE` on it)
+    /// instead of bootstrapping one from `--peers`: it starts with no membership, never
+    /// campaigns on its own, and takes its state from the leader's snapshot. Ignored once
+    /// the data directory holds a Raft state.
+    #[arg(long, env = "BATON_JOIN", requires = "node_id")]
+    pub join: bool,
 
     /// Cluster mode: Raft heartbeat interval in ms (one Raft tick).
     #[arg(long, env = "BATON_HEARTBEAT_MS", default_value_t = 50)]

@@ -182,7 +182,7 @@ pub fn describe() {
 /// Publishes cluster mode's `role` (`leader`, `follower`, `candidate`), `term` and commit
 /// lag (called at scrape time with INFO replication's values).
 pub fn cluster(role: &'static str, term: u64, commit_lag: u64) {
-    for r in ["leader", "follower", "candidate"] {
+    for r in ["leader", "follower", "candidate", "removed"] {
         metrics::gauge!(CLUSTER_ROLE, "role" => r).set(if r == role { 1.0 } else { 0.0 });
     }
     metrics::gauge!(CLUSTER_TERM).set(term as f64);

@@ -1,6 +1,7 @@
 //! Cluster mode end to end: three real `baton` processes on loopback, redis-rs clients.
 //!
-//! Run: `cargo test --test cluster` (each test starts its own three nodes on free ports).
+//! Run: `cargo test --test cluster` (each test starts its own three nodes on free ports;
+//! the membership tests add a fourth with `--join`).
 
 mod common;
 
@@ -17,6 +18,9 @@ struct Node {
     http: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// A node started after the cluster: its own `--peers`, and it is started with
+    /// `--join`.
+    joiner_peers: Option<String>,
 }
 
 /// Three nodes of one cluster; killed on drop.
@@ -52,6 +56,7 @@ impl Cluster {
                 http: free_port(),
                 dir: tmp.path().join(format!("d{id}")),
                 child: None,
+                joiner_peers: None,
             })
             .collect();
         let mut cluster = Cluster {
@@ -70,11 +75,37 @@ impl Cluster {
         &self.nodes[(id - 1) as usize]
     }
 
+    /// Starts a new node with `--join` (the next id; its `--peers` is the cluster's plus
+    /// its own entry); returns its id and peer address, for `CLUSTER ADDNODE`.
+    fn spawn_joiner(&mut self) -> (u64, String) {
+        let id = self.nodes.len() as u64 + 1;
+        let addr = format!("127.0.0.1:{}", free_port());
+        let dir = self._tmp.path().join(format!("d{id}"));
+        self.nodes.push(Node {
+            port: free_port(),
+            http: free_port(),
+            dir,
+            child: None,
+            joiner_peers: Some(format!("{},{id}={addr}", self.peers)),
+        });
+        self.spawn(id);
+        (id, addr)
+    }
+
     fn spawn(&mut self, id: u64) {
-        let peers = self.peers.clone();
         let node = &self.nodes[(id - 1) as usize];
+        let peers = node
+            .joiner_peers
+            .clone()
+            .unwrap_or_else(|| self.peers.clone());
+        let join: &[&str] = if node.joiner_peers.is_some() {
+            &["--join"]
+        } else {
+            &[]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_baton"))
             .args(["--node-id", &id.to_string(), "--peers", &peers])
+            .args(join)
             .args(["--port", &node.port.to_string()])
             .args(["--http-port", &node.http.to_string(), "--dir"])
             .arg(&node.dir)
@@ -119,8 +150,14 @@ impl Cluster {
 
     /// `INFO replication` of a node as a map (None if it does not answer).
     fn replication(&self, id: u64) -> Option<HashMap<String, String>> {
+        use redis::IntoConnectionInfo;
         let port = self.node(id).port;
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+        // No CLIENT SETINFO at connect: a node that knows no leader answers only INFO.
+        let info = format!("redis://127.0.0.1:{port}/")
+            .into_connection_info()
+            .ok()?;
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        let client = redis::Client::open(info.set_redis_settings(settings)).ok()?;
         let mut con = client
             .get_connection_with_timeout(Duration::from_millis(300))
             .ok()?;
@@ -511,4 +548,242 @@ fn ready_follows_the_leader_and_metrics_show_role_term_and_commit_lag() {
     eventually("ready again", Duration::from_secs(20), || {
         cluster.http(leader, "/ready") == Some((200, "ready\n".into()))
     });
+}
+
+/// `CLUSTER args...`: Ok(reply text) or Err(error text).
+fn cluster_cmd(con: &mut redis::Connection, args: &[&str]) -> Result<String, String> {
+    redis::cmd("CLUSTER")
+        .arg(args)
+        .query::<String>(con)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_node_added_online_takes_the_holds_votes_and_keeps_the_membership_across_restarts() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.leader(&[1, 2, 3]);
+    let mut con = cluster.conn(leader);
+    let t1 = lock(&mut con, "held", "alice", 60_000).expect("granted");
+
+    let (new, addr) = cluster.spawn_joiner();
+    // Before it is added, the new node has no membership and does not elect itself.
+    let mut before = None;
+    eventually("the joiner answers INFO", Duration::from_secs(20), || {
+        before = cluster.replication(new);
+        before.is_some()
+    });
+    let before = before.expect("info");
+    assert_eq!(before["cluster_members"], "", "{before:?}");
+    assert_ne!(before["role"], "leader");
+
+    // Added through a follower, which forwards it to the leader.
+    let follower = others(leader, 3)[0];
+    let mut fcon = cluster.conn(follower);
+    let added = cluster_cmd(&mut fcon, &["ADDNODE", &new.to_string(), &addr]);
+    assert_eq!(added.as_deref(), Ok("OK"));
+    let again = cluster_cmd(&mut fcon, &["ADDNODE", &new.to_string(), &addr]);
+    assert!(
+        again
+            .as_ref()
+            .is_err_and(|e| e.contains("already a member")),
+        "{again:?}"
+    );
+
+    // It catches up from the leader's snapshot and follows the leader.
+    eventually(
+        "the new node took the holds",
+        Duration::from_secs(15),
+        || cluster.info_locks(new).get("holders").map(String::as_str) == Some("1"),
+    );
+    eventually("the new node follows", Duration::from_secs(10), || {
+        cluster.replication(new).is_some_and(|i| {
+            i["cluster_members"] == "1,2,3,4" && i["leader_id"] == leader.to_string()
+        })
+    });
+    let mut c4 = cluster.conn(new);
+    // Its persistence is the Raft log, started from the leader's snapshot (INFO shows it
+    // once the node loop's turn that installed it has ended).
+    let mut text = String::new();
+    eventually(
+        "INFO persistence shows the snapshot",
+        Duration::from_secs(10),
+        || {
+            text = redis::cmd("INFO")
+                .arg("persistence")
+                .query(&mut c4)
+                .expect("INFO");
+            fields(&text)
+                .get("raft_snapshot_index")
+                .and_then(|i| i.parse::<u64>().ok())
+                .is_some_and(|i| i > 0)
+        },
+    );
+    assert_eq!(fields(&text)["aof_enabled"], "1", "{text}");
+    assert_eq!(
+        lock(&mut c4, "held", "bob", 60_000),
+        None,
+        "a read through it"
+    );
+    let holders = common::info_field(&mut c4, "LOCK.INFO", "held", "holders");
+    assert!(format!("{holders:?}").contains("alice"), "{holders:?}");
+    let nodes = cluster_cmd(&mut con, &["NODES"]).expect("CLUSTER NODES");
+    assert_eq!(nodes.lines().count(), 4, "{nodes}");
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.starts_with(&format!("{new} {addr} "))),
+        "{nodes}"
+    );
+
+    // Four voters: with one of the first three down, three of four still commit.
+    cluster.kill(follower);
+    let t2 = lock(&mut c4, "after", "bob", 60_000).expect("granted by 3 of 4");
+    assert!(t2 > t1);
+
+    // A node restarted with the old --peers (no node 4) keeps the changed membership.
+    cluster.spawn(follower);
+    eventually(
+        "the restarted node knows four members",
+        Duration::from_secs(20),
+        || {
+            cluster
+                .replication(follower)
+                .is_some_and(|i| i["cluster_members"] == "1,2,3,4")
+        },
+    );
+    // All four restart; they elect a leader among themselves and the holds survive.
+    for id in 1..=4 {
+        cluster.kill(id);
+    }
+    for id in 1..=4 {
+        cluster.spawn(id);
+    }
+    let leader = cluster.leader(&[1, 2, 3, 4]);
+    let mut con = cluster.conn(leader);
+    assert_eq!(lock(&mut con, "held", "carol", 60_000), None);
+    assert_eq!(lock(&mut con, "after", "carol", 60_000), None);
+    for id in 1..=4 {
+        let info = cluster.replication(id).expect("info");
+        assert_eq!(info["cluster_members"], "1,2,3,4", "node {id}: {info:?}");
+    }
+}
+
+#[test]
+fn removing_a_follower_then_the_leader_keeps_the_cluster_granting() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.leader(&[1, 2, 3]);
+    let mut con = cluster.conn(leader);
+    let t1 = lock(&mut con, "held", "alice", 60_000).expect("granted");
+
+    // Bad requests get Redis-style errors.
+    for (args, want) in [
+        (vec!["REMOVENODE", "9"], "unknown node id 9"),
+        (vec!["ADDNODE", "0", "127.0.0.1:1"], "invalid node id"),
+        (vec!["ADDNODE", "5", "nonsense"], "invalid peer address"),
+        (vec!["ADDNODE", "5"], "wrong number of arguments"),
+        (vec!["FROB"], "unknown subcommand"),
+    ] {
+        let got = cluster_cmd(&mut con, &args);
+        assert!(
+            got.as_ref().is_err_and(|e| e.contains(want)),
+            "{args:?}: {got:?}"
+        );
+    }
+
+    let gone = others(leader, 3)[0];
+    let stay = others(leader, 3)[1];
+    let removed = cluster_cmd(&mut con, &["REMOVENODE", &gone.to_string()]);
+    assert_eq!(removed.as_deref(), Ok("OK"));
+    eventually("the removed node knows", Duration::from_secs(10), || {
+        cluster
+            .replication(gone)
+            .is_some_and(|i| i["role"] == "removed")
+    });
+    // Two members left: both must commit, and they do.
+    let t2 = lock(&mut con, "k2", "alice", 60_000).expect("granted by the two left");
+    assert!(t2 > t1);
+    // The removed node stays out after a restart.
+    cluster.kill(gone);
+    cluster.spawn(gone);
+    eventually(
+        "the removed node restarts removed",
+        Duration::from_secs(20),
+        || {
+            cluster.replication(gone).is_some_and(|i| {
+                i["role"] == "removed" && !i["cluster_members"].contains(&gone.to_string())
+            })
+        },
+    );
+
+    // The leader removes itself: it hands over, the last node leads alone.
+    let removed = cluster_cmd(&mut con, &["REMOVENODE", &leader.to_string()]);
+    assert_eq!(removed.as_deref(), Ok("OK"));
+    let new_leader = cluster.leader(&[stay]);
+    assert_eq!(new_leader, stay);
+    let mut con = cluster.conn(stay);
+    assert_eq!(
+        lock(&mut con, "held", "bob", 60_000),
+        None,
+        "the hold survived"
+    );
+    assert_eq!(unlock(&mut con, "held", "alice"), 1);
+    let t3 = lock(&mut con, "held", "bob", 60_000).expect("granted after release");
+    assert!(t3 > t2);
+    let last = cluster_cmd(&mut con, &["REMOVENODE", &stay.to_string()]);
+    assert!(
+        last.as_ref().is_err_and(|e| e.contains("last node")),
+        "{last:?}"
+    );
+    let info = cluster.replication(leader).expect("old leader info");
+    assert_eq!(info["role"], "removed");
+}
+
+#[test]
+fn one_membership_change_at_a_time() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.leader(&[1, 2, 3]);
+    // With both followers paused the leader cannot commit: the first change stays
+    // pending, so of two changes sent at once one is refused as in progress.
+    for id in others(leader, 3) {
+        cluster.signal(id, "-STOP");
+    }
+    let send = |args: &[&str]| {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg(args);
+        let mut raw = std::net::TcpStream::connect(("127.0.0.1", cluster.node(leader).port))
+            .expect("connect");
+        raw.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        std::io::Write::write_all(&mut raw, &cmd.get_packed_command()).expect("send");
+        raw
+    };
+    let mut a = send(&["ADDNODE", "4", "127.0.0.1:1"]);
+    let mut b = send(&["ADDNODE", "5", "127.0.0.1:2"]);
+    let read = |raw: &mut std::net::TcpStream| {
+        let mut buf = [0u8; 256];
+        let n = std::io::Read::read(raw, &mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    // The refused one answers at once; the pending one once the leader steps down
+    // (check-quorum) or, if it kept its quorum after all, once committed.
+    let (ra, rb) = (read(&mut a), read(&mut b));
+    for id in others(leader, 3) {
+        cluster.signal(id, "-CONT");
+    }
+    let replies = [ra, rb];
+    let refused = replies
+        .iter()
+        .filter(|r| r.starts_with("-TRYAGAIN a membership change is in progress"))
+        .count();
+    assert_eq!(refused, 1, "{replies:?}");
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.starts_with("-TRYAGAIN") || r == "+OK\r\n"),
+        "{replies:?}"
+    );
+    // The cluster serves again.
+    let leader = cluster.leader(&[1, 2, 3]);
+    let mut con = cluster.conn(leader);
+    lock(&mut con, "after", "alice", 60_000).expect("granted");
 }

@@ -143,7 +143,9 @@ impl LocalSession {
         let reply = match cmd::execute(req, server, &mut self.session).effect {
             Effect::Reply(reply) | Effect::Close(reply) => reply,
             // Only INFO, AUTH and HELLO run here; blocking or offloaded work is the leader's.
-            Effect::Blocked { .. } | Effect::Offload(_) => Reply::Error(super::NO_LEADER),
+            Effect::Blocked { .. } | Effect::Offload(_) | Effect::Await(_) => {
+                Reply::Error(super::NO_LEADER)
+            }
         };
         reply.encode(self.proto, out);
     }

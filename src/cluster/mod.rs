@@ -23,8 +23,14 @@
 //! (its uncommitted effects are dropped) and fails its waiters with `-TRYAGAIN`.
 //!
 //! [`forward`] makes a follower relay a client's commands to the leader.
+//!
+//! Membership starts from `--peers` and changes online, one node at a time
+//! ([`Cluster::change_membership`], `CLUSTER ADDNODE` / `REMOVENODE`): `membership` holds
+//! the encodings, `node` applies conf changes, `storage` keeps the membership across
+//! restarts.
 
 pub mod forward;
+mod membership;
 mod node;
 mod storage;
 mod transport;
@@ -41,7 +47,7 @@ use tokio::sync::watch;
 
 use crate::cmd::Server;
 use crate::config::Config;
-use crate::error::StartupError;
+use crate::error::{RespError, StartupError};
 use crate::persist::{LogError, Record};
 use crate::table::RecordSink;
 
@@ -50,8 +56,28 @@ pub(crate) use node::Input;
 /// The reply to a command that needs the leader on a node that cannot reach one.
 pub const NO_LEADER: crate::error::RespError = crate::error::RespError::fixed("TRYAGAIN no leader");
 
-/// The nodes of the cluster by id, as this node reaches them.
+/// Nodes by id with a peer address each.
 pub type Peers = BTreeMap<u64, String>;
+
+/// A membership change asked for by `CLUSTER ADDNODE` / `CLUSTER REMOVENODE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Add node `id`, reached at `addr` (its peer port).
+    Add {
+        /// The new node's id.
+        id: u64,
+        /// Its peer address (`host:port`).
+        addr: String,
+    },
+    /// Remove node `id`.
+    Remove {
+        /// The node's id.
+        id: u64,
+    },
+}
+
+/// How long `CLUSTER ADDNODE` / `REMOVENODE` waits for its change to commit.
+const MEMBER_CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Parses `--peers` (`1=127.0.0.1:7101,2=...`).
 ///
@@ -76,6 +102,11 @@ pub fn parse_peers(text: &str) -> Result<Peers, String> {
     Ok(peers)
 }
 
+/// Whether `addr` is a peer address `CLUSTER ADDNODE` accepts (`host:port`).
+pub fn valid_peer_addr(addr: &str) -> bool {
+    membership::valid_addr(addr)
+}
+
 /// This node's Raft role, for `INFO replication`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Role {
@@ -86,6 +117,8 @@ pub enum Role {
     Candidate,
     /// Leads.
     Leader,
+    /// Was removed from the cluster: takes no part any more.
+    Removed,
 }
 
 /// What the node loop publishes after each turn.
@@ -103,6 +136,16 @@ pub struct Status {
     pub applied_index: u64,
     /// Whether this node executes commands (leader, caught up with its term's first entry).
     pub serving: bool,
+    /// The first index still in the Raft log (after the last compaction).
+    pub first_index: u64,
+    /// The last index in the Raft log.
+    pub last_index: u64,
+    /// The index of the last snapshot (0: none).
+    pub snapshot_index: u64,
+    /// Snapshots written or installed since start.
+    pub snapshots: u64,
+    /// The size of `raft.log` in bytes.
+    pub log_bytes: u64,
 }
 
 /// Which LSNs are decided: committed, or lost with a leadership.
@@ -183,8 +226,14 @@ impl RecordSink for RaftSink {
 pub struct Cluster {
     /// This node's id.
     pub id: u64,
-    /// Every node (this one included) as this node reaches it.
-    pub peers: Peers,
+    /// `--peers`: the bootstrap membership of a new cluster, and afterwards how this node
+    /// reaches the nodes it names (an address here wins over the replicated one, so a
+    /// node can reach a peer through a proxy); its own entry is where it listens.
+    peers_flag: Peers,
+    /// `--join`: a new node that waits to be added instead of bootstrapping.
+    join: bool,
+    /// The current members and the addresses they were added with (set by the node loop).
+    members: Mutex<Peers>,
     /// Heartbeat interval (one Raft tick).
     pub heartbeat: Duration,
     /// The configured election timeout (followers wait between it and twice it).
@@ -239,7 +288,9 @@ impl Cluster {
         let (inbox, inbox_rx) = mpsc::channel();
         Ok(Some(Arc::new(Cluster {
             id,
-            peers,
+            members: Mutex::new(peers.clone()),
+            peers_flag: peers,
+            join: config.join,
             heartbeat: Duration::from_millis(config.heartbeat_ms),
             election_timeout: Duration::from_millis(config.election_timeout_ms),
             snapshot_entries: config.raft_snapshot_entries.max(1),
@@ -339,21 +390,98 @@ impl Cluster {
             Role::Leader => "leader",
             Role::Candidate => "candidate",
             Role::Follower => "follower",
+            Role::Removed => "removed",
         };
+        let members = self.members();
+        let ids: Vec<String> = members.keys().map(u64::to_string).collect();
         let mut out = String::from("# Replication\r\n");
         let _ = write!(
             out,
             "role:{role}\r\nnode_id:{}\r\nleader_id:{}\r\nterm:{}\r\ncommit_index:{}\r\n\
-             applied_index:{}\r\nserving:{}\r\ncluster_nodes:{}\r\n\r\n",
+             applied_index:{}\r\nserving:{}\r\ncluster_nodes:{}\r\ncluster_members:{}\r\n\r\n",
             self.id,
             s.leader_id,
             s.term,
             s.commit_index,
             s.applied_index,
             u8::from(s.serving),
-            self.peers.len(),
+            members.len(),
+            ids.join(","),
         );
         out
+    }
+
+    /// The `# Persistence` section of INFO in cluster mode: the Raft log and snapshot, which
+    /// replace the single-node append-only log (every change is on disk before it counts
+    /// towards a commit).
+    pub fn persistence_info(&self) -> String {
+        let s = self.status();
+        format!(
+            "# Persistence\r\nloading:0\r\naof_enabled:1\r\npersistence:raft\r\n\
+             appendfsync:always\r\nraft_log_bytes:{}\r\nraft_first_index:{}\r\n\
+             raft_last_index:{}\r\nraft_commit_index:{}\r\nraft_applied_index:{}\r\n\
+             raft_snapshot_index:{}\r\nraft_snapshots:{}\r\naof_last_write_status:ok\r\n\r\n",
+            s.log_bytes,
+            s.first_index,
+            s.last_index,
+            s.commit_index,
+            s.applied_index,
+            s.snapshot_index,
+            s.snapshots,
+        )
+    }
+
+    /// The current members (ids and the addresses they were added with).
+    pub fn members(&self) -> Peers {
+        self.members.lock().clone()
+    }
+
+    /// Where this node reaches node `id`: its `--peers` entry, else the address the node
+    /// was added with.
+    pub fn address_of(&self, id: u64) -> Option<String> {
+        self.peers_flag
+            .get(&id)
+            .cloned()
+            .or_else(|| self.members.lock().get(&id).cloned())
+    }
+
+    /// `CLUSTER NODES`: one line per member, `<id> <peer-addr> <flags>`, flags among
+    /// `myself`, `leader`, `follower` (comma-separated), addresses as this node reaches
+    /// them.
+    pub fn nodes_text(&self) -> String {
+        let leader = self.status().leader_id;
+        let members = self.members();
+        let mut out = String::new();
+        for id in members.keys() {
+            let addr = self.address_of(*id).unwrap_or_default();
+            let mut flags = Vec::new();
+            if *id == self.id {
+                flags.push("myself");
+            }
+            flags.push(if *id == leader { "leader" } else { "follower" });
+            let _ = writeln!(out, "{id} {addr} {}", flags.join(","));
+        }
+        out
+    }
+
+    /// Proposes a membership change and waits until it is committed and applied on this
+    /// node (the leader).
+    ///
+    /// # Errors
+    /// The Redis-style refusal: not the leader, a change already in progress, an unknown
+    /// or duplicate id, the last node, or the leadership lost before the commit.
+    pub async fn change_membership(&self, change: MemberChange) -> Result<(), RespError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.inbox.send(Input::Member(change, tx)).is_err() {
+            return Err(NO_LEADER);
+        }
+        match tokio::time::timeout(MEMBER_CHANGE_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(node::LEADERSHIP_LOST_CHANGE),
+            Err(_) => Err(RespError::fixed(
+                "TRYAGAIN the membership change was not committed within 10 s (it may still be)",
+            )),
+        }
     }
 
     /// A receiver of changes of the known leader (its id; 0: none).
@@ -365,7 +493,7 @@ impl Cluster {
     pub fn leader_addr(&self) -> Option<String> {
         let leader = self.status.borrow().leader_id;
         (leader != 0 && leader != self.id)
-            .then(|| self.peers.get(&leader).cloned())
+            .then(|| self.address_of(leader))
             .flatten()
     }
 
@@ -388,6 +516,10 @@ impl Cluster {
             *s = status;
             changed
         });
+    }
+
+    fn set_members(&self, members: Peers) {
+        *self.members.lock() = members;
     }
 
     fn set_expiry_from(&self, at: Option<Instant>) {
@@ -447,29 +579,37 @@ pub async fn start(
         return Err(StartupError::Config("cluster already started".into()));
     };
     let dir = server.config.dir.clone();
-    let voters: Vec<u64> = cluster.peers.keys().copied().collect();
-    let storage = tokio::task::spawn_blocking(move || storage::DiskStorage::open(&dir, &voters))
-        .await
-        .map_err(|e| StartupError::Persistence(format!("raft storage: {e}")))??;
-    let own = cluster.peers.get(&cluster.id).cloned().unwrap_or_default();
+    let bootstrap = cluster.peers_flag.clone();
+    let join = cluster.join;
+    let storage =
+        tokio::task::spawn_blocking(move || storage::DiskStorage::open(&dir, &bootstrap, join))
+            .await
+            .map_err(|e| StartupError::Persistence(format!("raft storage: {e}")))??;
+    cluster.set_members(storage.membership.clone());
+    let own = cluster
+        .peers_flag
+        .get(&cluster.id)
+        .cloned()
+        .unwrap_or_default();
     let listener = tokio::net::TcpListener::bind(&own)
         .await
         .map_err(|source| StartupError::Bind {
             addr: own.clone(),
             source,
         })?;
-    tracing::info!(node_id = cluster.id, peer_addr = %own, "cluster peer port ready");
+    tracing::info!(node_id = cluster.id, peer_addr = %own,
+        members = %membership::encode(&storage.membership), "cluster peer port ready");
     tokio::spawn(transport::listen(
         listener,
         server.clone(),
         cluster.inbox.clone(),
         shutdown,
     ));
-    let outboxes = cluster
-        .peers
-        .iter()
-        .filter(|(&id, _)| id != cluster.id)
-        .map(|(&id, addr)| (id, transport::spawn_sender(id, addr.clone())))
-        .collect();
-    node::spawn(server.clone(), cluster.clone(), storage, inbox_rx, outboxes)
+    node::spawn(
+        server.clone(),
+        cluster.clone(),
+        storage,
+        inbox_rx,
+        tokio::runtime::Handle::current(),
+    )
 }

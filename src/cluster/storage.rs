@@ -6,15 +6,24 @@
 //!
 //! ```text
 //! frame = len: u32 LE | crc32: u32 LE (of kind and payload) | kind: u8 | payload
-//! raft.log:  kind 1 an Entry, kind 2 the HardState (protobuf), appended
-//! raft.snap: one kind 3 frame, the Snapshot (its data: the table as persist records)
+//! raft.log:  kind 1 an Entry, kind 2 the HardState (protobuf), appended;
+//!            kind 4 the bootstrap membership ("1=host:port,..."), once, in a new log
+//! raft.snap: one kind 3 frame, the Snapshot (its data: the membership envelope, then
+//!            the table as persist records; its metadata: index, term, ConfState)
 //! ```
 //!
 //! Entries are written as raft-rs hands them over; an entry at an index already in the
 //! file replaces it and every later one (a leader overwrote a follower's uncommitted
 //! tail), both in memory and at replay. Start-up loads `raft.snap`, then replays
 //! `raft.log` in order (skipping entries the snapshot covers) and cuts a torn tail (a
-//! crash during a write). The membership is the static `--peers` list.
+//! crash during a write).
+//!
+//! The membership at start: the last snapshot's (its `ConfState` and the addresses in its
+//! data), else the bootstrap frame of `raft.log`, else, for a new log, `--peers` (written
+//! as the bootstrap frame), or none at all for a node started with `--join` (it waits for
+//! the leader's snapshot, which names it). Conf-change entries after that point are applied
+//! again by the node loop as raft-rs hands the committed entries over, so `--peers` names
+//! the members only once, at bootstrap.
 //!
 //! Compaction ([`DiskStorage::compact`]) and a snapshot from the leader
 //! ([`DiskStorage::install`]): the snapshot file is replaced (temp file, sync, rename,
@@ -25,6 +34,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -33,6 +43,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
+use super::{membership, Peers};
 use crate::error::StartupError;
 
 /// The log's file name inside `--dir`.
@@ -43,6 +54,7 @@ pub(crate) const SNAP_NAME: &str = "raft.snap";
 const KIND_ENTRY: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
 const KIND_SNAPSHOT: u8 = 3;
+const KIND_MEMBERSHIP: u8 = 4;
 const FRAME_HEADER: usize = 8;
 /// Largest frame accepted at replay.
 const MAX_FRAME: usize = 1 << 30;
@@ -55,12 +67,25 @@ pub(crate) struct RaftStore {
     /// The last snapshot (index 0: none), and the (index, term) just before the first
     /// entry the last compaction kept (raft-rs asks for that term).
     snap: Arc<RwLock<(Snapshot, (u64, u64))>>,
+    /// Set when raft-rs asked for a snapshot to send to a node that the last snapshot
+    /// does not name (a node just added): the node loop then makes a new one.
+    wanted: Arc<AtomicBool>,
 }
 
 impl RaftStore {
     /// The last snapshot (index 0: none).
     pub(crate) fn snapshot_now(&self) -> Snapshot {
         self.snap.read().0.clone()
+    }
+
+    /// The last snapshot's index (0: none), without copying it.
+    pub(crate) fn snapshot_index(&self) -> u64 {
+        self.snap.read().0.get_metadata().index
+    }
+
+    /// Whether a snapshot naming a newly added node was asked for (and clears the flag).
+    pub(crate) fn take_wanted(&self) -> bool {
+        self.wanted.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -102,9 +127,16 @@ impl Storage for RaftStore {
         self.mem.last_index()
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, _request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let snap = self.snapshot_now();
-        if snap.get_metadata().index == 0 {
+        let cs = snap.get_metadata().get_conf_state();
+        let names_to = cs.get_voters().contains(&to) || cs.get_learners().contains(&to);
+        if !names_to {
+            // raft-rs would make `to` drop it (a node restores only a snapshot that names
+            // it): ask for a fresh one and let raft-rs retry at the next heartbeat.
+            self.wanted.store(true, Ordering::Release);
+        }
+        if snap.get_metadata().index == 0 || !names_to {
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
@@ -118,14 +150,24 @@ pub(crate) struct DiskStorage {
     /// What raft-rs reads.
     pub(crate) store: RaftStore,
     file: File,
+    /// The length of `raft.log` (for INFO persistence).
+    pub(crate) file_len: u64,
     path: PathBuf,
     dir: PathBuf,
     buf: Vec<u8>,
+    /// The members (and their addresses) at the start point: the snapshot's, the
+    /// bootstrap's, or none (a joining node).
+    pub(crate) membership: Peers,
 }
 
 impl DiskStorage {
-    /// Opens (creating) the raft files in `dir`, loads them and sets the voters.
-    pub(crate) fn open(dir: &Path, voters: &[u64]) -> Result<DiskStorage, StartupError> {
+    /// Opens (creating) the raft files in `dir` and loads them. `bootstrap` (`--peers`)
+    /// becomes the membership of a new log unless `join`; see the module doc.
+    pub(crate) fn open(
+        dir: &Path,
+        bootstrap: &Peers,
+        join: bool,
+    ) -> Result<DiskStorage, StartupError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StartupError::DataDir { path, source }
@@ -155,13 +197,13 @@ impl DiskStorage {
             Err(err) => return Err(io_err(&path)(err)),
         };
         let mem = MemStorage::new();
+        let mut logged_membership = None;
         let valid = {
             let mut core = mem.wl();
             if snap_index > 0 {
                 core.apply_snapshot(snapshot.clone())
                     .map_err(|e| bad(&snap_path, e))?;
             }
-            core.set_conf_state(ConfState::from((voters.to_vec(), Vec::new())));
             let mut offset = 0;
             let mut last = snap_index;
             while let Some((kind, payload, next)) = frame_at(&bytes, offset) {
@@ -188,6 +230,11 @@ impl DiskStorage {
                         hs.commit = hs.commit.max(snap_index);
                         core.set_hardstate(hs);
                     }
+                    KIND_MEMBERSHIP => {
+                        let text = std::str::from_utf8(payload).map_err(|e| bad(&path, e))?;
+                        logged_membership =
+                            Some(super::parse_peers(text).map_err(|e| bad(&path, e))?);
+                    }
                     other => {
                         return Err(StartupError::Persistence(format!(
                             "{}: unknown frame kind {other} at offset {offset}",
@@ -213,6 +260,36 @@ impl DiskStorage {
             .open(&path)
             .map_err(io_err(&path))?;
         file.set_len(valid as u64).map_err(io_err(&path))?;
+        let membership = if snap_index > 0 {
+            let voters = snapshot.get_metadata().get_conf_state().get_voters();
+            match membership::split(&snapshot.data).0 {
+                Some(members) => members,
+                // A snapshot written before membership changes: the voters at --peers.
+                None => voters
+                    .iter()
+                    .map(|id| (*id, bootstrap.get(id).cloned().unwrap_or_default()))
+                    .collect(),
+            }
+        } else if let Some(members) = logged_membership {
+            members
+        } else if join {
+            Peers::new()
+        } else {
+            let mut frame = Vec::new();
+            push_raw(
+                &mut frame,
+                KIND_MEMBERSHIP,
+                membership::encode(bootstrap).as_bytes(),
+            )
+            .map_err(io_err(&path))?;
+            (&file).write_all(&frame).map_err(io_err(&path))?;
+            bootstrap.clone()
+        };
+        if snap_index == 0 {
+            let voters: Vec<u64> = membership.keys().copied().collect();
+            mem.wl()
+                .set_conf_state(ConfState::from((voters, Vec::new())));
+        }
         file.sync_all().map_err(io_err(&path))?;
         let hs = mem.rl().hard_state().clone();
         tracing::info!(
@@ -226,11 +303,14 @@ impl DiskStorage {
             store: RaftStore {
                 mem,
                 snap: Arc::new(RwLock::new((snapshot, (0, 0)))),
+                wanted: Arc::default(),
             },
+            file_len: fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
             file,
             path,
             dir: dir.to_path_buf(),
             buf: Vec::new(),
+            membership,
         })
     }
 
@@ -272,6 +352,7 @@ impl DiskStorage {
     pub(crate) fn flush(&mut self, sync: bool) -> io::Result<()> {
         if !self.buf.is_empty() {
             self.file.write_all(&self.buf)?;
+            self.file_len += self.buf.len() as u64;
             self.buf.clear();
             if sync {
                 self.file.sync_data()?;
@@ -328,6 +409,7 @@ impl DiskStorage {
         }
         replace_file(&self.dir, FILE_NAME, &body)?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.file_len = body.len() as u64;
         Ok(())
     }
 
@@ -367,14 +449,18 @@ fn bad(path: &Path, err: impl std::fmt::Display) -> StartupError {
 
 fn push_frame(out: &mut Vec<u8>, kind: u8, msg: &dyn protobuf::Message) -> io::Result<()> {
     let payload = msg.write_to_bytes().map_err(io::Error::other)?;
+    push_raw(out, kind, &payload)
+}
+
+fn push_raw(out: &mut Vec<u8>, kind: u8, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len() + 1).map_err(io::Error::other)?;
     let mut crc = crc32fast::Hasher::new();
     crc.update(&[kind]);
-    crc.update(&payload);
+    crc.update(payload);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc.finalize().to_le_bytes());
     out.push(kind);
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     Ok(())
 }
 
@@ -399,6 +485,12 @@ fn frame_at(bytes: &[u8], offset: usize) -> Option<(u8, &[u8], usize)> {
 mod tests {
     use super::*;
 
+    pub(super) fn three() -> Peers {
+        (1..=3)
+            .map(|id| (id, format!("127.0.0.1:710{id}")))
+            .collect()
+    }
+
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
         Entry {
             index,
@@ -412,7 +504,7 @@ mod tests {
     fn reopens_entries_overwrites_and_hard_state() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let mut s = DiskStorage::open(dir.path(), &[1, 2, 3]).expect("open");
+            let mut s = DiskStorage::open(dir.path(), &three(), false).expect("open");
             s.append(&[entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 1, b"c")])
                 .expect("append");
             // A new leader overwrites the uncommitted tail from index 2 on.
@@ -431,7 +523,7 @@ mod tests {
         let mut bytes = fs::read(&path).expect("read");
         bytes.extend_from_slice(&[9, 0, 0, 0, 1]);
         fs::write(&path, &bytes).expect("write");
-        let s = DiskStorage::open(dir.path(), &[1, 2, 3]).expect("reopen");
+        let s = DiskStorage::open(dir.path(), &three(), false).expect("reopen");
         assert_eq!(s.store.last_index().expect("last"), 2);
         let core = s.mem().rl();
         assert_eq!(core.hard_state().term, 2);
@@ -446,6 +538,7 @@ mod tests {
 
 #[cfg(test)]
 mod compaction_tests {
+    use super::tests::three;
     use super::*;
 
     fn entry(index: u64, term: u64) -> Entry {
@@ -464,6 +557,8 @@ mod compaction_tests {
         };
         snap.mut_metadata().index = index;
         snap.mut_metadata().term = term;
+        snap.mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2, 3], Vec::new())));
         snap
     }
 
@@ -471,7 +566,7 @@ mod compaction_tests {
     fn compaction_keeps_the_tail_and_reopens_from_the_snapshot() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let mut s = DiskStorage::open(dir.path(), &[1, 2, 3]).expect("open");
+            let mut s = DiskStorage::open(dir.path(), &three(), false).expect("open");
             s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
                 .expect("append");
             let hs = HardState {
@@ -495,7 +590,7 @@ mod compaction_tests {
             s.append(&[entry(11, 2)]).expect("append");
             s.flush(true).expect("flush");
         }
-        let s = DiskStorage::open(dir.path(), &[1, 2, 3]).expect("reopen");
+        let s = DiskStorage::open(dir.path(), &three(), false).expect("reopen");
         assert_eq!(s.store.first_index().expect("first"), 8);
         assert_eq!(s.store.last_index().expect("last"), 11);
         assert_eq!(s.store.term(7).expect("term"), 1);
@@ -507,7 +602,7 @@ mod compaction_tests {
     fn an_installed_snapshot_replaces_the_log() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let mut s = DiskStorage::open(dir.path(), &[1, 2, 3]).expect("open");
+            let mut s = DiskStorage::open(dir.path(), &three(), false).expect("open");
             s.append(&[entry(1, 1), entry(2, 1)]).expect("append");
             s.flush(true).expect("flush");
             s.install(snapshot(50, 3)).expect("install");
@@ -515,9 +610,72 @@ mod compaction_tests {
             s.append(&[entry(51, 3)]).expect("append");
             s.flush(true).expect("flush");
         }
-        let s = DiskStorage::open(dir.path(), &[1, 2, 3]).expect("reopen");
+        let s = DiskStorage::open(dir.path(), &three(), false).expect("reopen");
         assert_eq!(s.store.first_index().expect("first"), 51);
         assert_eq!(s.store.last_index().expect("last"), 51);
         assert_eq!(s.mem().rl().hard_state().commit, 50);
+    }
+}
+
+#[cfg(test)]
+mod membership_tests {
+    use super::tests::three;
+    use super::*;
+
+    #[test]
+    fn peers_name_the_members_only_at_bootstrap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = DiskStorage::open(dir.path(), &three(), false).expect("open");
+            assert_eq!(s.membership, three());
+            let voters = s.store.initial_state().expect("state").conf_state.voters;
+            assert_eq!(voters, vec![1, 2, 3]);
+        }
+        // A restart with other --peers keeps the recorded membership.
+        let other: Peers = [(1, "127.0.0.1:9".to_string())].into();
+        let s = DiskStorage::open(dir.path(), &other, false).expect("reopen");
+        assert_eq!(s.membership, three());
+        assert_eq!(
+            s.store.initial_state().expect("state").conf_state.voters,
+            vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn a_joining_node_has_no_membership_until_a_snapshot_names_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut four = three();
+        four.insert(4, "127.0.0.1:7104".into());
+        {
+            let mut s = DiskStorage::open(dir.path(), &four, true).expect("open");
+            assert!(s.membership.is_empty());
+            assert!(s
+                .store
+                .initial_state()
+                .expect("state")
+                .conf_state
+                .voters
+                .is_empty());
+            let mut snap = Snapshot {
+                data: membership::wrap(&four, b"").into(),
+                ..Default::default()
+            };
+            snap.mut_metadata().index = 9;
+            snap.mut_metadata().term = 2;
+            snap.mut_metadata()
+                .set_conf_state(ConfState::from((vec![1, 2, 3, 4], Vec::new())));
+            s.install(snap).expect("install");
+        }
+        let s = DiskStorage::open(dir.path(), &four, true).expect("reopen");
+        assert_eq!(s.membership, four);
+        assert_eq!(
+            s.store.initial_state().expect("state").conf_state.voters,
+            vec![1, 2, 3, 4]
+        );
+        // A snapshot is sent only to a node it names.
+        assert!(s.store.snapshot(0, 4).is_ok());
+        assert!(s.store.snapshot(0, 5).is_err());
+        assert!(s.store.take_wanted());
+        assert!(!s.store.take_wanted());
     }
 }

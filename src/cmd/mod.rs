@@ -4,7 +4,8 @@
 //! `lock.rs` (LOCK WLOCK RLOCK REFRESH UNLOCK LOCK.INFO MLOCK MUNLOCK), `sem.rs` (SEM.*),
 //! `string.rs` (SET GET DELIFEQ DELEX EXPIRE... PERSIST), `keyspace.rs` (DEL EXISTS TYPE PTTL
 //! KEYS SCAN DBSIZE FLUSHALL), `connection.rs` (PING HELLO AUTH CLIENT SELECT QUIT RESET),
-//! `server.rs` (INFO COMMAND CONFIG TIME), `script.rs` (EVAL EVALSHA SCRIPT).
+//! `server.rs` (INFO COMMAND CONFIG TIME), `script.rs` (EVAL EVALSHA SCRIPT), `cluster.rs`
+//! (CLUSTER ADDNODE REMOVENODE NODES).
 //!
 //! Commands that touch keys implement [`TxCommand`]: they name their keys and apply inside
 //! a [`Tx`] of the lock table, so the same code serves a client and a script's
@@ -12,6 +13,7 @@
 //! is data in `spec.rs`.
 
 pub mod args;
+pub mod cluster;
 pub mod connection;
 pub mod context;
 pub mod keyspace;
@@ -68,6 +70,8 @@ pub enum Command {
     Server(server::ServerCommand),
     /// Scripting commands.
     Script(script::ScriptCommand),
+    /// Cluster administration.
+    Cluster(cluster::ClusterCommand),
 }
 
 impl Command {
@@ -99,6 +103,30 @@ pub enum Effect {
     Close(Reply),
     /// Run this on a script thread, then do what it returns (scripts, KEYS, SCAN).
     Offload(Offload),
+    /// Send the reply this resolves to (a membership change, once committed).
+    Await(Pending),
+}
+
+/// A reply that comes once something outside the table is done (a membership change is
+/// committed): the connection awaits it, after sending the replies before it.
+pub struct Pending(std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>>);
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
+impl Pending {
+    /// A reply that `work` resolves to.
+    pub fn new(work: impl std::future::Future<Output = Reply> + Send + 'static) -> Self {
+        Pending(Box::pin(work))
+    }
+
+    /// Waits for the reply.
+    pub async fn reply(self) -> Reply {
+        self.0.await
+    }
 }
 
 /// Work that may take long (a script, a walk of the whole keyspace): it runs on a script
@@ -211,6 +239,7 @@ fn parse_with(
             _ => Command::Key(keyspace::KeyCommand::parse(spec.name, &mut args)?),
         },
         "scripting" => Command::Script(script::ScriptCommand::parse(spec.name, &mut args)?),
+        "cluster" => Command::Cluster(cluster::ClusterCommand::parse(&mut args)?),
         "connection" => Command::Conn(connection::ConnCommand::parse(spec.name, &mut args)?),
         _ => Command::Server(server::ServerCommand::parse(spec.name, &mut args)?),
     };
@@ -328,6 +357,7 @@ fn apply_local(cmd: Command, server: &Server, session: &mut Session) -> Executed
         Command::Conn(c) => c.apply(server, session),
         Command::Server(c) => Executed::reply(c.apply(server, session)),
         Command::Script(c) => c.apply(server, session),
+        Command::Cluster(c) => c.apply(server),
         _ => Executed::reply(RespError::SYNTAX.into()),
     }
 }

@@ -434,6 +434,11 @@ pub fn info(server: &Server, sections: &[String]) -> String {
         );
     }
     if want("persistence") {
+        if let Some(cluster) = &server.cluster {
+            out.push_str(&cluster.persistence_info());
+        }
+    }
+    if want("persistence") && server.cluster.is_none() {
         let _ = write!(out, "# Persistence\r\nloading:0\r\n");
         match &server.log {
             Some(log) => {

@@ -809,6 +809,19 @@ pub static COMMANDS: &[Spec] = &[
         args: &[arg("subcommand", "string"), opt_many("arg", "string")],
     },
     Spec {
+        name: "CLUSTER",
+        arity: -2,
+        flags: &["admin"],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        group: "cluster",
+        summary: "Cluster membership: ADDNODE id peer-addr and REMOVENODE id (+OK once a \
+                  majority committed the change), NODES (one line per member: id, peer \
+                  address, flags).",
+        args: &[arg("subcommand", "string"), opt_many("argument", "string")],
+    },
+    Spec {
         name: "TIME",
         arity: 1,
         flags: C,

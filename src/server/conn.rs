@@ -169,6 +169,14 @@ impl Conn {
                         self.flush(lsn).await?;
                         return Ok(());
                     }
+                    Effect::Await(pending) => {
+                        // Earlier replies of the pipeline go out before the wait.
+                        self.flush(lsn).await?;
+                        tokio::select! {
+                            reply = pending.reply() => reply.encode(session.proto, &mut self.wbuf),
+                            _ = shutdown.started() => return Ok(()),
+                        }
+                    }
                     Effect::Blocked { blocked, deadline } => {
                         // Earlier replies of the pipeline go out before the wait.
                         self.flush(lsn).await?;

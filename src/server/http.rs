@@ -240,6 +240,7 @@ fn publish(server: &Server) {
             crate::cluster::Role::Leader => "leader",
             crate::cluster::Role::Candidate => "candidate",
             crate::cluster::Role::Follower => "follower",
+            crate::cluster::Role::Removed => "removed",
         };
         m::cluster(
             role,
