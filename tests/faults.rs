@@ -721,3 +721,110 @@ async fn waiters_that_vanish_lose_their_place() {
         proxy.counts()
     );
 }
+
+/// An echo server on loopback; returns its address.
+async fn echo_server() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.into_split();
+                // Copies until EOF, then closes: a half-close from the client ends it.
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `msg` and reads its echo within `within`: Some(echo), or None when nothing or
+/// an EOF came.
+async fn echo(s: &mut tokio::net::TcpStream, msg: &[u8], within: Duration) -> Option<Vec<u8>> {
+    s.write_all(msg).await.ok()?;
+    let mut got = vec![0u8; msg.len()];
+    match tokio::time::timeout(within, s.read_exact(&mut got)).await {
+        Ok(Ok(_)) => Some(got),
+        _ => None,
+    }
+}
+
+/// Whether `s` reads EOF (or a reset) within `within`.
+async fn reads_eof(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(within, s.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+/// The proxy does what the campaign counts: each fault acts on its connection only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_proxy_faults_act_on_one_connection() {
+    let target = echo_server().await;
+    let proxy = ChaosProxy::start(target).await.expect("proxy");
+    let second = Duration::from_secs(2);
+    let short = Duration::from_millis(300);
+    let mut conns = Vec::new();
+    for _ in 0..6 {
+        let mut s = tokio::net::TcpStream::connect(proxy.listen)
+            .await
+            .expect("connect");
+        assert_eq!(
+            echo(&mut s, b"hi", second).await.as_deref(),
+            Some(&b"hi"[..])
+        );
+        let id = *proxy.open().last().expect("registered");
+        conns.push((s, id));
+    }
+    let mut it = conns.into_iter();
+    let (mut delayed, id) = it.next().expect("conn");
+    let d = Duration::from_millis(150);
+    assert!(proxy.inject(id, Fault::Delay { up: d, down: d }));
+    let t = Instant::now();
+    assert!(echo(&mut delayed, b"slow", second).await.is_some());
+    assert!(t.elapsed() >= 2 * d, "{:?}", t.elapsed());
+
+    let (mut cut, id) = it.next().expect("conn");
+    assert!(proxy.inject(id, Fault::Cut));
+    assert!(reads_eof(&mut cut, second).await, "cut");
+
+    // FIN towards the server: the echo server closes, so the client reads EOF.
+    let (mut up, id) = it.next().expect("conn");
+    assert!(proxy.inject(id, Fault::HalfCloseUp));
+    assert!(reads_eof(&mut up, second).await, "half-close up");
+
+    // FIN towards the client.
+    let (mut down, id) = it.next().expect("conn");
+    assert!(proxy.inject(id, Fault::HalfCloseDown));
+    assert!(reads_eof(&mut down, second).await, "half-close down");
+
+    // Stalls: the connection stays open and carries nothing back.
+    let (mut stall_up, id) = it.next().expect("conn");
+    assert!(proxy.inject(id, Fault::StallUp));
+    assert_eq!(echo(&mut stall_up, b"lost", short).await, None);
+    let (mut stall_down, id) = it.next().expect("conn");
+    assert!(proxy.inject(id, Fault::StallDown));
+    assert_eq!(echo(&mut stall_down, b"lost", short).await, None);
+    assert!(
+        !reads_eof(&mut stall_down, short).await,
+        "a stall is not a close"
+    );
+
+    // The delayed connection still works, and new connections are clean.
+    assert!(echo(&mut delayed, b"again", second).await.is_some());
+    let mut fresh = tokio::net::TcpStream::connect(proxy.listen)
+        .await
+        .expect("connect");
+    let t = Instant::now();
+    assert_eq!(
+        echo(&mut fresh, b"ok", second).await.as_deref(),
+        Some(&b"ok"[..])
+    );
+    assert!(t.elapsed() < d, "a new connection inherited a delay");
+    let counts = proxy.counts();
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+}
