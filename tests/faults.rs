@@ -76,12 +76,12 @@ fn rss_line(before: u64, peak: u64, after: u64) -> String {
     )
 }
 
-/// Polls the server's RSS until it is at most `bound` (memory given back after the
-/// attackers left) or `within` passed; the last figure.
-fn settled_rss(baton: &Baton, bound: u64, within: Duration) -> u64 {
+/// Polls the RSS of process `pid` until it is at most `bound` (memory given back after
+/// the attackers left) or `within` passed; the last figure.
+fn settled_rss(pid: u32, bound: u64, within: Duration) -> u64 {
     let deadline = Instant::now() + within;
     loop {
-        let rss = baton.rss();
+        let rss = common::process::rss_of(pid);
         if rss <= bound || Instant::now() > deadline {
             return rss;
         }
@@ -206,19 +206,9 @@ async fn mutual_exclusion_through_a_faulty_network() {
         .collect::<Vec<_>>()
         .join(" ");
     drop(proxy);
-    let after = tokio::task::spawn_blocking({
-        let bound = before + 32 * MIB;
-        let pid = baton.child.id();
-        move || {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                let rss = common::process::rss_of(pid);
-                if rss <= bound || Instant::now() > deadline {
-                    return rss;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+    let pid = baton.child.id();
+    let after = tokio::task::spawn_blocking(move || {
+        settled_rss(pid, before + 32 * MIB, Duration::from_secs(5))
     })
     .await
     .expect("rss");
@@ -463,7 +453,7 @@ fn ten_thousand_idle_connections_leave_room_for_work() {
         || connected_clients(&mut con) <= 1,
     );
     let peak = peak.finish();
-    let after = settled_rss(&baton, before + 16 * MIB, Duration::from_secs(5));
+    let after = settled_rss(baton.child.id(), before + 16 * MIB, Duration::from_secs(5));
     let per_conn = with_idle.saturating_sub(before) / IDLE as u64;
     println!(
         "idle: {IDLE} connections open in {opened:?}, {:.1} KiB each; {}",

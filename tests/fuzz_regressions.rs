@@ -1,12 +1,16 @@
 //! The fuzzers' kept corpus cases (`fuzz/seeds/`), replayed in `cargo test`: decoding and
 //! command application must not panic and the table's invariants must hold; the durable
-//! log's decoders must not panic and must give back exactly the bytes they accepted.
+//! log's decoders must not panic and must give back exactly the bytes they accepted; AUTH
+//! and HELLO must parse or fail with a one-line error.
 
 #[path = "../fuzz/fuzz_targets/command_driver.rs"]
 mod driver;
 
 #[path = "../fuzz/fuzz_targets/record_driver.rs"]
 mod record_driver;
+
+#[path = "../fuzz/fuzz_targets/auth_hello_driver.rs"]
+mod auth_hello_driver;
 
 use std::path::Path;
 
@@ -67,4 +71,13 @@ fn record_corpus_holds_valid_records_of_every_kind() {
         }
     }
     assert!(kinds.len() >= 9, "record kinds in the corpus: {kinds:?}");
+}
+
+#[test]
+fn auth_hello_corpus_cases_parse_or_fail_with_one_line() {
+    let cases = seeds("auth_hello");
+    assert!(cases.len() >= 10, "the kept corpus is there");
+    for case in &cases {
+        auth_hello_driver::run(case);
+    }
 }
