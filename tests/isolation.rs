@@ -9,168 +9,20 @@
 //! stated per test as the configured limit plus a margin for allocator slack. Each test
 //! prints its figures (`cargo test --test isolation -- --nocapture`).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::process::{resp, Baton, RssPeak};
+
 const P99_BOUND: Duration = Duration::from_millis(250);
 const MAX_BOUND: Duration = Duration::from_millis(1500);
 const MIB: u64 = 1024 * 1024;
-
-/// The real binary, listening on a port of its own choosing.
-struct Baton {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Baton {
-    fn start(flags: &[&str]) -> Baton {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["--bind", "127.0.0.1", "--port", "0", "--persistence", "off"])
-            .args(flags)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn baton");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let Some(at) = line.find("127.0.0.1:") else {
-                    continue;
-                };
-                if line.contains("ready") {
-                    let digits: String = line[at + 10..]
-                        .chars()
-                        .take_while(char::is_ascii_digit)
-                        .collect();
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(digits);
-                    }
-                }
-            }
-        });
-        let port: u16 = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("baton ready")
-            .parse()
-            .expect("port");
-        Baton {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-
-    fn conn(&self) -> redis::Connection {
-        let con = redis::Client::open(format!("redis://{}/", self.addr))
-            .expect("client")
-            .get_connection()
-            .expect("connect");
-        con.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        con
-    }
-
-    fn raw(&self) -> TcpStream {
-        let stream = TcpStream::connect(self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        stream
-    }
-
-    /// VmRSS in bytes.
-    fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    /// Waits up to `within` for the process to exit; its exit time.
-    fn exited_within(&mut self, within: Duration) -> Option<Duration> {
-        let started = Instant::now();
-        while started.elapsed() < within {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return Some(started.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        None
-    }
-}
-
-impl Drop for Baton {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One RESP request.
-fn resp(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// Samples RSS every 10 ms until stopped; returns the peak.
-struct RssPeak {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<u64>,
-}
-
-impl RssPeak {
-    fn start(pid: u32) -> RssPeak {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut peak = 0;
-            while !flag.load(Ordering::Relaxed) {
-                let status =
-                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                let rss = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next())
-                    .and_then(|kb| kb.parse::<u64>().ok())
-                    .map_or(0, |kb| kb * 1024);
-                peak = peak.max(rss);
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            peak
-        });
-        RssPeak { stop, thread }
-    }
-
-    fn finish(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("rss sampler")
-    }
-}
 
 /// An unrelated client: PING on one connection, LOCK + UNLOCK of its own key on another,
 /// every 5 ms, recording each reply's latency.

@@ -1,6 +1,8 @@
 //! One helper that starts a real baton in-process on 127.0.0.1:0, plus small utilities.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
