@@ -33,6 +33,15 @@ pub enum Switch {
     Off,
 }
 
+/// Yes or no, for the flags Redis spells that way (`--protected-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum YesNo {
+    /// Enabled.
+    Yes,
+    /// Disabled.
+    No,
+}
+
 /// baton's configuration (flags, `BATON_*` env vars, embedded defaults).
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -156,6 +165,16 @@ pub struct Config {
     /// and undelivered grants are undone.
     #[arg(long, env = "BATON_TCP_KEEPALIVE", default_value_t = 300)]
     pub tcp_keepalive: u64,
+
+    /// Close a client after this many seconds without a request, as Redis's `timeout`
+    /// (0: never). A client blocked in a WAIT is not idle.
+    #[arg(long, env = "BATON_TIMEOUT", default_value_t = 0)]
+    pub timeout: u64,
+
+    /// Protected mode, as Redis's: with no password set, only loopback clients are served;
+    /// others get `-DENIED ...` (why, and how to change it) and are closed.
+    #[arg(long, env = "BATON_PROTECTED_MODE", value_enum, default_value_t = YesNo::Yes)]
+    pub protected_mode: YesNo,
 
     /// Budget for all client connections' buffers together (bytes, 0: none). Beyond it the
     /// connection with the largest buffers is closed, as Redis 7's maxmemory-clients.

@@ -5,8 +5,13 @@
 //! HELLO [protover [AUTH username password] [SETNAME name]]
 //! AUTH [username] password
 //! CLIENT SETNAME name | GETNAME | ID | SETINFO LIB-NAME|LIB-VER value | INFO | LIST
+//!        | KILL ip:port | KILL filter value [filter value ...]
 //!        | NO-EVICT on|off | NO-TOUCH on|off
 //! ```
+//!
+//! CLIENT KILL filters, as Redis 7: `ID id`, `ADDR ip:port`, `LADDR ip:port`, `USER name`,
+//! `TYPE normal|master|replica|slave|pubsub`, `MAXAGE seconds`, `SKIPME yes|no` (default
+//! yes). Every filter given must match. Without ACL users every client is `default`.
 
 use bytes::Bytes;
 
@@ -68,8 +73,91 @@ pub enum ClientSub {
     Info,
     /// LIST.
     List,
+    /// `KILL ip:port`: the old form, `+OK` or an error when no client has that address.
+    KillAddr(String),
+    /// `KILL filter value ...`: how many clients were closed.
+    Kill(KillFilter),
     /// Accepted and ignored (NO-EVICT, NO-TOUCH).
     Ok,
+}
+
+/// The filters of `CLIENT KILL filter value ...`; a client is closed when all match.
+#[derive(Debug, Clone, Default)]
+pub struct KillFilter {
+    /// ID.
+    pub id: Option<u64>,
+    /// ADDR (peer ip:port).
+    pub addr: Option<String>,
+    /// LADDR (local ip:port).
+    pub laddr: Option<String>,
+    /// MAXAGE: connected longer than this many seconds.
+    pub max_age: Option<u64>,
+    /// TYPE other than normal: matches no client (baton has no replicas or pub/sub).
+    pub no_type_matches: bool,
+    /// SKIPME no: the calling client may be closed too.
+    pub include_me: bool,
+}
+
+impl KillFilter {
+    /// Parses the `filter value` pairs after `CLIENT KILL`.
+    fn parse(args: &mut Args<'_>) -> Result<Self, RespError> {
+        let mut filter = KillFilter::default();
+        while let Some(name) = args.next() {
+            let Some(value) = args.next() else {
+                return Err(RespError::SYNTAX);
+            };
+            let text = String::from_utf8_lossy(value).into_owned();
+            match name.to_ascii_uppercase().as_slice() {
+                b"ID" => match parse_int(value).ok() {
+                    Some(id) if id > 0 => filter.id = Some(id as u64),
+                    _ => return Err(RespError::fixed("ERR client-id should be greater than 0")),
+                },
+                b"ADDR" => filter.addr = Some(text),
+                b"LADDR" => filter.laddr = Some(text),
+                b"USER" => {
+                    if text != "default" {
+                        return Err(RespError::new(format!(
+                            "ERR No such user '{}'",
+                            crate::error::printable(value, 64)
+                        )));
+                    }
+                }
+                b"TYPE" => match text.to_ascii_lowercase().as_str() {
+                    "normal" => {}
+                    "master" | "replica" | "slave" | "pubsub" => filter.no_type_matches = true,
+                    _ => {
+                        return Err(RespError::new(format!(
+                            "ERR Unknown client type '{}'",
+                            crate::error::printable(value, 64)
+                        )))
+                    }
+                },
+                b"MAXAGE" => match parse_int(value).ok() {
+                    Some(secs) if secs >= 0 => filter.max_age = Some(secs as u64),
+                    _ => return Err(RespError::SYNTAX),
+                },
+                b"SKIPME" => match text.to_ascii_lowercase().as_str() {
+                    "yes" => filter.include_me = false,
+                    "no" => filter.include_me = true,
+                    _ => return Err(RespError::SYNTAX),
+                },
+                _ => return Err(RespError::SYNTAX),
+            }
+        }
+        Ok(filter)
+    }
+
+    /// Whether `client` is to be closed when `me` asks.
+    fn matches(&self, client: &ClientInfo, me: u64) -> bool {
+        (self.include_me || client.id != me)
+            && !self.no_type_matches
+            && self.id.is_none_or(|id| client.id == id)
+            && self.addr.as_ref().is_none_or(|a| &client.addr == a)
+            && self.laddr.as_ref().is_none_or(|a| &client.laddr == a)
+            && self
+                .max_age
+                .is_none_or(|secs| client.since.elapsed().as_secs() >= secs)
+    }
 }
 
 /// Commands a connection may send before AUTH when a password is set.
@@ -217,6 +305,13 @@ impl ConnCommand {
                         }
                         ClientSub::SetInfo { lib_name, value }
                     }
+                    b"KILL" => match args.remaining() {
+                        0 => arity(1, args).map(|()| ClientSub::Ok)?,
+                        1 => ClientSub::KillAddr(
+                            String::from_utf8_lossy(args.bytes()?.as_ref()).into_owned(),
+                        ),
+                        _ => ClientSub::Kill(KillFilter::parse(args)?),
+                    },
                     b"NO-EVICT" | b"NO-TOUCH" => {
                         arity(1, args)?;
                         args.next();
@@ -380,6 +475,19 @@ fn client(sub: &ClientSub, server: &Server, session: &mut Session) -> Reply {
         ClientSub::List => {
             let text: String = server.clients.all().iter().map(client_line).collect();
             Reply::Verbatim(Bytes::from(text))
+        }
+        ClientSub::KillAddr(addr) => {
+            let me = session.id;
+            let killed = server.clients.kill_where(|c| c.id != me && &c.addr == addr);
+            if killed == 0 {
+                Reply::Error(RespError::fixed("ERR No such client"))
+            } else {
+                Reply::ok()
+            }
+        }
+        ClientSub::Kill(filter) => {
+            let me = session.id;
+            Reply::Int(server.clients.kill_where(|c| filter.matches(c, me)) as i64)
         }
         ClientSub::Ok => Reply::ok(),
     }

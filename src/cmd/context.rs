@@ -38,6 +38,40 @@ pub struct ClientInfo {
     pub proto: Protocol,
     /// The last command's name (its spec's; None before the first known command).
     pub last_cmd: Option<&'static str>,
+    /// Set by CLIENT KILL; the connection's task closes when it is.
+    pub kill: Arc<KillSwitch>,
+}
+
+/// A connection's order to close, given by CLIENT KILL and watched by the connection's
+/// task (while it reads, writes or waits for a grant).
+#[derive(Debug, Default)]
+pub struct KillSwitch {
+    killed: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl KillSwitch {
+    /// Orders the connection to close.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether the connection was ordered to close.
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection is ordered to close.
+    pub async fn killed(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_killed() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Every open connection, by id.
@@ -69,6 +103,7 @@ impl Clients {
             since: Instant::now(),
             proto: Protocol::Resp2,
             last_cmd: None,
+            kill: Arc::default(),
         }));
         self.map.insert(id, info.clone());
         info
@@ -87,6 +122,19 @@ impl Clients {
     /// Whether no connection is open.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Orders every connection for which `chosen` holds to close; returns how many.
+    pub fn kill_where(&self, chosen: impl Fn(&ClientInfo) -> bool) -> usize {
+        let mut killed = 0;
+        for entry in self.map.iter() {
+            let info = entry.value().lock();
+            if !info.kill.is_killed() && chosen(&info) {
+                info.kill.kill();
+                killed += 1;
+            }
+        }
+        killed
     }
 
     /// A snapshot of every connection's info, by id.

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use context::{ClientInfo, Clients, Server, Session};
+pub use context::{ClientInfo, Clients, KillSwitch, Server, Session};
 
 use crate::error::RespError;
 use crate::resp::{Reply, Request};

@@ -746,7 +746,8 @@ pub static COMMANDS: &[Spec] = &[
         step: 0,
         group: "connection",
         summary: "Connection settings: SETNAME name, GETNAME, ID, SETINFO LIB-NAME|LIB-VER \
-                  value, INFO, LIST (NO-EVICT, NO-TOUCH are accepted and ignored).",
+                  value, INFO, LIST, KILL ip:port | KILL ID|ADDR|LADDR|USER|TYPE|MAXAGE|SKIPME \
+                  value ... (NO-EVICT, NO-TOUCH are accepted and ignored).",
         args: &[arg("subcommand", "string"), opt_many("arg", "string")],
     },
     Spec {

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 use super::budget::{self, ConnMemory};
 use super::shutdown::Shutdown;
-use crate::cmd::{self, Effect, Server, Session};
+use crate::cmd::{self, Effect, KillSwitch, Server, Session};
 use crate::error::{ProtoError, RespError};
 use crate::resp::{Decoder, Reply};
 use crate::table::{Blocked, WaitResult};
@@ -59,6 +59,7 @@ pub async fn serve_buffered(
 ) {
     let _ = stream.set_nodelay(true);
     let info = server.clients.register_stream(&stream);
+    let kill = info.lock().kill.clone();
     let mut session = Session::new(info, server.config.requirepass.is_some());
     let mem = server.budget.register(session.id);
     let (rd, wr) = stream.into_split();
@@ -77,6 +78,7 @@ pub async fn serve_buffered(
         decoder: Decoder::new(decode_limits(&server, &session)),
         server: server.clone(),
         mem: mem.clone(),
+        kill,
         accounted: 0,
         peak: 0,
         grown: false,
@@ -91,6 +93,16 @@ pub async fn serve_buffered(
     if peak >= budget::GIVE_BACK_BYTES {
         budget::give_back();
     }
+}
+
+/// Resolves after `secs` seconds (`--timeout`), or never when it is 0. A client is idle
+/// while the server waits for its next request; one blocked in a WAIT is not (as Redis
+/// leaves blocked clients to their own timeout).
+async fn idle_timeout(secs: u64) {
+    if secs == 0 {
+        return std::future::pending().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
 }
 
 /// The decoder's limits: small before AUTH, the configured ones after.
@@ -117,6 +129,8 @@ struct Conn {
     server: Arc<Server>,
     /// This connection's share of `--maxmemory-clients`.
     mem: Arc<ConnMemory>,
+    /// Set by CLIENT KILL.
+    kill: Arc<KillSwitch>,
     /// The buffer bytes last reported to the budget.
     accounted: usize,
     /// The most buffer bytes this connection held.
@@ -127,6 +141,10 @@ struct Conn {
 
 /// Why a connection chosen by `--maxmemory-clients` closes.
 const EVICTED: &str = "client buffers over --maxmemory-clients";
+/// Why a connection closes on CLIENT KILL.
+const KILLED: &str = "closed by CLIENT KILL";
+/// Why an idle connection closes.
+const IDLE: &str = "idle longer than --timeout";
 
 /// How a blocked wait ended.
 enum WaitEnd {
@@ -203,6 +221,9 @@ impl Conn {
             if shutdown.is_started() {
                 return Ok(());
             }
+            if self.kill.is_killed() {
+                return Err(KILLED.into());
+            }
             let Some(room) = self.make_room() else {
                 return Err(EVICTED.into());
             };
@@ -215,6 +236,8 @@ impl Conn {
                 },
                 _ = shutdown.started() => return Ok(()),
                 _ = self.mem.evicted() => return Err(EVICTED.into()),
+                _ = self.kill.killed() => return Err(KILLED.into()),
+                () = idle_timeout(self.server.config.timeout) => return Err(IDLE.into()),
             }
             if self.rbuf.len() > self.server.config.max_pending_input_bytes {
                 let err =
@@ -304,9 +327,13 @@ impl Conn {
             return Err(format!("log failed: {err}"));
         }
         self.account();
+        // Biased: replies that fit the socket go out even when the connection was just
+        // killed (CLIENT KILL ... SKIPME no answers its caller, then closes it).
         let result = tokio::select! {
+            biased;
             result = self.wr.write_all(&self.wbuf) => result.map_err(|e| e.to_string()),
             _ = self.mem.evicted() => Err(EVICTED.to_string()),
+            _ = self.kill.killed() => Err(KILLED.to_string()),
         };
         self.wbuf.clear();
         if self.wbuf.capacity() > SMALL_BUFFER {
@@ -359,6 +386,10 @@ impl Conn {
                     return WaitEnd::Closed;
                 }
                 _ = self.mem.evicted() => {
+                    Self::abandon(&server, &waiter, &mut rx);
+                    return WaitEnd::Closed;
+                }
+                _ = self.kill.killed() => {
                     Self::abandon(&server, &waiter, &mut rx);
                     return WaitEnd::Closed;
                 }

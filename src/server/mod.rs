@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::cmd::Server;
-use crate::config::{AppendFsync, Config, Switch};
+use crate::config::{AppendFsync, Config, Switch, YesNo};
 use crate::error::StartupError;
 use crate::persist::{Log, LogConfig, Record};
 use crate::table::{LockTable, RecordSink, TableConfig};
@@ -26,6 +26,11 @@ use shutdown::ShutdownTrigger;
 
 /// How long shutdown waits for connections to finish their in-flight replies.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What a client from another host gets in protected mode (`--protected-mode yes` and no
+/// password), before its connection is closed: Redis 7.0's text, word for word, so that
+/// tools which recognise it keep doing so.
+pub const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 
 /// Binds the listening socket of `config`.
 ///
@@ -276,6 +281,8 @@ pub async fn serve(
     let fail_stop = log_fail_stop(server.clone());
     tokio::pin!(fail_stop);
     let mut fatal = None;
+    let protected =
+        server.config.protected_mode == YesNo::Yes && server.config.requirepass.is_none();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -285,7 +292,7 @@ pub async fn serve(
                 break;
             }
         };
-        let (mut stream, _) = match accepted {
+        let (mut stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(err) => {
                 // Out of descriptors and the like: back off instead of spinning.
@@ -296,6 +303,14 @@ pub async fn serve(
         };
         server.connections.accepted.fetch_add(1, Ordering::Relaxed);
         set_keepalive(&stream, server.config.tcp_keepalive);
+        if protected && !peer.ip().to_canonical().is_loopback() {
+            server.connections.rejected.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let _ = stream.write_all(PROTECTED_MODE_DENIED).await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        }
         if trigger.live() >= server.max_clients.load(Ordering::Relaxed) {
             server.connections.rejected.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
