@@ -610,3 +610,35 @@ fn cluster_mode_refuses_tls_with_a_clear_error() {
         start_error(&pki.flags(&["--port", "0", "--node-id", "1", "--peers", "1=127.0.0.1:1"]));
     assert!(line.contains("cluster mode"), "{line}");
 }
+
+#[test]
+fn a_client_that_never_completes_the_handshake_is_closed_and_frees_its_slot() {
+    let pki = Pki::new(&[]);
+    let baton = Baton::start(
+        "127.0.0.1",
+        &pki.flags(&["--port", "0", "--max-clients", "1"]),
+    );
+    // Connects and sends nothing: it holds the one client slot until the handshake limit.
+    let mut silent = TcpStream::connect(("127.0.0.1", baton.tls_port())).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let config = client_config(&pki.path("ca.pem"), None);
+    let mut refused = connect(localhost(), baton.tls_port(), config.clone());
+    assert_eq!(
+        request(&mut refused, &["PING"]).expect("the refusal"),
+        "-ERR max clients reached"
+    );
+    let mut buf = [0u8; 64];
+    match silent.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!(
+            "the server sent {:?} to a client that never said hello",
+            &buf[..n]
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(err) => panic!("not closed within 30 s of the 10 s handshake limit: {err}"),
+    }
+    let mut next = connect(localhost(), baton.tls_port(), config);
+    assert_eq!(request(&mut next, &["PING"]).expect("PING"), "+PONG");
+}
