@@ -1,7 +1,8 @@
 //! Issue 18, against the real binary: TLS on `--tls-port`, beside or instead of the plain
 //! port, with certificates made by the test (rcgen): a CA, a server certificate for
 //! 127.0.0.1 and localhost, a client certificate, and a second CA the server does not trust.
-//! Clients: redis-cli `--tls` (when it was built with TLS) and rustls in the test.
+//! Clients: redis-cli `--tls` (when it was built with TLS), redis-py `ssl=True` (when a
+//! Python with redis-py is found; tests/interop/setup.sh makes one) and rustls in the test.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, TcpStream, UdpSocket};
@@ -641,4 +642,61 @@ fn a_client_that_never_completes_the_handshake_is_closed_and_frees_its_slot() {
     }
     let mut next = connect(localhost(), baton.tls_port(), config);
     assert_eq!(request(&mut next, &["PING"]).expect("PING"), "+PONG");
+}
+
+/// A Python with redis-py: the interop suite's venv (tests/interop/setup.sh), else
+/// `python3` if it has it.
+fn python_with_redis_py() -> Option<PathBuf> {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/.venv/bin/python");
+    [venv, PathBuf::from("python3")].into_iter().find(|python| {
+        Command::new(python)
+            .args(["-c", "import redis"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+#[test]
+fn redis_py_ssl_locks_with_a_client_certificate() {
+    let Some(python) = python_with_redis_py() else {
+        eprintln!("skipped: no redis-py (run tests/interop/setup.sh)");
+        return;
+    };
+    let pki = Pki::new(&[]);
+    let baton = Baton::start(
+        "127.0.0.1",
+        &pki.flags(&["--port", "0", "--tls-ca-cert-file", &pki.arg("ca.pem")]),
+    );
+    let script = r#"
+import sys, redis
+port, ca, cert, key = sys.argv[1:5]
+r = redis.Redis(host="127.0.0.1", port=int(port), ssl=True, ssl_ca_certs=ca,
+                ssl_certfile=cert, ssl_keyfile=key, socket_timeout=10)
+assert r.ping()
+token = r.execute_command("LOCK", "py:job", "py", "10000")
+assert isinstance(token, int) and token > 0, token
+assert r.execute_command("UNLOCK", "py:job", "py") == 1
+lock = r.lock("py:lock", timeout=5)
+assert lock.acquire(blocking=False)
+lock.release()
+print("ok")
+"#;
+    let out = Command::new(&python)
+        .args(["-c", script, &baton.tls_port().to_string()])
+        .args([
+            pki.arg("ca.pem"),
+            pki.arg("client.pem"),
+            pki.arg("client.key"),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim() == "ok",
+        "redis-py over TLS: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
