@@ -42,6 +42,18 @@ pub enum YesNo {
     No,
 }
 
+/// Whether TLS clients must present a certificate, for `--tls-auth-clients` (Redis's
+/// `tls-auth-clients`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsAuthClients {
+    /// A certificate signed by `--tls-ca-cert-file` is required (mutual TLS).
+    Yes,
+    /// No certificate is asked for.
+    No,
+    /// A certificate is verified if the client presents one; clients without one connect.
+    Optional,
+}
+
 /// baton's configuration (flags, `BATON_*` env vars, embedded defaults).
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -54,9 +66,33 @@ pub struct Config {
     #[arg(long, env = "BATON_BIND", default_value = "127.0.0.1")]
     pub bind: String,
 
-    /// TCP port to listen on (0 picks a free one).
+    /// TCP port to listen on (0 picks a free one; with --tls-port set, 0 turns the plain
+    /// port off).
     #[arg(long, env = "BATON_PORT", default_value_t = 6379)]
     pub port: u16,
+
+    /// TLS port for clients, on the --bind address beside the plain port (unset: no TLS;
+    /// 0 picks a free one). Needs --tls-cert-file and --tls-key-file. Not in cluster mode.
+    #[arg(long, env = "BATON_TLS_PORT")]
+    pub tls_port: Option<u16>,
+
+    /// The server's certificate chain (PEM), for --tls-port.
+    #[arg(long, env = "BATON_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The server certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1), for --tls-port.
+    #[arg(long, env = "BATON_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) that sign the clients' certificates, for --tls-auth-clients.
+    #[arg(long, env = "BATON_TLS_CA_CERT_FILE")]
+    pub tls_ca_cert_file: Option<PathBuf>,
+
+    /// Client certificates on the TLS port: `yes` requires one signed by
+    /// --tls-ca-cert-file (mutual TLS), `optional` verifies one if presented, `no` asks for
+    /// none (unset: `yes` when --tls-ca-cert-file is given, else `no`).
+    #[arg(long, env = "BATON_TLS_AUTH_CLIENTS", value_enum)]
+    pub tls_auth_clients: Option<TlsAuthClients>,
 
     /// Listen backlog (Redis's tcp-backlog; the kernel caps it at net.core.somaxconn).
     /// tokio's 1024 overflowed when thousands of clients connected at once: dropped SYNs
@@ -271,6 +307,21 @@ impl Config {
             return self.lua_threads;
         }
         std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+    }
+
+    /// The client-certificate policy in force: `--tls-auth-clients`, or Redis's default
+    /// (`yes` when a CA is given, else `no`).
+    pub fn tls_auth_clients(&self) -> TlsAuthClients {
+        match (self.tls_auth_clients, &self.tls_ca_cert_file) {
+            (Some(auth), _) => auth,
+            (None, Some(_)) => TlsAuthClients::Yes,
+            (None, None) => TlsAuthClients::No,
+        }
+    }
+
+    /// Whether the plain port is served: always, except `--port 0` with `--tls-port` set.
+    pub fn plain_port_on(&self) -> bool {
+        self.port != 0 || self.tls_port.is_none()
     }
 
     /// The limits the request decoder enforces.

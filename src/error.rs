@@ -167,6 +167,15 @@ pub enum StartupError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A TLS certificate or key file is missing or invalid (`--tls-cert-file`,
+    /// `--tls-key-file`, `--tls-ca-cert-file`).
+    #[error("TLS: {}: {reason}", file.display())]
+    Tls {
+        /// The file.
+        file: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -48,13 +48,15 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         // The HTTP listener first: /health answers and /ready says `recovering` while
         // the data directory is replayed.
         let http = baton::server::http::start_configured(&config).await?;
+        // The certificate and key before recovery: a bad file fails the start at once.
+        let tls = baton::server::tls::acceptor(&config)?;
         // Recovery, then bind: a client never reaches a server still loading.
         let server = baton::server::build(config.clone()).await?;
         if let Some(http) = &http {
             http.attach(server.clone());
         }
-        let listener = baton::server::bind(&config).await?;
-        baton::server::serve(listener, server, shutdown_signal()).await?;
+        let listeners = baton::server::bind_all(&config, tls).await?;
+        baton::server::serve_all(listeners, server, shutdown_signal()).await?;
         drop(http);
         Ok(())
     })

@@ -8,18 +8,23 @@
 //! connection reports its buffers to the server's client budget (`--maxmemory-clients`,
 //! see `budget.rs`), which may close it. Scripts, KEYS and SCAN run on the script threads
 //! (`Effect::Offload`) while the connection awaits them.
+//!
+//! The loop is generic over the stream's read and write halves: a plain connection runs
+//! on `TcpStream::into_split`'s halves (no lock between them), a TLS one on
+//! `tokio::io::split` of its `TlsStream` (see `tls.rs`); each is compiled for its own.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 
 use super::budget::{self, ConnMemory};
 use super::shutdown::Shutdown;
-use crate::cmd::{self, Effect, KillSwitch, Server, Session};
+use crate::cmd::{self, ClientInfo, Effect, KillSwitch, Server, Session};
 use crate::error::{ProtoError, RespError};
 use crate::resp::{Decoder, Reply};
 use crate::table::{Blocked, WaitResult};
@@ -54,15 +59,59 @@ pub async fn serve(stream: TcpStream, server: Arc<Server>, shutdown: Shutdown) {
 pub async fn serve_buffered(
     stream: TcpStream,
     server: Arc<Server>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
     input: BytesMut,
 ) {
     let _ = stream.set_nodelay(true);
     let info = server.clients.register_stream(&stream);
+    let (rd, wr) = stream.into_split();
+    serve_halves(rd, wr, info, server, shutdown, input).await;
+}
+
+/// Serves one client of the TLS port: the handshake (bounded by `tls::HANDSHAKE_TIMEOUT`,
+/// and cut short by shutdown), then the same loop as [`serve`]. A client that fails the
+/// handshake (plain RESP, a certificate from another CA, no certificate where one is
+/// required) is closed without ever being registered.
+pub async fn serve_tls(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    server: Arc<Server>,
+    mut shutdown: Shutdown,
+) {
+    let _ = stream.set_nodelay(true);
+    let name =
+        |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let (addr, laddr) = (name(stream.peer_addr()), name(stream.local_addr()));
+    let stream = tokio::select! {
+        handshake = super::tls::handshake(&acceptor, stream) => match handshake {
+            Ok(stream) => stream,
+            Err(why) => {
+                tracing::debug!(%addr, "{why}");
+                return;
+            }
+        },
+        _ = shutdown.started() => return,
+    };
+    let info = server.clients.register(addr, laddr);
+    let (rd, wr) = tokio::io::split(stream);
+    serve_halves(rd, wr, info, server, shutdown, BytesMut::new()).await;
+}
+
+/// The connection loop on a stream's halves, for a client registered as `info`.
+async fn serve_halves<R, W>(
+    rd: R,
+    wr: W,
+    info: Arc<Mutex<ClientInfo>>,
+    server: Arc<Server>,
+    mut shutdown: Shutdown,
+    input: BytesMut,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let kill = info.lock().kill.clone();
     let mut session = Session::new(info, server.config.requirepass.is_some());
     let mem = server.budget.register(session.id);
-    let (rd, wr) = stream.into_split();
     let mut conn = Conn {
         rd,
         wr,
@@ -118,9 +167,9 @@ fn decode_limits(server: &Server, session: &Session) -> crate::resp::DecodeLimit
     }
 }
 
-struct Conn {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+struct Conn<R, W> {
+    rd: R,
+    wr: W,
     rbuf: BytesMut,
     /// Headroom to reserve before a read: doubles while reads fill it.
     read_chunk: usize,
@@ -154,7 +203,7 @@ enum WaitEnd {
     Closed,
 }
 
-impl Conn {
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     async fn run(&mut self, session: &mut Session, shutdown: &mut Shutdown) -> Result<(), String> {
         loop {
             let mut lsn = 0;
@@ -331,7 +380,12 @@ impl Conn {
         // killed (CLIENT KILL ... SKIPME no answers its caller, then closes it).
         let result = tokio::select! {
             biased;
-            result = self.wr.write_all(&self.wbuf) => result.map_err(|e| e.to_string()),
+            // The flush matters for TLS only (records rustls could not write yet); on a TCP
+            // half it returns at once.
+            result = async {
+                self.wr.write_all(&self.wbuf).await?;
+                self.wr.flush().await
+            } => result.map_err(|e| e.to_string()),
             _ = self.mem.evicted() => Err(EVICTED.to_string()),
             _ = self.kill.killed() => Err(KILLED.to_string()),
         };

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod expirer;
 pub mod http;
 pub mod shutdown;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -15,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use crate::cmd::Server;
 use crate::config::{AppendFsync, Config, Switch, YesNo};
@@ -32,12 +34,57 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// tools which recognise it keep doing so.
 pub const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 
-/// Binds the listening socket of `config`.
+/// The client listeners: the plain port, the TLS port, or both.
+#[derive(Default)]
+pub struct Listeners {
+    /// The plain RESP port (`--port`); None with `--port 0` and `--tls-port` set.
+    pub plain: Option<TcpListener>,
+    /// The TLS port (`--tls-port`) and the acceptor that runs its handshakes.
+    pub tls: Option<(TcpListener, TlsAcceptor)>,
+}
+
+impl Listeners {
+    /// Only a plain listener.
+    pub fn plain(listener: TcpListener) -> Self {
+        Listeners {
+            plain: Some(listener),
+            tls: None,
+        }
+    }
+}
+
+/// Binds the listening socket of `config` (the plain port).
 ///
 /// # Errors
 /// [`StartupError::Bind`] when the address cannot be bound.
 pub async fn bind(config: &Config) -> Result<TcpListener, StartupError> {
-    let addr = format!("{}:{}", config.bind, config.port);
+    bind_port(config, config.port)
+}
+
+/// Binds every client listener of `config`: the plain port (unless `--port 0` with
+/// `--tls-port`) and, with `tls` (from [`tls::acceptor`]), the TLS port beside it.
+///
+/// # Errors
+/// [`StartupError::Bind`] when an address cannot be bound.
+pub async fn bind_all(
+    config: &Config,
+    tls: Option<TlsAcceptor>,
+) -> Result<Listeners, StartupError> {
+    let plain = if config.plain_port_on() {
+        Some(bind_port(config, config.port)?)
+    } else {
+        None
+    };
+    let tls = match (tls, config.tls_port) {
+        (Some(acceptor), Some(port)) => Some((bind_port(config, port)?, acceptor)),
+        _ => None,
+    };
+    Ok(Listeners { plain, tls })
+}
+
+/// Binds `port` on the `--bind` address.
+fn bind_port(config: &Config, port: u16) -> Result<TcpListener, StartupError> {
+    let addr = format!("{}:{}", config.bind, port);
     let listen = || -> std::io::Result<TcpListener> {
         let mut last = None;
         for sock_addr in std::net::ToSocketAddrs::to_socket_addrs(&addr)? {
@@ -260,9 +307,40 @@ pub async fn serve(
     server: Arc<Server>,
     signal: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
-    if let Ok(addr) = listener.local_addr() {
+    serve_all(Listeners::plain(listener), server, signal).await
+}
+
+/// Accepts on `listener`, or never when there is none.
+async fn accept_on(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Like [`serve`], on every listener of `listeners`: the same checks (protected mode,
+/// `--max-clients`, keepalive) apply to a connection whichever port it came in on.
+///
+/// # Errors
+/// A [`StartupError`] when the server cannot start.
+pub async fn serve_all(
+    listeners: Listeners,
+    server: Arc<Server>,
+    signal: impl Future<Output = ()>,
+) -> Result<(), StartupError> {
+    let Listeners { plain, tls } = listeners;
+    let shards = server.table.shard_count();
+    if let Some(addr) = plain.as_ref().and_then(|l| l.local_addr().ok()) {
         server.port.store(addr.port(), Ordering::Relaxed);
-        tracing::info!(%addr, shards = server.table.shard_count(), "baton ready");
+        tracing::info!(%addr, shards, "baton ready");
+    }
+    if let Some(addr) = tls.as_ref().and_then(|(l, _)| l.local_addr().ok()) {
+        if plain.is_none() {
+            server.port.store(addr.port(), Ordering::Relaxed);
+        }
+        tracing::info!(%addr, shards, "baton TLS ready");
     }
     let trigger = ShutdownTrigger::new();
     let node = match &server.cluster {
@@ -284,15 +362,18 @@ pub async fn serve(
     let protected =
         server.config.protected_mode == YesNo::Yes && server.config.requirepass.is_none();
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (accepted, acceptor) = tokio::select! {
+            accepted = accept_on(plain.as_ref()) => (accepted, None),
+            accepted = accept_on(tls.as_ref().map(|(l, _)| l)) => {
+                (accepted, tls.as_ref().map(|(_, a)| a.clone()))
+            }
             _ = &mut signal => break,
             cause = &mut fail_stop => {
                 fatal = Some(cause);
                 break;
             }
         };
-        let (mut stream, peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(err) => {
                 // Out of descriptors and the like: back off instead of spinning.
@@ -303,30 +384,28 @@ pub async fn serve(
         };
         server.connections.accepted.fetch_add(1, Ordering::Relaxed);
         set_keepalive(&stream, server.config.tcp_keepalive);
-        if protected && !peer.ip().to_canonical().is_loopback() {
+        let refusal = if protected && !peer.ip().to_canonical().is_loopback() {
+            Some(PROTECTED_MODE_DENIED)
+        } else if trigger.live() >= server.max_clients.load(Ordering::Relaxed) {
+            Some(&b"-ERR max clients reached\r\n"[..])
+        } else {
+            None
+        };
+        if let Some(text) = refusal {
             server.connections.rejected.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let _ = stream.write_all(PROTECTED_MODE_DENIED).await;
-                let _ = stream.shutdown().await;
-            });
-            continue;
-        }
-        if trigger.live() >= server.max_clients.load(Ordering::Relaxed) {
-            server.connections.rejected.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let _ = stream.write_all(b"-ERR max clients reached\r\n").await;
-                let _ = stream.shutdown().await;
-            });
+            tokio::spawn(refuse(stream, acceptor, text));
             continue;
         }
         let guard = trigger.track();
         let shutdown = trigger.subscribe();
         let server = server.clone();
         tokio::spawn(async move {
-            if server.cluster.is_some() {
-                crate::cluster::forward::serve(stream, server, shutdown).await;
-            } else {
-                conn::serve(stream, server, shutdown).await;
+            match acceptor {
+                Some(acceptor) => conn::serve_tls(stream, acceptor, server, shutdown).await,
+                None if server.cluster.is_some() => {
+                    crate::cluster::forward::serve(stream, server, shutdown).await;
+                }
+                None => conn::serve(stream, server, shutdown).await,
             }
             drop(guard);
         });
@@ -335,7 +414,8 @@ pub async fn serve(
     tracing::info!("shutting down: finishing in-flight replies");
     // A running script would hold its connection (and the exit) until its time limit.
     server.lua.stop();
-    drop(listener);
+    drop(plain);
+    drop(tls);
     trigger.shutdown(SHUTDOWN_GRACE).await;
     expirer.abort();
     snapshots.abort();
@@ -349,6 +429,23 @@ pub async fn serve(
     match fatal {
         Some(cause) => Err(StartupError::LogFailed(cause.to_string())),
         None => Ok(()),
+    }
+}
+
+/// Tells a refused client why (`text`) and closes it; on the TLS port after the handshake,
+/// so the client can read it (as Redis does).
+async fn refuse(mut stream: TcpStream, acceptor: Option<TlsAcceptor>, text: &'static [u8]) {
+    match acceptor {
+        None => {
+            let _ = stream.write_all(text).await;
+            let _ = stream.shutdown().await;
+        }
+        Some(acceptor) => {
+            if let Ok(mut stream) = tls::handshake(&acceptor, stream).await {
+                let _ = stream.write_all(text).await;
+                let _ = stream.shutdown().await;
+            }
+        }
     }
 }
 
