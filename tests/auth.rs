@@ -99,6 +99,23 @@ fn the_password_file_gives_the_password() {
 }
 
 #[test]
+fn the_password_file_from_the_config_file() {
+    let (dir, path) = password_file("in-config\n");
+    let config = dir.path().join("baton.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "requirepass-file = {:?}\n",
+            path.to_str().expect("utf-8 path")
+        ),
+    )
+    .expect("config file");
+    let baton = Baton::start(&["--config", config.to_str().expect("utf-8 path")]);
+    let mut con = connect(&baton);
+    assert_eq!(ask(&mut con, &[b"AUTH", b"in-config"]), "+OK\r\n");
+}
+
+#[test]
 fn requirepass_from_the_environment_conflicts_with_the_file() {
     let (_dir, path) = password_file("env-secret\n");
     // With --requirepass given as well (here by the environment), the start fails.
