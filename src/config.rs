@@ -174,6 +174,12 @@ pub struct Config {
     #[arg(long, env = "BATON_REQUIREPASS")]
     pub requirepass: Option<String>,
 
+    /// File whose first line is the password (instead of --requirepass, which other users
+    /// can read in `ps`). Read once at start, into `requirepass`: an unreadable or empty
+    /// file stops the start.
+    #[arg(long, env = "BATON_REQUIREPASS_FILE", conflicts_with = "requirepass")]
+    pub requirepass_file: Option<PathBuf>,
+
     /// A script running longer than this is stopped with
     /// `-ERR Script killed: exceeded the time limit of N ms`.
     #[arg(long, env = "BATON_LUA_TIME_LIMIT_MS", default_value_t = 5_000)]

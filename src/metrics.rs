@@ -55,6 +55,8 @@ pub const SNAPSHOT_AGE: &str = "baton_snapshot_age_seconds";
 pub const CONNECTIONS: &str = "baton_connections_total";
 /// Client connections refused at `--max-clients` (counter).
 pub const CONNECTIONS_REJECTED: &str = "baton_connections_rejected_total";
+/// AUTH and `HELLO ... AUTH` answered WRONGPASS (counter; INFO's acl_access_denied_auth).
+pub const AUTH_FAILURES: &str = "baton_auth_failures_total";
 /// Client connections open now (gauge).
 pub const CONNECTED: &str = "baton_connected_clients";
 /// Resident memory of the process (gauge, bytes).
@@ -157,6 +159,10 @@ pub fn describe() {
     describe_counter!(
         CONNECTIONS_REJECTED,
         "Client connections refused at max-clients"
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        "AUTH and HELLO AUTH attempts answered WRONGPASS"
     );
     describe_gauge!(CONNECTED, "Client connections open now");
     describe_gauge!(

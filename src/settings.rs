@@ -68,7 +68,7 @@ pub struct Setting {
 /// Settings whose values are never printed.
 pub const SECRETS: &[&str] = &["requirepass"];
 
-/// An error in the configuration file.
+/// An error in the configuration file or in a file the configuration names.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     /// The file could not be read.
@@ -86,6 +86,14 @@ pub enum FileError {
         path: PathBuf,
         /// What the TOML parser said.
         message: String,
+    },
+    /// `--requirepass-file` cannot be read or its first line is empty.
+    #[error("cannot use --requirepass-file {}: {reason}", path.display())]
+    PasswordFile {
+        /// The file.
+        path: PathBuf,
+        /// Why (the OS error, or that the password is empty).
+        reason: String,
     },
     /// Keys that name no setting, or values of the wrong shape.
     #[error("config file {}: {}", path.display(), problems.join("; "))]
@@ -193,7 +201,32 @@ pub fn load_from(args: Vec<OsString>) -> Result<Config, FileError> {
     let matches = Config::command().get_matches_from(args);
     let mut config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     config.effective = effective(&matches, &from_file);
+    resolve_password_file(&mut config)?;
     Ok(config)
+}
+
+/// Reads `--requirepass-file` into `requirepass`, so that every check of the password reads
+/// one field. The password is the file's first line without its line ending (`\n` or
+/// `\r\n`); whatever follows is ignored.
+///
+/// # Errors
+/// [`FileError::PasswordFile`] when the file cannot be read or its first line is empty.
+pub fn resolve_password_file(config: &mut Config) -> Result<(), FileError> {
+    let Some(path) = config.requirepass_file.clone() else {
+        return Ok(());
+    };
+    let fail = |reason: String| FileError::PasswordFile {
+        path: path.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+    let first = text.lines().next().unwrap_or_default();
+    let password = first.strip_suffix('\r').unwrap_or(first);
+    if password.is_empty() {
+        return Err(fail("the first line (the password) is empty".into()));
+    }
+    config.requirepass = Some(password.to_string());
+    Ok(())
 }
 
 /// Every setting's value and source from clap's `matches`.
@@ -334,6 +367,31 @@ mod tests {
         ];
         let text = describe(&settings);
         assert_eq!(text, "requirepass=*** (file) port=6379 (default)");
+    }
+
+    #[test]
+    fn password_file_gives_its_first_line() {
+        let file = write("s3cret\r\nignored\n");
+        let mut config = Config::ephemeral();
+        config.requirepass_file = Some(file.path().to_path_buf());
+        resolve_password_file(&mut config).expect("readable file");
+        assert_eq!(config.requirepass.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn empty_or_missing_password_file_is_named() {
+        let empty = write("\nsecond line\n");
+        let missing = empty.path().with_extension("missing");
+        for path in [empty.path().to_path_buf(), missing] {
+            let mut config = Config::ephemeral();
+            config.requirepass_file = Some(path.clone());
+            let err = resolve_password_file(&mut config)
+                .expect_err("no password")
+                .to_string();
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+            assert_eq!(config.requirepass, None);
+        }
     }
 
     #[test]

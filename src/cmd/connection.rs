@@ -12,6 +12,9 @@
 //! CLIENT KILL filters, as Redis 7: `ID id`, `ADDR ip:port`, `LADDR ip:port`, `USER name`,
 //! `TYPE normal|master|replica|slave|pubsub`, `MAXAGE seconds`, `SKIPME yes|no` (default
 //! yes). Every filter given must match. Without ACL users every client is `default`.
+//!
+//! AUTH and `HELLO ... AUTH` check the password through `cmd::auth` (constant-time
+//! comparison, failures counted and slowed down per connection).
 
 use bytes::Bytes;
 
@@ -352,23 +355,30 @@ impl ConnCommand {
                 info.proto = Protocol::Resp2;
                 Reply::simple("RESET")
             }
-            ConnCommand::Auth { user, pass } => match auth(server, user, pass) {
-                Ok(()) => {
-                    session.authenticated = true;
-                    Reply::ok()
-                }
-                Err(err) => err.into(),
-            },
+            ConnCommand::Auth { user, pass } => {
+                let (checked, delay) = super::auth::check(server, session, user, pass);
+                let reply = match checked {
+                    Ok(()) => {
+                        session.authenticated = true;
+                        Reply::ok()
+                    }
+                    Err(err) => err.into(),
+                };
+                return super::auth::answer_after(delay, reply);
+            }
             ConnCommand::Hello {
                 proto,
                 auth: creds,
                 name,
             } => {
+                let mut delay = std::time::Duration::ZERO;
                 if let Some((user, pass)) = creds {
-                    if let Err(err) = auth(server, user, pass) {
-                        return Executed::reply(err.into());
+                    let (checked, wait) = super::auth::check(server, session, user, pass);
+                    if let Err(err) = checked {
+                        return super::auth::answer_after(wait, err.into());
                     }
                     session.authenticated = true;
+                    delay = wait;
                 }
                 if !session.authenticated {
                     return Executed::reply(
@@ -387,23 +397,11 @@ impl ConnCommand {
                     info.name = Some(n.clone());
                 }
                 drop(info);
-                hello_reply(session)
+                return super::auth::answer_after(delay, hello_reply(session));
             }
             ConnCommand::Client(sub) => client(sub, server, session),
         };
         Executed::reply(reply)
-    }
-}
-
-fn auth(server: &Server, user: &[u8], pass: &[u8]) -> Result<(), RespError> {
-    match &server.config.requirepass {
-        None => Err(RespError::fixed(
-            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        )),
-        Some(want) if user == b"default" && pass == want.as_bytes() => Ok(()),
-        Some(_) => Err(RespError::fixed(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        )),
     }
 }
 

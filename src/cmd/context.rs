@@ -214,13 +214,15 @@ impl Readiness {
     }
 }
 
-/// Connections counted by the accept loop.
+/// Connections counted by the accept loop, and their failed AUTHs.
 #[derive(Debug, Default)]
 pub struct ConnectionCounts {
     /// Accepted (Redis's total_connections_received).
     pub accepted: AtomicU64,
     /// Refused at max-clients (Redis's rejected_connections).
     pub rejected: AtomicU64,
+    /// AUTH and `HELLO ... AUTH` answered WRONGPASS (Redis's acl_access_denied_auth).
+    pub auth_failures: AtomicU64,
 }
 
 impl Server {
@@ -368,6 +370,8 @@ pub struct Session {
     pub proto: Protocol,
     /// Whether AUTH passed (or no password is set).
     pub authenticated: bool,
+    /// Failed AUTHs since the last success: they delay the next one (see `cmd::auth`).
+    pub auth_failures: u32,
     /// Shared view for CLIENT LIST.
     pub info: Arc<Mutex<ClientInfo>>,
 }
@@ -380,6 +384,7 @@ impl Session {
             id,
             proto: Protocol::Resp2,
             authenticated: !needs_auth,
+            auth_failures: 0,
             info,
         }
     }

@@ -3,7 +3,8 @@
 //! One file per family; each holds its command types, their parser and their `apply`:
 //! `lock.rs` (LOCK WLOCK RLOCK REFRESH UNLOCK LOCK.INFO MLOCK MUNLOCK), `sem.rs` (SEM.*),
 //! `string.rs` (SET GET DELIFEQ DELEX EXPIRE... PERSIST), `keyspace.rs` (DEL EXISTS TYPE PTTL
-//! KEYS SCAN DBSIZE FLUSHALL), `connection.rs` (PING HELLO AUTH CLIENT SELECT QUIT RESET),
+//! KEYS SCAN DBSIZE FLUSHALL), `connection.rs` (PING HELLO AUTH CLIENT SELECT QUIT RESET; the
+//! password checks in `auth.rs`),
 //! `server.rs` (INFO COMMAND CONFIG TIME), `script.rs` (EVAL EVALSHA SCRIPT), `cluster.rs`
 //! (CLUSTER ADDNODE REMOVENODE NODES).
 //!
@@ -13,6 +14,7 @@
 //! is data in `spec.rs`.
 
 pub mod args;
+pub mod auth;
 pub mod cluster;
 pub mod connection;
 pub mod context;
@@ -109,7 +111,11 @@ pub enum Effect {
 
 /// A reply that comes once something outside the table is done (a membership change is
 /// committed): the connection awaits it, after sending the replies before it.
-pub struct Pending(std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>>);
+pub struct Pending {
+    work: std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>>,
+    /// Whether the reply is known to be an error (counted as a failed call).
+    error: bool,
+}
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,12 +126,28 @@ impl std::fmt::Debug for Pending {
 impl Pending {
     /// A reply that `work` resolves to.
     pub fn new(work: impl std::future::Future<Output = Reply> + Send + 'static) -> Self {
-        Pending(Box::pin(work))
+        Pending {
+            work: Box::pin(work),
+            error: false,
+        }
+    }
+
+    /// An error reply that `work` resolves to (a WRONGPASS sent after its delay).
+    pub fn failing(work: impl std::future::Future<Output = Reply> + Send + 'static) -> Self {
+        Pending {
+            work: Box::pin(work),
+            error: true,
+        }
+    }
+
+    /// Whether the reply is known to be an error.
+    pub fn is_error(&self) -> bool {
+        self.error
     }
 
     /// Waits for the reply.
     pub async fn reply(self) -> Reply {
-        self.0.await
+        self.work.await
     }
 }
 
@@ -272,6 +294,7 @@ pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Execute
                     let executed = apply(cmd, server, session);
                     let result = match &executed.effect {
                         Effect::Reply(Reply::Error(_)) => stats::CallResult::Failed,
+                        Effect::Await(pending) if pending.is_error() => stats::CallResult::Failed,
                         Effect::Blocked { .. } => stats::CallResult::Blocked,
                         _ => stats::CallResult::Ok,
                     };

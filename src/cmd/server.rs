@@ -467,10 +467,11 @@ pub fn info(server: &Server, sections: &[String]) -> String {
         let grants: u64 = stats.grants.iter().sum();
         let _ = write!(
             out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\ngrants:{}\r\ngrants_exclusive:{}\r\ngrants_shared_write:{}\r\ngrants_read:{}\r\ngrants_permits:{}\r\nrefreshes:{}\r\nexpired_leases:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nacl_access_denied_auth:{}\r\ngrants:{}\r\ngrants_exclusive:{}\r\ngrants_shared_write:{}\r\ngrants_read:{}\r\ngrants_permits:{}\r\nrefreshes:{}\r\nexpired_leases:{}\r\n\r\n",
             server.connections.accepted.load(Ordering::Relaxed),
             server.commands_processed(),
             server.connections.rejected.load(Ordering::Relaxed),
+            server.connections.auth_failures.load(Ordering::Relaxed),
             grants,
             stats.grants[0],
             stats.grants[1],

@@ -723,7 +723,8 @@ pub static COMMANDS: &[Spec] = &[
         step: 0,
         group: "connection",
         summary: "Authenticates the connection: AUTH password or AUTH username password \
-                  (--requirepass).",
+                  (--requirepass or --requirepass-file). After a failure the next attempt \
+                  on the connection is answered after a delay (100 ms, doubling to 2 s).",
         args: &[arg("password", "string")],
     },
     Spec {

@@ -232,6 +232,8 @@ fn publish(server: &Server) {
     metrics::counter!(m::CONNECTIONS).absolute(server.connections.accepted.load(Ordering::Relaxed));
     metrics::counter!(m::CONNECTIONS_REJECTED)
         .absolute(server.connections.rejected.load(Ordering::Relaxed));
+    metrics::counter!(m::AUTH_FAILURES)
+        .absolute(server.connections.auth_failures.load(Ordering::Relaxed));
     metrics::gauge!(m::CONNECTED).set(server.clients.len() as f64);
     if let Some(cluster) = &server.cluster {
         // The fields of INFO replication.
