@@ -127,6 +127,10 @@ async fn serve_halves<R, W>(
         decoder: Decoder::new(decode_limits(&server, &session)),
         server: server.clone(),
         mem: mem.clone(),
+        killed: {
+            let kill = kill.clone();
+            Box::pin(async move { kill.killed().await })
+        },
         kill,
         accounted: 0,
         peak: 0,
@@ -180,6 +184,11 @@ struct Conn<R, W> {
     mem: Arc<ConnMemory>,
     /// Set by CLIENT KILL.
     kill: Arc<KillSwitch>,
+    /// Resolves when CLIENT KILL chose this connection. One future for the connection's
+    /// life, so it registers with the switch once, not on every read (a registration per
+    /// read cost CPU per request, as the budget's did). Never polled after it resolves:
+    /// every branch that sees it resolve closes the connection.
+    killed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     /// The buffer bytes last reported to the budget.
     accounted: usize,
     /// The most buffer bytes this connection held.
@@ -285,7 +294,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
                 },
                 _ = shutdown.started() => return Ok(()),
                 _ = self.mem.evicted() => return Err(EVICTED.into()),
-                _ = self.kill.killed() => return Err(KILLED.into()),
+                () = &mut self.killed => return Err(KILLED.into()),
                 () = idle_timeout(self.server.config.timeout) => return Err(IDLE.into()),
             }
             if self.rbuf.len() > self.server.config.max_pending_input_bytes {
@@ -387,7 +396,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
                 self.wr.flush().await
             } => result.map_err(|e| e.to_string()),
             _ = self.mem.evicted() => Err(EVICTED.to_string()),
-            _ = self.kill.killed() => Err(KILLED.to_string()),
+            () = &mut self.killed => Err(KILLED.to_string()),
         };
         self.wbuf.clear();
         if self.wbuf.capacity() > SMALL_BUFFER {
@@ -443,7 +452,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
                     Self::abandon(&server, &waiter, &mut rx);
                     return WaitEnd::Closed;
                 }
-                _ = self.kill.killed() => {
+                () = &mut self.killed => {
                     Self::abandon(&server, &waiter, &mut rx);
                     return WaitEnd::Closed;
                 }
