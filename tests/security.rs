@@ -1,86 +1,19 @@
 //! Issue 18, against the real binary: protected mode, the idle timeout and CLIENT KILL.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The real binary on a port of its own choosing.
-struct Baton {
-    child: Child,
-    port: u16,
-}
+mod common;
+use common::process::Baton;
 
-impl Baton {
-    fn start(flags: &[&str]) -> Baton {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["--port", "0", "--persistence", "off"])
-            .args(flags)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn baton");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if !line.contains("baton ready") {
-                    continue;
-                }
-                // `addr=IP:PORT`: the port is the digits after the last ':' of that word.
-                let port = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("addr="))
-                    .and_then(|a| a.rsplit(':').next())
-                    .map(|p| {
-                        p.chars()
-                            .take_while(char::is_ascii_digit)
-                            .collect::<String>()
-                    });
-                if let (Some(port), Some(tx)) = (port, tx.take()) {
-                    let _ = tx.send(port);
-                }
-            }
-        });
-        let port: u16 = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("baton ready")
-            .parse()
-            .expect("port");
-        Baton { child, port }
-    }
-
-    fn at(&self, ip: IpAddr) -> SocketAddr {
-        SocketAddr::new(ip, self.port)
-    }
-
-    fn conn(&self) -> redis::Connection {
-        let con = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
-            .expect("client")
-            .get_connection()
-            .expect("connect");
-        con.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        con
-    }
-
-    fn raw(&self, ip: IpAddr) -> TcpStream {
-        let stream = TcpStream::connect(self.at(ip)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        stream
-    }
-}
-
-impl Drop for Baton {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A connection to `baton` at `ip` (loopback, or this machine's outside address).
+fn raw(baton: &Baton, ip: IpAddr) -> TcpStream {
+    let stream = TcpStream::connect(SocketAddr::new(ip, baton.addr.port())).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
 }
 
 const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -136,7 +69,7 @@ fn protected_mode_serves_only_loopback_without_a_password() {
         return;
     };
     let baton = Baton::start(&["--bind", "0.0.0.0"]);
-    let mut from_outside = baton.raw(outside);
+    let mut from_outside = raw(&baton, outside);
     let reply = exchange(&mut from_outside, PING);
     assert!(
         reply.starts_with("-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user."),
@@ -145,13 +78,13 @@ fn protected_mode_serves_only_loopback_without_a_password() {
     assert!(reply.contains("'--protected-mode no'"), "{reply}");
     assert!(reply.ends_with("from the outside.\r\n"), "{reply}");
     // Loopback is served.
-    let mut local = baton.raw(LOOPBACK);
+    let mut local = raw(&baton, LOOPBACK);
     local.write_all(PING).expect("ping");
     assert_eq!(line(&mut local), "+PONG\r\n");
 
     // A password lifts protected mode: the outside client is asked to authenticate.
     let with_pass = Baton::start(&["--bind", "0.0.0.0", "--requirepass", "s3cret"]);
-    let mut from_outside = with_pass.raw(outside);
+    let mut from_outside = raw(&with_pass, outside);
     from_outside.write_all(PING).expect("ping");
     assert_eq!(
         line(&mut from_outside),
@@ -160,7 +93,7 @@ fn protected_mode_serves_only_loopback_without_a_password() {
 
     // So does --protected-mode no.
     let open = Baton::start(&["--bind", "0.0.0.0", "--protected-mode", "no"]);
-    let mut from_outside = open.raw(outside);
+    let mut from_outside = raw(&open, outside);
     from_outside.write_all(PING).expect("ping");
     assert_eq!(line(&mut from_outside), "+PONG\r\n");
 }
@@ -168,7 +101,7 @@ fn protected_mode_serves_only_loopback_without_a_password() {
 #[test]
 fn idle_clients_are_closed_after_the_timeout_but_blocked_ones_wait() {
     let baton = Baton::start(&["--bind", "127.0.0.1", "--timeout", "1"]);
-    let mut idle = baton.raw(LOOPBACK);
+    let mut idle = raw(&baton, LOOPBACK);
     idle.write_all(PING).expect("ping");
     assert_eq!(line(&mut idle), "+PONG\r\n");
     let since = Instant::now();
@@ -184,7 +117,7 @@ fn idle_clients_are_closed_after_the_timeout_but_blocked_ones_wait() {
         .arg(30_000)
         .query(&mut holder)
         .expect("LOCK");
-    let mut waiter = baton.raw(LOOPBACK);
+    let mut waiter = raw(&baton, LOOPBACK);
     waiter
         .write_all(
             b"*6\r\n$4\r\nLOCK\r\n$1\r\nk\r\n$1\r\nb\r\n$5\r\n30000\r\n$4\r\nWAIT\r\n$1\r\n0\r\n",
@@ -206,7 +139,7 @@ fn idle_clients_are_closed_after_the_timeout_but_blocked_ones_wait() {
 fn client_kill_by_id_addr_and_filters() {
     let baton = Baton::start(&["--bind", "127.0.0.1"]);
     let mut admin = baton.conn();
-    let mut victim = baton.raw(LOOPBACK);
+    let mut victim = raw(&baton, LOOPBACK);
     victim
         .write_all(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n")
         .expect("CLIENT ID");
@@ -232,7 +165,7 @@ fn client_kill_by_id_addr_and_filters() {
     assert_eq!(again, 0);
 
     // The old form, by address.
-    let mut victim = baton.raw(LOOPBACK);
+    let mut victim = raw(&baton, LOOPBACK);
     victim.write_all(PING).expect("ping");
     assert_eq!(line(&mut victim), "+PONG\r\n");
     let addr = victim.local_addr().expect("addr").to_string();
@@ -251,7 +184,7 @@ fn client_kill_by_id_addr_and_filters() {
     assert!(err.to_string().contains("No such client"), "{err}");
 
     // Filters combine; SKIPME yes (the default) spares the caller.
-    let mut other = baton.raw(LOOPBACK);
+    let mut other = raw(&baton, LOOPBACK);
     other.write_all(PING).expect("ping");
     assert_eq!(line(&mut other), "+PONG\r\n");
     let killed: i64 = redis::cmd("CLIENT")
@@ -292,7 +225,7 @@ fn client_kill_by_id_addr_and_filters() {
     }
 
     // SKIPME no: the caller is closed too, after its reply.
-    let mut me = baton.raw(LOOPBACK);
+    let mut me = raw(&baton, LOOPBACK);
     me.write_all(b"*4\r\n$6\r\nCLIENT\r\n$4\r\nKILL\r\n$6\r\nSKIPME\r\n$2\r\nno\r\n")
         .expect("CLIENT KILL SKIPME no");
     let reply = line(&mut me);
@@ -313,11 +246,11 @@ fn a_killed_waiter_leaves_the_queue() {
     let lock_wait = |owner: &str| {
         format!("*6\r\n$4\r\nLOCK\r\n$1\r\nk\r\n$1\r\n{owner}\r\n$5\r\n30000\r\n$4\r\nWAIT\r\n$1\r\n0\r\n")
     };
-    let mut first = baton.raw(LOOPBACK);
+    let mut first = raw(&baton, LOOPBACK);
     first
         .write_all(lock_wait("b").as_bytes())
         .expect("first waits");
-    let mut second = baton.raw(LOOPBACK);
+    let mut second = raw(&baton, LOOPBACK);
     second
         .write_all(lock_wait("c").as_bytes())
         .expect("second waits");

@@ -29,11 +29,18 @@ pub struct Baton {
 }
 
 impl Baton {
-    /// Starts `baton --bind 127.0.0.1 --port 0 --persistence off FLAGS` and waits for its
-    /// "ready" line, which names the port.
+    /// Starts `baton --bind 127.0.0.1 --port 0 --persistence off FLAGS` (a `--bind` in
+    /// FLAGS replaces the default) and waits for its "baton ready" line, which names the
+    /// port. `addr` is on loopback whatever the bind.
     pub fn start(flags: &[&str]) -> Baton {
+        let bind: &[&str] = if flags.contains(&"--bind") {
+            &[]
+        } else {
+            &["--bind", "127.0.0.1"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["--bind", "127.0.0.1", "--port", "0", "--persistence", "off"])
+            .args(bind)
+            .args(["--port", "0", "--persistence", "off"])
             .args(flags)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -46,17 +53,21 @@ impl Baton {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let Some(at) = line.find("127.0.0.1:") else {
+                if !line.contains("baton ready") {
                     continue;
-                };
-                if line.contains("ready") {
-                    let digits: String = line[at + 10..]
-                        .chars()
-                        .take_while(char::is_ascii_digit)
-                        .collect();
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(digits);
-                    }
+                }
+                // `addr=IP:PORT`: the port is the digits after the word's last ':'.
+                let port = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="))
+                    .and_then(|a| a.rsplit(':').next())
+                    .map(|p| {
+                        p.chars()
+                            .take_while(char::is_ascii_digit)
+                            .collect::<String>()
+                    });
+                if let (Some(port), Some(tx)) = (port, tx.take()) {
+                    let _ = tx.send(port);
                 }
             }
         });
