@@ -6,9 +6,11 @@
 # request for each build, and the after/before ratio of ops/s taken per round.
 #
 # Usage: benches/ab.sh BASE [--rounds N] [--duration SECONDS] [--baton-port P]
-#                      [--base-port P] [--no-build] [-- BATON-BENCH ARGS...]
+#                      [--base-port P] [--base-bin PATH] [--no-build] [-- BATON-BENCH ARGS...]
 # Defaults: 8 rounds of 3 s, workload `-w hot-key-native` (64 clients on one key), the
-# work tree's build on port 7400 (--baton-port), BASE's on 7401 (--base-port). Example:
+# work tree's build on port 7400 (--baton-port), BASE's on 7401 (--base-port).
+# --base-bin PATH uses a release binary already built at BASE instead of building it
+# (several runs against one base then build it once). Example:
 #     bash benches/ab.sh ce9b96f -- -w hot-key-native
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -16,13 +18,14 @@ source "$(dirname "$0")/lib.sh"
 BASE=${1:-}
 [[ -n $BASE && $BASE != -* ]] || { bench_usage; exit 2; }
 shift
-ROUNDS=8 DURATION=3 BATON_PORT=7400 BASE_PORT=7401 BUILD=1
+ROUNDS=8 DURATION=3 BATON_PORT=7400 BASE_PORT=7401 BUILD=1 BASE_BIN=
 BENCH_ARGS=(-w hot-key-native)
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift 2 ;;
         --duration) DURATION="$2"; shift 2 ;;
         --base-port) BASE_PORT="$2"; shift 2 ;;
+        --base-bin) BASE_BIN=$(realpath "$2"); shift 2 ;;
         --) shift; BENCH_ARGS=("$@"); break ;;
         *) bench_common_arg "$@"; shift "$SHIFT_BY" ;;
     esac
@@ -39,11 +42,15 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-git worktree add -q --detach "$BASE_TREE" "$BASE"
-# The base keeps its own target dir in WORK: the work tree's build is not disturbed.
-(cd "$BASE_TREE" && CARGO_TARGET_DIR="$WORK/target" cargo build --release --bin baton)
-OLD_BATON="$WORK/target/release/baton"
-BASE_REV=$(git -C "$BASE_TREE" rev-parse --short HEAD)
+BASE_REV=$(git rev-parse --short "$BASE")
+if [[ -n $BASE_BIN ]]; then
+    OLD_BATON=$BASE_BIN
+else
+    git worktree add -q --detach "$BASE_TREE" "$BASE"
+    # The base keeps its own target dir in WORK: the work tree's build is not disturbed.
+    (cd "$BASE_TREE" && CARGO_TARGET_DIR="$WORK/target" cargo build --release --bin baton)
+    OLD_BATON="$WORK/target/release/baton"
+fi
 NEW_REV=$(git rev-parse --short HEAD)$( [[ -z $(git status --porcelain -uno) ]] || echo "+changes")
 
 "$OLD_BATON" --port "$BASE_PORT" --persistence off >>"$WORK/old.log" 2>&1 &
