@@ -274,7 +274,7 @@ fn parse_with(
 /// ([`stats::CommandStats`]): the dispatch point of INFO commandstats and
 /// `baton_commands_total`.
 pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Executed {
-    let started = Instant::now();
+    let started = stats::Started::now();
     // One lookup and one lock of the client's info per command: both showed in profiles.
     let spec = lookup(req);
     let known = spec.as_ref().ok().copied();
