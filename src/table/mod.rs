@@ -13,10 +13,22 @@
 //!   `strings.rs` (SET, GET, expiry of strings), `keyspace.rs` (DEL, EXISTS, TYPE, SCAN...).
 //! - Every state change passes one set of primitives in `shard.rs` (`grant_hold`,
 //!   `renew_hold`, `release_hold`, `put_str`, `remove_key`, ...), which update the state,
-//!   schedule or cancel the lease timer and emit the [`Record`] to the [`RecordSink`]. Replay
-//!   of those records after a restart goes through [`LockTable::replay`].
+//!   schedule or cancel the lease timer and emit the [`Record`] to the [`RecordSink`].
 //! - [`LockTable::expire`] fires due leases with a budget; [`LockTable::next_deadline`] tells
 //!   the expirer when to wake.
+//!
+//! # Files
+//! - `mod.rs`: [`LockTable`] (sharding, [`LockTable::run`], stats, dump, reset), [`Tx`]
+//!   (the section: shard routing, records, tokens, the waiter budget, timers), [`Now`].
+//! - `shard.rs`: a [`Shard`]'s storage and the state-change primitives on [`Tx`].
+//! - `handoff.rs`: queueing a blocked request, `pump` (granting queue heads when holds
+//!   end), MLOCK's all-or-nothing grant, cancelling and failing waiters.
+//! - `expire.rs`: firing due timers ([`LockTable::expire`]), in firing order.
+//! - `replay.rs`: applying recovered records ([`LockTable::replay`]) and the replay-only
+//!   state (holds expired by replay that a later refresh may revive).
+//! - `locks.rs`, `sems.rs`, `strings.rs`, `keyspace.rs`: the command families.
+//! - `entry.rs`, `sole.rs`, `keys.rs`: what a key holds and how it is stored;
+//!   `waiters.rs`: a blocked request; `token.rs`: fencing tokens.
 //!
 //! # Storage
 //! A shard keeps its keys in `keys.rs` (a chunked slab behind a hash index of 4-byte
@@ -26,8 +38,8 @@
 //! at 1M locks (16-byte keys, 36-byte owners; `examples/lock_memory.rs`).
 //!
 //! # Hand-off
-//! When a hold ends (UNLOCK, expiry, DEL, undone grant) the key's queue is *pumped* in the
-//! same critical section: head waiters that fit are granted and their replies sent through
+//! When a hold ends (UNLOCK, expiry, DEL, undone grant) the key's queue is *pumped*
+//! (`handoff.rs`) in the same critical section: head waiters that fit are granted and their replies sent through
 //! their oneshot channels. A multi-key (MLOCK) waiter at the head needs the shards of all its
 //! keys; if the current [`Tx`] does not hold them it is deferred, and `run` re-examines it
 //! under a new `Tx` with the right shards once the current shards are released.
@@ -36,9 +48,12 @@
 //! primitives, never touching a `Shard`'s keys directly for holds.
 
 mod entry;
+mod expire;
+mod handoff;
 mod keys;
 mod keyspace;
 mod locks;
+mod replay;
 mod sems;
 mod shard;
 mod sole;
@@ -178,6 +193,8 @@ pub(crate) struct Shared {
 pub struct LockTable {
     shards: Box<[Mutex<Shard>]>,
     shared: Shared,
+    /// Replay only (see [`replay::Ghosts`]).
+    ghosts: Mutex<replay::Ghosts>,
     mask: usize,
     hasher: foldhash::fast::FixedState,
 }
@@ -200,6 +217,7 @@ impl LockTable {
             .into_boxed_slice();
         LockTable {
             shards,
+            ghosts: Mutex::new(replay::Ghosts::default()),
             mask: n - 1,
             hasher: foldhash::fast::FixedState::with_seed(0x6261_746f_6e21),
             shared: Shared {
@@ -296,77 +314,12 @@ impl LockTable {
         }
     }
 
-    /// Takes a waiter out of its queues (its deadline passed or its connection closed).
-    ///
-    /// Returns true if it was still waiting; false if it was granted or failed meanwhile, in
-    /// which case the outcome is in its channel.
-    pub fn cancel(&self, waiter: &Arc<Waiter>, now: Now) -> Ran<bool> {
-        let keys: Vec<&[u8]> = waiter.keys.iter().map(|k| k.as_ref()).collect();
-        self.run(&keys, now, |tx| tx.cancel_waiter(waiter))
-    }
-
     /// The earliest lease deadline over all shards (at or before the true deadline).
     pub fn next_deadline(&self) -> Option<Instant> {
         self.shards
             .iter()
             .filter_map(|s| s.lock().next_deadline())
             .min()
-    }
-
-    /// Ends the leases (and string expiries) due at `now`, at most `budget` of them.
-    /// Returns how many ended; when it equals `budget`, more may be due.
-    pub fn expire(&self, now: Now, budget: usize) -> usize {
-        self.expire_shards(0..self.shards.len(), now, budget)
-    }
-
-    /// [`LockTable::expire`] for the shards in `shards` only (the expirer splits the shards
-    /// among workers that run in parallel; each shard is locked on its own).
-    pub fn expire_shards(&self, shards: std::ops::Range<usize>, now: Now, budget: usize) -> usize {
-        let mut done = 0;
-        for i in shards.start..shards.end.min(self.shards.len()) {
-            if done >= budget {
-                break;
-            }
-            let mut idx: ShardList = smallvec::smallvec![i];
-            let ran = self.run_on(&mut idx, now, |tx| tx.expire_shard(i, budget - done));
-            done += ran.value;
-        }
-        done
-    }
-
-    /// Cluster mode: makes replay deterministic. A recovered lease (or string expiry) whose
-    /// wall deadline passed is kept as due now instead of dropped, so every node's table
-    /// is a function of the committed log alone; the serving leader's expirer ends it by
-    /// proposing a Release (or Delete) through the log. Single-node mode never sets it.
-    pub fn set_ends_by_log(&self, on: bool) {
-        self.shared.ends_by_log.store(on, Ordering::Relaxed);
-    }
-
-    /// Re-applies a recovered record (restart). Leases whose wall deadline passed are
-    /// dropped, unless [`set_ends_by_log`](Self::set_ends_by_log) keeps them as due now.
-    pub fn replay(&self, record: &Record, now: Now) {
-        let key: Option<&[u8]> = match record {
-            Record::Grant { key, .. }
-            | Record::Refresh { key, .. }
-            | Record::Release { key, .. }
-            | Record::SemCreate { key, .. }
-            | Record::Delete { key }
-            | Record::StrSet { key, .. }
-            | Record::StrExpire { key, .. } => Some(key),
-            Record::FlushAll => None,
-            Record::TokenHighWater { upto } => {
-                self.shared.tokens.observe(*upto);
-                return;
-            }
-        };
-        match key {
-            Some(key) => {
-                self.run(&[key], now, |tx| tx.replay(record));
-            }
-            None => {
-                self.run_all(now, |tx| tx.replay(record));
-            }
-        }
     }
 
     /// Drops every key, hold, lease and waiter; each waiter gets `err`. Tokens keep rising
@@ -387,6 +340,7 @@ impl LockTable {
                 }
             }
         }
+        self.ghosts.lock().clear();
         let gone = seen.len();
         let _ = self
             .shared
@@ -403,15 +357,6 @@ impl LockTable {
         });
         for shard in self.shards.iter() {
             shard.lock().dump(now, f);
-        }
-    }
-
-    /// Like [`dump`](Self::dump), plus the holds that replay found expired but a later
-    /// refresh may still revive (cluster snapshots are replayed before later entries).
-    pub fn dump_with_ghosts(&self, now: Now, f: &mut dyn FnMut(Record)) {
-        self.dump(now, f);
-        for shard in self.shards.iter() {
-            shard.lock().dump_ghosts(f);
         }
     }
 
