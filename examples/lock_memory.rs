@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use baton::persist::HoldKind;
-use baton::table::{LockTable, Now, TableConfig};
+use baton::table::{HoldKind, LockTable, Now, TableConfig};
 use bytes::Bytes;
 
 /// Resident set size in bytes (Linux).

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 pub use super::sole::SoleLock;
 use super::waiters::Waiter;
-use crate::persist::HoldKind;
+use super::HoldKind;
 use crate::wheel::TimerId;
 
 /// A monotonic deadline as nanoseconds after the table's origin: 8 bytes where an `Instant`
@@ -318,41 +318,6 @@ pub struct StrExpiry {
     pub timer: TimerId,
     /// Unix milliseconds, as set by the client (or recovered from the log).
     pub wall_ms: u64,
-}
-
-/// Mode compatibility and permit counts.
-pub trait KindExt {
-    /// Permits this hold uses (1 for lock modes).
-    fn permits(&self) -> u64;
-    /// Whether two lock holds may coexist on one key.
-    fn compatible_with(&self, other: &HoldKind) -> bool;
-    /// The mode name LOCK.INFO shows.
-    fn mode_name(&self) -> &'static str;
-}
-
-impl KindExt for HoldKind {
-    fn permits(&self) -> u64 {
-        match self {
-            HoldKind::Permits(n) => *n,
-            _ => 1,
-        }
-    }
-
-    fn compatible_with(&self, other: &HoldKind) -> bool {
-        matches!(
-            (self, other),
-            (HoldKind::Read, HoldKind::Read) | (HoldKind::SharedWrite, HoldKind::SharedWrite)
-        )
-    }
-
-    fn mode_name(&self) -> &'static str {
-        match self {
-            HoldKind::Exclusive => "exclusive",
-            HoldKind::SharedWrite => "shared-write",
-            HoldKind::Read => "read",
-            HoldKind::Permits(_) => "permits",
-        }
-    }
 }
 
 impl Holds {

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::entry::{Entry, Holds, KindExt};
+use super::entry::{Entry, Holds};
 use super::waiters::{WaitResult, Waiter};
+use super::HoldKind;
 use super::{Blocked, LockTable, Now, Outcome, Ran, Tx};
 use crate::error::RespError;
-use crate::persist::HoldKind;
 use crate::resp::Reply;
 
 impl LockTable {

@@ -1,15 +1,15 @@
 //! Locks: LOCK / WLOCK / RLOCK (one key), MLOCK / MUNLOCK (several), REFRESH, UNLOCK,
-//! LOCK.INFO. Modes and their compatibility live in `entry.rs` ([`KindExt`]).
+//! LOCK.INFO. Modes and their compatibility are [`HoldKind`]'s (`kind.rs`).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::entry::{Holds, KindExt};
+use super::entry::Holds;
 use super::waiters::Waiter;
+use super::HoldKind;
 use super::{Blocked, Outcome, Tx};
 use crate::error::RespError;
-use crate::persist::HoldKind;
 use crate::resp::Reply;
 
 impl Tx<'_> {

@@ -52,6 +52,7 @@ mod expire;
 mod handoff;
 mod keys;
 mod keyspace;
+mod kind;
 mod locks;
 mod replay;
 mod sems;
@@ -73,10 +74,11 @@ use tokio::sync::oneshot;
 type ShardList = SmallVec<[usize; 4]>;
 
 pub use entry::{
-    Deadline, Entry, Holder, HolderRef, Holds, KindExt, Lease, Object, Semaphore, SoleLock,
-    StrExpiry, StrValue, Value,
+    Deadline, Entry, Holder, HolderRef, Holds, Lease, Object, Semaphore, SoleLock, StrExpiry,
+    StrValue, Value,
 };
 pub use keyspace::{glob_match, Glob, ShardKeys};
+pub use kind::{HoldKind, KIND_NAMES};
 pub use sems::SemAcquire;
 pub use shard::Shard;
 pub use strings::{ExpireCondition, SetCondition, SetExpiry, SetOptions};
@@ -433,20 +435,6 @@ pub struct TableStats {
     pub refreshes: u64,
     /// Leases that ran out since start.
     pub expired: u64,
-}
-
-/// The names of the hold kinds, as metrics label them, in [`kind_index`] order.
-pub const KIND_NAMES: [&str; 4] = ["exclusive", "shared_write", "read", "permits"];
-
-/// The position of `kind` in [`KIND_NAMES`].
-pub fn kind_index(kind: crate::persist::HoldKind) -> usize {
-    use crate::persist::HoldKind;
-    match kind {
-        HoldKind::Exclusive => 0,
-        HoldKind::SharedWrite => 1,
-        HoldKind::Read => 2,
-        HoldKind::Permits(_) => 3,
-    }
 }
 
 /// What INFO keyspace reports of expiring keys.

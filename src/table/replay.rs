@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::entry::KindExt;
+use super::HoldKind;
 use super::{LockTable, Now, Tx};
-use crate::persist::{HoldKind, Record};
+use crate::persist::Record;
 
 /// Holds whose recovered deadline had already passed, by key, with their owner, kind and
 /// token. A later Refresh record may revive one: the live server refreshed it before its

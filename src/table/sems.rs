@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::entry::{Entry, KindExt};
+use super::entry::Entry;
 use super::waiters::{WaitResult, Waiter};
+use super::HoldKind;
 use super::{Outcome, Tx};
 use crate::error::RespError;
-use crate::persist::HoldKind;
 use crate::resp::Reply;
 
 /// SEM.ACQUIRE's request.

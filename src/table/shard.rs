@@ -12,13 +12,13 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::entry::{
-    Deadline, Entry, Holder, HolderRef, Holds, KindExt, Lease, Semaphore, StrExpiry, StrValue,
-    Value,
+    Deadline, Entry, Holder, HolderRef, Holds, Lease, Semaphore, StrExpiry, StrValue, Value,
 };
 use super::keys::Keys;
 use super::waiters::Waiter;
+use super::HoldKind;
 use super::{Now, TableStats, Tx};
-use crate::persist::{HoldKind, Record};
+use crate::persist::Record;
 use crate::wheel::Wheel;
 
 /// What a timer in the wheel stands for: the hash of the key whose hold lease or string
@@ -47,7 +47,7 @@ pub struct Shard {
 /// A shard's count of effects since start.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Counts {
-    /// Grants, by [`super::kind_index`].
+    /// Grants, by [`HoldKind::index`](super::HoldKind::index).
     pub(crate) grants: [u64; 4],
     /// Leases renewed.
     pub(crate) refreshes: u64,
@@ -154,7 +154,7 @@ impl Shard {
             for holder in entry.holders() {
                 stats.holders += 1;
                 let kind = holder.lease.kind;
-                stats.held[super::kind_index(kind)] += kind.permits();
+                stats.held[kind.index()] += kind.permits();
             }
         }
         stats.timers += self.wheel.len();
@@ -240,7 +240,7 @@ impl Tx<'_> {
         let token = self.next_token();
         let (deadline, deadline_ms) = self.now.deadline(ttl_ms);
         self.insert_holder(key, owner, kind, token, deadline);
-        self.shard(key).counts.grants[super::kind_index(kind)] += 1;
+        self.shard(key).counts.grants[kind.index()] += 1;
         if self.logging() {
             self.emit(Record::Grant {
                 key: key.clone(),

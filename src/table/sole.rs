@@ -19,7 +19,7 @@
 //! custom dynamically sized type, and a struct holding a second box would cost a second
 //! allocation. Only this file knows the offsets.
 
-use crate::persist::HoldKind;
+use super::HoldKind;
 use crate::wheel::TimerId;
 
 use super::entry::{Deadline, HolderRef, Lease};

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::HoldKind;
 use super::*;
 use crate::error::RespError;
-use crate::persist::HoldKind;
 
 pub(crate) struct Clock {
     pub(crate) base: Instant,

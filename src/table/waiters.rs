@@ -11,8 +11,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
+use super::HoldKind;
 use crate::error::RespError;
-use crate::persist::HoldKind;
 use crate::resp::Reply;
 
 /// What a blocked request finally receives.
