@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
 use super::entry::{Entry, Holds};
 use super::waiters::{WaitResult, Waiter};
@@ -20,6 +21,26 @@ impl LockTable {
     pub fn cancel(&self, waiter: &Arc<Waiter>, now: Now) -> Ran<bool> {
         let keys: Vec<&[u8]> = waiter.keys.iter().map(|k| k.as_ref()).collect();
         self.run(&keys, now, |tx| tx.cancel_waiter(waiter))
+    }
+
+    /// The connection that awaits `rx` for `waiter` is gone: takes the waiter out of its
+    /// queues or, when it was granted meanwhile, releases the holds on its keys (the grant
+    /// can no longer be delivered) and serves their queues. A failed wait leaves nothing.
+    /// One section over the waiter's keys, so nobody sees half of it.
+    pub fn withdraw(&self, waiter: &Arc<Waiter>, rx: &mut oneshot::Receiver<WaitResult>, now: Now) {
+        let keys: Vec<&[u8]> = waiter.keys.iter().map(|k| k.as_ref()).collect();
+        self.run(&keys, now, |tx| {
+            if tx.cancel_waiter(waiter) {
+                return;
+            }
+            if let Ok(WaitResult::Granted { .. }) = rx.try_recv() {
+                for key in &waiter.keys {
+                    if tx.release_hold(key, &waiter.owner).is_some() {
+                        tx.pump(key);
+                    }
+                }
+            }
+        });
     }
 }
 

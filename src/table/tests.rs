@@ -680,3 +680,105 @@ fn with_ends_by_log_replay_keeps_a_passed_hold_as_due() {
     assert_eq!(by_log.expire(clock.now(), 10), 1, "due now for the expirer");
     assert_eq!(by_log.stats().holders, 0);
 }
+
+fn unlock(t: &LockTable, now: Now, key: &str, owner: &str) {
+    let (k, o) = (b(key), b(owner));
+    t.run(&[&k], now, |tx| tx.unlock(&k, &o)).value.unwrap();
+}
+
+#[test]
+fn withdraw_of_a_grant_nobody_receives_releases_it_and_serves_the_next() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let now = clock.now();
+    token(acquire(
+        &t,
+        now,
+        "k",
+        "a",
+        HoldKind::Exclusive,
+        10_000,
+        false,
+    ))
+    .unwrap();
+    let mut first = blocked(acquire(
+        &t,
+        now,
+        "k",
+        "b",
+        HoldKind::Exclusive,
+        10_000,
+        true,
+    ));
+    let mut second = blocked(acquire(
+        &t,
+        now,
+        "k",
+        "c",
+        HoldKind::Exclusive,
+        10_000,
+        true,
+    ));
+    unlock(&t, now, "k", "a");
+    // b is granted in the channel, but its connection goes away before reading it.
+    t.withdraw(&first.waiter, &mut first.rx, now);
+    assert!(
+        granted(&mut second).is_some(),
+        "c is served once b's grant is undone"
+    );
+    assert_eq!(t.waiter_count(), 0);
+    unlock(&t, now, "k", "c");
+    assert!(token(acquire(
+        &t,
+        now,
+        "k",
+        "d",
+        HoldKind::Exclusive,
+        10_000,
+        false
+    ))
+    .is_some());
+}
+
+#[test]
+fn withdraw_of_a_pending_wait_leaves_the_queue() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let now = clock.now();
+    token(acquire(
+        &t,
+        now,
+        "k",
+        "a",
+        HoldKind::Exclusive,
+        10_000,
+        false,
+    ))
+    .unwrap();
+    let mut waiting = blocked(acquire(
+        &t,
+        now,
+        "k",
+        "b",
+        HoldKind::Exclusive,
+        10_000,
+        true,
+    ));
+    t.withdraw(&waiting.waiter, &mut waiting.rx, now);
+    assert_eq!(t.waiter_count(), 0);
+    unlock(&t, now, "k", "a");
+    assert!(
+        waiting.rx.try_recv().is_err(),
+        "a withdrawn wait is never granted"
+    );
+    assert!(token(acquire(
+        &t,
+        now,
+        "k",
+        "c",
+        HoldKind::Exclusive,
+        10_000,
+        false
+    ))
+    .is_some());
+}
