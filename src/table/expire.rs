@@ -44,7 +44,7 @@ impl LockTable {
                 break;
             }
             let mut idx: ShardList = smallvec::smallvec![i];
-            let ran = self.run_on(&mut idx, now, |tx| tx.expire_shard(i, budget - done));
+            let ran = self.run_on(&mut idx, &[], now, |tx| tx.expire_shard(i, budget - done));
             done += ran.value;
         }
         done

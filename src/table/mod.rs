@@ -38,11 +38,11 @@
 //! at 1M locks (16-byte keys, 36-byte owners; `examples/lock_memory.rs`).
 //!
 //! # Hand-off
-//! When a hold ends (UNLOCK, expiry, DEL, undone grant) the key's queue is *pumped*
-//! (`handoff.rs`) in the same critical section: head waiters that fit are granted and their replies sent through
-//! their oneshot channels. A multi-key (MLOCK) waiter at the head needs the shards of all its
-//! keys; if the current [`Tx`] does not hold them it is deferred, and `run` re-examines it
-//! under a new `Tx` with the right shards once the current shards are released.
+//! When a hold ends (UNLOCK, expiry, DEL, undone grant) the key's queue is *pumped* (`handoff.rs`)
+//! in the same critical section: head waiters that fit are granted and their replies sent through
+//! their oneshot channels. A multi-key (MLOCK) waiter at the head needs the shards of all its keys;
+//! if the current [`Tx`] does not hold them it is deferred, and `run` re-examines it under a new
+//! `Tx` with the right shards once the current shards are released.
 //!
 //! To add a command family: add a file with an `impl Tx<'_>` block that uses the
 //! primitives, never touching a `Shard`'s keys directly for holds.
@@ -85,6 +85,7 @@ pub use strings::{ExpireCondition, SetCondition, SetExpiry, SetOptions};
 pub use token::{TokenCounter, TOKEN_BLOCK};
 pub use waiters::{WaitResult, Waiter};
 
+use crate::error::RespError;
 use crate::persist::Record;
 use crate::resp::Reply;
 
@@ -274,17 +275,25 @@ impl LockTable {
     /// multi-key waiter the call could not finish with those shards.
     pub fn run<R>(&self, keys: &[&[u8]], now: Now, f: impl FnOnce(&mut Tx<'_>) -> R) -> Ran<R> {
         let mut idx: ShardList = keys.iter().map(|k| self.shard_for(k)).collect();
-        self.run_on(&mut idx, now, f)
+        self.run_on(&mut idx, keys, now, f)
     }
 
     /// Like [`run`](Self::run) with every shard locked (FLUSHALL, scripts without keys).
     pub fn run_all<R>(&self, now: Now, f: impl FnOnce(&mut Tx<'_>) -> R) -> Ran<R> {
         let mut idx: ShardList = (0..self.shards.len()).collect();
-        self.run_on(&mut idx, now, f)
+        self.run_on(&mut idx, &[], now, f)
     }
 
-    fn run_on<R>(&self, idx: &mut ShardList, now: Now, f: impl FnOnce(&mut Tx<'_>) -> R) -> Ran<R> {
-        let mut tx = self.begin(idx, now);
+    /// Runs `f` over the shards `idx`; `keys` are the keys the section is opened for (see
+    /// [`Tx::slot`]), empty when it is opened by shard.
+    fn run_on<R>(
+        &self,
+        idx: &mut ShardList,
+        keys: &[&[u8]],
+        now: Now,
+        f: impl FnOnce(&mut Tx<'_>) -> R,
+    ) -> Ran<R> {
+        let mut tx = self.begin(idx, keys, now);
         let value = f(&mut tx);
         let mut lsn = tx.lsn;
         let mut deferred = std::mem::take(&mut tx.deferred);
@@ -294,7 +303,7 @@ impl LockTable {
                 continue;
             }
             let mut idx: ShardList = waiter.keys.iter().map(|k| self.shard_for(k)).collect();
-            let mut tx = self.begin(&mut idx, now);
+            let mut tx = self.begin(&mut idx, &[], now);
             tx.examine_multi(&waiter);
             lsn = lsn.max(tx.lsn);
             deferred.append(&mut tx.deferred);
@@ -302,13 +311,14 @@ impl LockTable {
         Ran { value, lsn }
     }
 
-    fn begin(&self, idx: &mut ShardList, now: Now) -> Tx<'_> {
+    fn begin<'t>(&'t self, idx: &mut ShardList, keys: &'t [&'t [u8]], now: Now) -> Tx<'t> {
         idx.sort_unstable();
         idx.dedup();
         let guards = idx.iter().map(|&i| (i, self.shards[i].lock())).collect();
         Tx {
             table: self,
             guards,
+            declared: keys,
             now,
             lsn: 0,
             deferred: Vec::new(),
@@ -455,9 +465,15 @@ impl TableStats {
 }
 
 /// A critical section over some shards: the only handle through which state changes.
+///
+/// Every command method refuses a key whose shard the section did not lock with
+/// `ERR internal error: ...` (a caller that forgot to name the key), before changing anything.
 pub struct Tx<'a> {
     table: &'a LockTable,
     guards: SmallVec<[(usize, MutexGuard<'a, Shard>); 2]>,
+    /// The keys the section was opened for (empty when opened by shard): lets the usual
+    /// one-shard section route a key with a byte compare instead of a hash.
+    declared: &'a [&'a [u8]],
     now: Now,
     lsn: u64,
     deferred: Vec<Arc<Waiter>>,
@@ -473,8 +489,23 @@ impl<'a> Tx<'a> {
 
     /// Whether this section holds the shard of `key` (scripts may touch only those).
     pub fn covers(&self, key: &[u8]) -> bool {
-        let i = self.table.shard_for(key);
-        self.guards.iter().any(|(j, _)| *j == i)
+        self.slot(key).is_some()
+    }
+
+    /// Refuses a key whose shard this section does not hold: every command method checks
+    /// its keys with it before touching them, so a key its caller forgot to name when
+    /// opening the section is an error reply, never a write to another shard.
+    ///
+    /// # Errors
+    /// `ERR internal error: ...` when the shard of `key` is not locked by this section.
+    pub(crate) fn check(&self, key: &[u8]) -> Result<(), RespError> {
+        match self.slot(key) {
+            Some(_) => Ok(()),
+            None => Err(RespError::new(format!(
+                "ERR internal error: key '{}' is outside the shards this command locked",
+                crate::error::printable(key, 64)
+            ))),
+        }
     }
 
     /// Takes `waiter` out of its queues within this section (a script's request that
@@ -483,28 +514,33 @@ impl<'a> Tx<'a> {
         self.cancel_waiter(waiter)
     }
 
-    /// The shard of `key`.
+    /// The position in `guards` of the shard of `key`, if this section holds it.
     ///
-    /// # Panics
-    /// If the section does not hold that shard: callers lock the shards of every key they
-    /// name before they touch it (scripts check [`covers`](Self::covers) first).
-    fn shard(&mut self, key: &[u8]) -> &mut Shard {
-        // Most sections hold one shard: every key they touch lives there, so skip the hash
-        // (it was a tenth of the server's CPU in a lock/unlock profile).
-        if self.guards.len() == 1 {
-            debug_assert_eq!(self.guards[0].0, self.table.shard_for(key));
-            return &mut self.guards[0].1;
+    /// Most sections hold one shard and were opened for one key, the key they then touch:
+    /// that case is a byte compare, as hashing every key showed as a tenth of the server's
+    /// CPU in a lock/unlock profile. Any other key is hashed.
+    fn slot(&self, key: &[u8]) -> Option<usize> {
+        /// Declared keys compared before hashing instead (bounds the compares per call).
+        const COMPARED: usize = 4;
+        if self.guards.len() == 1 && self.declared.len() <= COMPARED && self.declared.contains(&key)
+        {
+            return Some(0);
         }
         let i = self.table.shard_for(key);
-        match self.guards.iter_mut().find(|(j, _)| *j == i) {
-            Some((_, guard)) => guard,
-            None => panic!("key's shard {i} is not locked by this section"),
-        }
+        self.guards.iter().position(|(j, _)| *j == i)
+    }
+
+    /// The shard of `key`; None when the section does not hold it (the command methods
+    /// have refused such a key with [`check`](Self::check) before, so the primitives treat
+    /// None as "nothing there" and change nothing).
+    fn shard(&mut self, key: &[u8]) -> Option<&mut Shard> {
+        let i = self.slot(key)?;
+        Some(&mut self.guards[i].1)
     }
 
     /// The entry of `key`, if any.
-    pub fn entry(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        self.shard(key).get_mut(key)
+    pub(crate) fn entry(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.shard(key)?.get_mut(key)
     }
 
     fn shared(&self) -> &'a Shared {
@@ -547,17 +583,21 @@ impl<'a> Tx<'a> {
 
     /// Schedules a timer for `key` and wakes the expirer if it fires before the expirer's
     /// wake-up.
-    fn schedule(&mut self, key: &[u8], deadline: Instant) -> crate::wheel::TimerId {
-        let due = self.due(key);
-        let id = self.shard(key).wheel.insert(deadline, due);
+    fn schedule(&mut self, key: &[u8], deadline: Instant) -> Option<crate::wheel::TimerId> {
+        let shard = self.shard(key)?;
+        let due = shard.due(key);
+        let id = shard.wheel.insert(deadline, due);
         self.wake_if_earlier(deadline);
-        id
+        Some(id)
     }
 
     /// Moves `timer` to `deadline`; false (and nothing scheduled) when the timer is no longer
     /// pending, which happens when `expire` has already polled it: the caller schedules anew.
     fn reschedule(&mut self, key: &[u8], timer: crate::wheel::TimerId, deadline: Instant) -> bool {
-        if !self.shard(key).wheel.reschedule(timer, deadline) {
+        if !self
+            .shard(key)
+            .is_some_and(|shard| shard.wheel.reschedule(timer, deadline))
+        {
             return false;
         }
         self.wake_if_earlier(deadline);

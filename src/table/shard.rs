@@ -114,7 +114,7 @@ impl Shard {
     }
 
     /// What a timer for `key` carries.
-    fn due(&self, key: &[u8]) -> Due {
+    pub(super) fn due(&self, key: &[u8]) -> Due {
         Due {
             hash: self.keys.hash(key),
         }
@@ -223,11 +223,6 @@ impl Tx<'_> {
         !self.replaying && self.table.shared.sink.is_some()
     }
 
-    /// What the timer of a lease or expiry on `key` carries.
-    pub(crate) fn due(&mut self, key: &[u8]) -> Due {
-        self.shard(key).due(key)
-    }
-
     /// Adds a hold for `owner` to the lock or semaphore at `key` with a new token and a lease
     /// of `ttl_ms` (a missing key becomes a lock). Returns the token.
     pub(crate) fn grant_hold(
@@ -239,8 +234,12 @@ impl Tx<'_> {
     ) -> i64 {
         let token = self.next_token();
         let (deadline, deadline_ms) = self.now.deadline(ttl_ms);
-        self.insert_holder(key, owner, kind, token, deadline);
-        self.shard(key).counts.grants[kind.index()] += 1;
+        if !self.insert_holder(key, owner, kind, token, deadline) {
+            return token;
+        }
+        if let Some(shard) = self.shard(key) {
+            shard.counts.grants[kind.index()] += 1;
+        }
         if self.logging() {
             self.emit(Record::Grant {
                 key: key.clone(),
@@ -255,7 +254,7 @@ impl Tx<'_> {
 
     /// Stores a hold and schedules its lease: a missing key becomes a sole lock (or a
     /// general one when the key is too long for the compact form); a sole lock that gets a
-    /// second holder becomes general.
+    /// second holder becomes general. False when nothing was stored.
     pub(super) fn insert_holder(
         &mut self,
         key: &[u8],
@@ -263,31 +262,39 @@ impl Tx<'_> {
         kind: HoldKind,
         token: i64,
         deadline: Instant,
-    ) {
-        let timer = self.schedule(key, deadline);
+    ) -> bool {
+        let Some(timer) = self.schedule(key, deadline) else {
+            return false;
+        };
         let lease = Lease {
             kind,
             token,
             deadline: Deadline::new(self.origin(), deadline),
             timer,
         };
-        let shard = self.shard(key);
+        let Some(shard) = self.shard(key) else {
+            return false;
+        };
         match shard.get_mut(key) {
             None if !matches!(kind, HoldKind::Permits(_)) => {
                 shard.insert(Entry::held(key, owner, lease));
+                true
             }
-            Some(entry) if !entry.is_str() => {
-                if let Some(holds) = entry.expand() {
+            Some(entry) if !entry.is_str() => match entry.expand() {
+                Some(holds) => {
                     holds.holders.push(Holder {
                         owner: owner.into(),
                         lease,
                     });
+                    true
                 }
-            }
+                None => false,
+            },
             // Callers create the semaphore first and never grant on a string.
             _ => {
                 debug_assert!(false, "no lock or semaphore to hold at the key");
                 shard.wheel.cancel(timer);
+                false
             }
         }
     }
@@ -300,13 +307,14 @@ impl Tx<'_> {
         let lease = self
             .entry(key)?
             .update_lease(|h| h.owner == owner, |lease| lease.deadline = at)?;
-        self.shard(key).counts.refreshes += 1;
+        // The entry was found, so the section holds its shard.
+        let shard = self.shard(key)?;
+        shard.counts.refreshes += 1;
         if !self.reschedule(key, lease.timer, deadline) {
             // The old timer already fired in this `expire` batch (a hand-off during expiry
             // renewed a hold whose lease is due later in the batch, e.g. an MLOCK that counts
             // the owner's held key as granted): the renewed lease needs a timer of its own.
-            // Found by tests/model.rs.
-            let timer = self.schedule(key, deadline);
+            let timer = self.schedule(key, deadline)?;
             if let Some(entry) = self.entry(key) {
                 entry.update_lease(|h| h.lease.token == lease.token, |l| l.timer = timer);
             }
@@ -324,7 +332,7 @@ impl Tx<'_> {
     /// Ends the hold of `owner` on `key` (without serving the queue: call [`pump`]).
     /// Returns its lease.
     pub(crate) fn release_hold(&mut self, key: &Bytes, owner: &[u8]) -> Option<Lease> {
-        let shard = self.shard(key);
+        let shard = self.shard(key)?;
         let lease = shard.take_holder(key, |h| h.owner == owner)?;
         shard.wheel.cancel(lease.timer);
         if self.logging() {
@@ -339,7 +347,9 @@ impl Tx<'_> {
     /// Puts `waiter` at the back of `key`'s queue, making the key a lock if it is missing;
     /// a sole lock becomes general (no record: a queue is no durable state).
     pub(crate) fn queue_waiter(&mut self, key: &[u8], waiter: Arc<Waiter>) {
-        let shard = self.shard(key);
+        let Some(shard) = self.shard(key) else {
+            return;
+        };
         match shard.get_mut(key) {
             Some(entry) => {
                 if let Some(holds) = entry.expand() {
@@ -356,12 +366,16 @@ impl Tx<'_> {
 
     /// Drops `key` if it is a lock with no holders and no waiters.
     pub(crate) fn gc(&mut self, key: &[u8]) {
-        self.shard(key).remove_if(key, Entry::is_idle_lock);
+        if let Some(shard) = self.shard(key) {
+            shard.remove_if(key, Entry::is_idle_lock);
+        }
     }
 
     /// Creates the semaphore `key` or sets its capacity.
     pub(crate) fn put_sem(&mut self, key: &Bytes, capacity: u64) {
-        let shard = self.shard(key);
+        let Some(shard) = self.shard(key) else {
+            return;
+        };
         match shard.get_mut(key).and_then(Entry::sem_mut) {
             Some(s) => s.capacity = capacity,
             None => {
@@ -383,7 +397,7 @@ impl Tx<'_> {
     /// Removes `key` whatever it holds, cancelling its timers. Its waiters (returned inside
     /// the entry) are the caller's to serve or fail.
     pub(crate) fn remove_key(&mut self, key: &[u8]) -> Option<Entry> {
-        let shard = self.shard(key);
+        let shard = self.shard(key)?;
         let entry = shard.remove(key)?;
         for timer in entry.timers() {
             shard.wheel.cancel(timer);
@@ -400,13 +414,18 @@ impl Tx<'_> {
     /// deadline and its wall ms) or never. Replaces an existing string; the caller checked
     /// the key's kind.
     pub(crate) fn put_str(&mut self, key: &Bytes, value: Bytes, expiry: Option<(Instant, u64)>) {
+        if self.slot(key).is_none() {
+            return;
+        }
         self.cancel_str_timer(key);
         let expiry_at = self.str_expiry(key, expiry);
         let stored = StrValue {
             value: value.as_ref().into(),
             expiry: expiry_at,
         };
-        let shard = self.shard(key);
+        let Some(shard) = self.shard(key) else {
+            return;
+        };
         match shard.get_mut(key).and_then(Entry::str_mut) {
             Some(s) => *s = stored,
             None => {
@@ -423,6 +442,9 @@ impl Tx<'_> {
 
     /// Sets or clears the expiry of string `key` (which exists).
     pub(crate) fn set_str_expiry(&mut self, key: &Bytes, expiry: Option<(Instant, u64)>) {
+        if self.slot(key).is_none() {
+            return;
+        }
         self.cancel_str_timer(key);
         let expiry_at = self.str_expiry(key, expiry);
         if let Some(s) = self.entry(key).and_then(Entry::str_mut) {
@@ -437,7 +459,7 @@ impl Tx<'_> {
     /// Schedules the expiry of string `key` at `expiry`, if any: its stored deadline and timer.
     fn str_expiry(&mut self, key: &[u8], expiry: Option<(Instant, u64)>) -> Option<StrExpiry> {
         let (deadline, wall_ms) = expiry?;
-        let timer = self.schedule(key, deadline);
+        let timer = self.schedule(key, deadline)?;
         Some(StrExpiry {
             deadline: Deadline::new(self.origin(), deadline),
             timer,
@@ -446,7 +468,9 @@ impl Tx<'_> {
     }
 
     fn cancel_str_timer(&mut self, key: &[u8]) {
-        let shard = self.shard(key);
+        let Some(shard) = self.shard(key) else {
+            return;
+        };
         let timer = shard
             .get(key)
             .and_then(Entry::str_value)

@@ -782,3 +782,42 @@ fn withdraw_of_a_pending_wait_leaves_the_queue() {
     ))
     .is_some());
 }
+
+/// Two keys whose shards differ in `t`.
+fn keys_in_two_shards(t: &LockTable) -> (Bytes, Bytes) {
+    let first = b("k0");
+    let other = (1..)
+        .map(|i| b(&format!("k{i}")))
+        .find(|k| t.shard_for(k) != t.shard_for(&first))
+        .unwrap();
+    (first, other)
+}
+
+#[test]
+fn a_key_outside_the_sections_shards_is_refused_not_stored_elsewhere() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let now = clock.now();
+    let (declared, stray) = keys_in_two_shards(&t);
+    let owner = b("a");
+    // The section holds one shard, the single-shard case that routes without hashing.
+    let refused = t
+        .run(&[&declared], now, |tx| {
+            [
+                tx.lock_acquire(&stray, &owner, HoldKind::Exclusive, 1000, false)
+                    .err(),
+                tx.set(&stray, b("v"), &SetOptions::default()).err(),
+                tx.del(&stray).err(),
+                tx.pttl(&stray).err(),
+            ]
+        })
+        .value;
+    for err in refused {
+        let err = err.expect("an undeclared key is an error");
+        assert!(err.text().starts_with("ERR internal error:"), "{err:?}");
+    }
+    let exists = t.run(&[&stray], now, |tx| tx.exists(&stray)).value;
+    assert_eq!(exists, Ok(false), "nothing was stored for the refused key");
+    let exists = t.run(&[&declared], now, |tx| tx.exists(&declared)).value;
+    assert_eq!(exists, Ok(false));
+}
