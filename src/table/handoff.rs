@@ -213,8 +213,8 @@ impl Tx<'_> {
         if delivered {
             crate::metrics::handoff_wait(self.now.mono.saturating_duration_since(w.queued));
             // Serve what now heads each of its queues, not only the key whose `pump` made
-            // the grant (or none when the grant was deferred): otherwise the outcome depended
-            // on the shard layout. Found by tests/model.rs.
+            // the grant (or none when the grant was deferred): otherwise the outcome would
+            // depend on the shard layout.
             for key in &w.keys {
                 self.pump(key);
             }
@@ -222,7 +222,7 @@ impl Tx<'_> {
             // Undo only the holds this grant created: a key the owner already held came from
             // an earlier, delivered grant and stands until UNLOCK or expiry (docs/protocol.md), as
             // in `grant_single`. All are released before any queue is served, so that no
-            // waiter sees half of the undone grant. Both found by tests/model.rs.
+            // waiter sees half of the undone grant.
             for key in &fresh {
                 self.release_hold(key, &w.owner);
             }
@@ -263,8 +263,8 @@ impl Tx<'_> {
         for w in std::mem::take(&mut holds.queue) {
             // An MLOCK waiter sits in several queues; FLUSHALL meets it once per removed
             // key. Only the first meeting fails it and counts it out: counting it again
-            // underflowed the server-wide waiter count (then every WAIT got `max waiters
-            // reached`).
+            // would underflow the server-wide waiter count (and every WAIT would then get
+            // `max waiters reached`).
             if !w.is_pending() {
                 continue;
             }

@@ -20,7 +20,7 @@
 //! # Files
 //! - `mod.rs`: [`LockTable`] (sharding, [`LockTable::run`], stats, dump, reset), [`Tx`]
 //!   (the section: shard routing, records, tokens, the waiter budget, timers), [`Now`].
-//! - `shard.rs`: a [`Shard`]'s storage and the state-change primitives on [`Tx`].
+//! - `shard.rs`: a `Shard`'s storage and the state-change primitives on [`Tx`].
 //! - `handoff.rs`: queueing a blocked request, `pump` (granting queue heads when holds
 //!   end), MLOCK's all-or-nothing grant, cancelling and failing waiters.
 //! - `expire.rs`: firing due timers ([`LockTable::expire`]), in firing order.
@@ -32,8 +32,8 @@
 //!
 //! # Storage
 //! A shard keeps its keys in `keys.rs` (a chunked slab behind a hash index of 4-byte
-//! positions) as [`Entry`]s (`entry.rs`): a lock with one holder and no waiters is one
-//! exact allocation ([`SoleLock`], `sole.rs`), anything else one box with its key. Each
+//! positions) as `Entry`s (`entry.rs`): a lock with one holder and no waiters is one
+//! exact allocation (`SoleLock`, `sole.rs`), anything else one box with its key. Each
 //! timer in the shard's wheel carries only its key's hash. About 154 bytes per held lock
 //! at 1M locks (16-byte keys, 36-byte owners; `examples/lock_memory.rs`).
 //!
@@ -73,16 +73,13 @@ use tokio::sync::oneshot;
 /// Shard indexes of one section; inline for the usual one or two, so no allocation.
 type ShardList = SmallVec<[usize; 4]>;
 
-pub use entry::{
-    Deadline, Entry, Holder, HolderRef, Holds, Lease, Object, Semaphore, SoleLock, StrExpiry,
-    StrValue, Value,
-};
+pub(crate) use entry::{Deadline, Entry};
 pub use keyspace::{glob_match, Glob, ShardKeys};
 pub use kind::{HoldKind, KIND_NAMES};
 pub use sems::SemAcquire;
-pub use shard::Shard;
+pub(crate) use shard::Shard;
 pub use strings::{ExpireCondition, SetCondition, SetExpiry, SetOptions};
-pub use token::{TokenCounter, TOKEN_BLOCK};
+pub(crate) use token::{TokenCounter, TOKEN_BLOCK};
 pub use waiters::{WaitResult, Waiter};
 
 use crate::error::RespError;
@@ -447,6 +444,20 @@ pub struct TableStats {
     pub expired: u64,
 }
 
+/// The sizes in bytes of the table's storage types, by name: a key's `Entry`, the boxed
+/// general form (`Object`), a lock's or semaphore's holders and queue (`Holds`) and one
+/// holder (`Holder`). For `examples/lock_memory.rs`, which reports them beside the memory
+/// per held lock; the types themselves are internal.
+pub fn storage_sizes() -> [(&'static str, usize); 4] {
+    use std::mem::size_of;
+    [
+        ("Entry", size_of::<Entry>()),
+        ("Object", size_of::<entry::Object>()),
+        ("Holds", size_of::<entry::Holds>()),
+        ("Holder", size_of::<entry::Holder>()),
+    ]
+}
+
 /// What INFO keyspace reports of expiring keys.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TtlStats {
@@ -517,8 +528,8 @@ impl<'a> Tx<'a> {
     /// The position in `guards` of the shard of `key`, if this section holds it.
     ///
     /// Most sections hold one shard and were opened for one key, the key they then touch:
-    /// that case is a byte compare, as hashing every key showed as a tenth of the server's
-    /// CPU in a lock/unlock profile. Any other key is hashed.
+    /// that case is a byte compare, since hashing every key would cost about a tenth of the
+    /// server's CPU on a lock/unlock cycle. Any other key is hashed.
     fn slot(&self, key: &[u8]) -> Option<usize> {
         /// Declared keys compared before hashing instead (bounds the compares per call).
         const COMPARED: usize = 4;

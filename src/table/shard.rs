@@ -22,7 +22,7 @@ use crate::persist::Record;
 use crate::wheel::Wheel;
 
 /// What a timer in the wheel stands for: the hash of the key whose hold lease or string
-/// expiry it ends (8 bytes, where a copy of the key cost a `Bytes` handle and a shared
+/// expiry it ends (8 bytes; a copy of the key would cost a `Bytes` handle and a shared
 /// buffer per lease).
 ///
 /// At expiry the key is found by that hash and the timer id itself: every hold and string
@@ -35,7 +35,7 @@ pub(crate) struct Due {
 
 /// The keys of one shard and their timers.
 #[derive(Debug)]
-pub struct Shard {
+pub(crate) struct Shard {
     /// Every key of the shard.
     pub(super) keys: Keys,
     pub(crate) wheel: Wheel<Due>,
