@@ -144,17 +144,8 @@ struct Replay<'t, 'a> {
 impl Replay<'_, '_> {
     /// Applies `record` (the section is marked as replaying: nothing is emitted).
     fn apply(&mut self, record: &Record) {
-        let now = self.tx.now;
-        // Cluster mode: a passed deadline is due now, never dropped here (see
-        // `LockTable::set_ends_by_log`), so the ghost paths below are not taken.
-        let by_log = self.tx.table.shared.ends_by_log.load(Ordering::Relaxed);
-        let mono = |deadline_ms: u64| -> Option<Instant> {
-            if deadline_ms > now.wall_ms {
-                Some(now.mono + Duration::from_millis(deadline_ms - now.wall_ms))
-            } else {
-                by_log.then_some(now.mono)
-            }
-        };
+        let (now, by_log) = (self.tx.now, self.by_log());
+        let mono = |deadline_ms| live_deadline(now, by_log, deadline_ms);
         match record {
             Record::Grant {
                 key,
@@ -162,47 +153,12 @@ impl Replay<'_, '_> {
                 hold,
                 token,
                 deadline_ms,
-            } => {
-                self.tx.table.shared.tokens.observe(*token);
-                self.tx.release_hold(key, owner);
-                self.ghosts.remove(key, owner);
-                match mono(*deadline_ms) {
-                    Some(deadline) => self.revive(key, owner, *hold, *token, deadline),
-                    // Passed by now, but a later Refresh may have kept it (see `Ghosts`).
-                    None => self.ghosts.insert(key, owner, *hold, *token),
-                }
-                self.tx.gc(key);
-            }
+            } => self.grant(key, owner, *hold, *token, *deadline_ms),
             Record::Refresh {
                 key,
                 owner,
                 deadline_ms,
-            } => match mono(*deadline_ms) {
-                Some(deadline) => {
-                    let at = super::entry::Deadline::new(self.tx.origin(), deadline);
-                    let found = self
-                        .tx
-                        .entry(key)
-                        .and_then(|e| {
-                            e.update_lease(|h| h.owner == owner.as_ref(), |l| l.deadline = at)
-                        })
-                        .map(|lease| lease.timer);
-                    if let Some(timer) = found {
-                        self.tx.reschedule(key, timer, deadline);
-                    } else if let Some((hold, token)) = self.ghosts.remove(key, owner) {
-                        // The grant's deadline had passed by now, yet the live server
-                        // refreshed the hold before it ran out: the hold lives on (a lock
-                        // kept alive by REFRESH across a restart).
-                        self.revive(key, owner, hold, token, deadline);
-                    }
-                }
-                None => {
-                    if let Some(lease) = self.tx.release_hold(key, owner) {
-                        self.ghosts.insert(key, owner, lease.kind, lease.token);
-                    }
-                    self.tx.gc(key);
-                }
-            },
+            } => self.refresh(key, owner, *deadline_ms),
             Record::Release { key, owner } => {
                 self.tx.release_hold(key, owner);
                 self.ghosts.remove(key, owner);
@@ -261,6 +217,50 @@ impl Replay<'_, '_> {
         }
     }
 
+    /// Whether replay runs in cluster mode (see [`LockTable::set_ends_by_log`]).
+    fn by_log(&self) -> bool {
+        self.tx.table.shared.ends_by_log.load(Ordering::Relaxed)
+    }
+
+    /// A Grant record: the hold with a live deadline, or a ghost when its deadline passed.
+    fn grant(&mut self, key: &Bytes, owner: &Bytes, hold: HoldKind, token: i64, deadline_ms: u64) {
+        self.tx.table.shared.tokens.observe(token);
+        self.tx.release_hold(key, owner);
+        self.ghosts.remove(key, owner);
+        match live_deadline(self.tx.now, self.by_log(), deadline_ms) {
+            Some(deadline) => self.revive(key, owner, hold, token, deadline),
+            // Passed by now, but a later Refresh may have kept it (see `Ghosts`).
+            None => self.ghosts.insert(key, owner, hold, token),
+        }
+        self.tx.gc(key);
+    }
+
+    /// A Refresh record: the hold's new deadline; a ghost it revives; or, when the new
+    /// deadline passed too, the hold becomes a ghost.
+    fn refresh(&mut self, key: &Bytes, owner: &Bytes, deadline_ms: u64) {
+        let Some(deadline) = live_deadline(self.tx.now, self.by_log(), deadline_ms) else {
+            if let Some(lease) = self.tx.release_hold(key, owner) {
+                self.ghosts.insert(key, owner, lease.kind, lease.token);
+            }
+            self.tx.gc(key);
+            return;
+        };
+        let at = super::entry::Deadline::new(self.tx.origin(), deadline);
+        let found = self
+            .tx
+            .entry(key)
+            .and_then(|e| e.update_lease(|h| h.owner == owner.as_ref(), |l| l.deadline = at))
+            .map(|lease| lease.timer);
+        if let Some(timer) = found {
+            self.tx.reschedule(key, timer, deadline);
+        } else if let Some((hold, token)) = self.ghosts.remove(key, owner) {
+            // The grant's deadline had passed by now, yet the live server refreshed the hold
+            // before it ran out: the hold lives on (a lock kept alive by REFRESH across a
+            // restart).
+            self.revive(key, owner, hold, token, deadline);
+        }
+    }
+
     /// Puts back a recovered hold of `owner` on `key` with a live `deadline`.
     fn revive(
         &mut self,
@@ -311,5 +311,16 @@ impl Replay<'_, '_> {
             );
             self.tx.release_hold(key, &other);
         }
+    }
+}
+
+/// The monotonic deadline for a recovered wall-clock one: None when it has passed, except
+/// in cluster mode (`by_log`), where a passed deadline is due now and never dropped here
+/// (see [`LockTable::set_ends_by_log`]), so the ghost paths are not taken.
+fn live_deadline(now: Now, by_log: bool, deadline_ms: u64) -> Option<Instant> {
+    if deadline_ms > now.wall_ms {
+        Some(now.mono + Duration::from_millis(deadline_ms - now.wall_ms))
+    } else {
+        by_log.then_some(now.mono)
     }
 }
