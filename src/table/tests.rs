@@ -681,6 +681,11 @@ fn with_ends_by_log_replay_keeps_a_passed_hold_as_due() {
     assert_eq!(by_log.stats().holders, 0);
 }
 
+/// LOCK k for `owner` (exclusive, 10 s), waiting when `wait`.
+fn lock_k(t: &LockTable, now: Now, owner: &str, wait: bool) -> Result<Outcome, RespError> {
+    acquire(t, now, "k", owner, HoldKind::Exclusive, 10_000, wait)
+}
+
 fn unlock(t: &LockTable, now: Now, key: &str, owner: &str) {
     let (k, o) = (b(key), b(owner));
     t.run(&[&k], now, |tx| tx.unlock(&k, &o)).value.unwrap();
@@ -691,34 +696,9 @@ fn withdraw_of_a_grant_nobody_receives_releases_it_and_serves_the_next() {
     let clock = Clock::new();
     let t = table(&clock);
     let now = clock.now();
-    token(acquire(
-        &t,
-        now,
-        "k",
-        "a",
-        HoldKind::Exclusive,
-        10_000,
-        false,
-    ))
-    .unwrap();
-    let mut first = blocked(acquire(
-        &t,
-        now,
-        "k",
-        "b",
-        HoldKind::Exclusive,
-        10_000,
-        true,
-    ));
-    let mut second = blocked(acquire(
-        &t,
-        now,
-        "k",
-        "c",
-        HoldKind::Exclusive,
-        10_000,
-        true,
-    ));
+    token(lock_k(&t, now, "a", false)).unwrap();
+    let mut first = blocked(lock_k(&t, now, "b", true));
+    let mut second = blocked(lock_k(&t, now, "c", true));
     unlock(&t, now, "k", "a");
     // b is granted in the channel, but its connection goes away before reading it.
     t.withdraw(&first.waiter, &mut first.rx, now);
@@ -728,16 +708,7 @@ fn withdraw_of_a_grant_nobody_receives_releases_it_and_serves_the_next() {
     );
     assert_eq!(t.waiter_count(), 0);
     unlock(&t, now, "k", "c");
-    assert!(token(acquire(
-        &t,
-        now,
-        "k",
-        "d",
-        HoldKind::Exclusive,
-        10_000,
-        false
-    ))
-    .is_some());
+    assert!(token(lock_k(&t, now, "d", false)).is_some());
 }
 
 #[test]
@@ -745,25 +716,8 @@ fn withdraw_of_a_pending_wait_leaves_the_queue() {
     let clock = Clock::new();
     let t = table(&clock);
     let now = clock.now();
-    token(acquire(
-        &t,
-        now,
-        "k",
-        "a",
-        HoldKind::Exclusive,
-        10_000,
-        false,
-    ))
-    .unwrap();
-    let mut waiting = blocked(acquire(
-        &t,
-        now,
-        "k",
-        "b",
-        HoldKind::Exclusive,
-        10_000,
-        true,
-    ));
+    token(lock_k(&t, now, "a", false)).unwrap();
+    let mut waiting = blocked(lock_k(&t, now, "b", true));
     t.withdraw(&waiting.waiter, &mut waiting.rx, now);
     assert_eq!(t.waiter_count(), 0);
     unlock(&t, now, "k", "a");
@@ -771,16 +725,7 @@ fn withdraw_of_a_pending_wait_leaves_the_queue() {
         waiting.rx.try_recv().is_err(),
         "a withdrawn wait is never granted"
     );
-    assert!(token(acquire(
-        &t,
-        now,
-        "k",
-        "c",
-        HoldKind::Exclusive,
-        10_000,
-        false
-    ))
-    .is_some());
+    assert!(token(lock_k(&t, now, "c", false)).is_some());
 }
 
 /// Two keys whose shards differ in `t`.
