@@ -4,8 +4,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use baton::persist::HoldKind;
-use baton::table::{LockTable, Now, Outcome, SemAcquire, TableConfig};
+use baton::table::{HoldKind, LockTable, Now, Outcome, SemAcquire, TableConfig};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode};
 

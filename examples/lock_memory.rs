@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use baton::persist::HoldKind;
-use baton::table::{LockTable, Now, TableConfig};
+use baton::table::{HoldKind, LockTable, Now, TableConfig};
 use bytes::Bytes;
 
 /// Resident set size in bytes (Linux).
@@ -57,12 +56,14 @@ fn main() {
         assert!(out.value.is_ok());
     }
     let after = rss();
+    let sizes = baton::table::storage_sizes();
+    let sizes: Vec<String> = sizes
+        .iter()
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
     println!(
-        "size_of: Entry {} (a sole lock: one block of 26 + key + owner bytes) Object {} Holds {} Holder {}",
-        std::mem::size_of::<baton::table::Entry>(),
-        std::mem::size_of::<baton::table::Object>(),
-        std::mem::size_of::<baton::table::Holds>(),
-        std::mem::size_of::<baton::table::Holder>(),
+        "size_of: {} (a sole lock's Entry: one block of 26 + key + owner bytes)",
+        sizes.join(" ")
     );
     let stats = table.stats();
     assert_eq!(stats.holders, n);

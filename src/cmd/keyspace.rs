@@ -118,16 +118,24 @@ impl TxCommand for KeyCommand {
     fn apply(&self, tx: &mut Tx<'_>) -> Result<Outcome, RespError> {
         let reply = match self {
             KeyCommand::Del { keys } => {
-                Reply::Int(keys.iter().filter(|k| tx.del(k)).count() as i64)
+                let mut n = 0;
+                for key in keys {
+                    n += i64::from(tx.del(key)?);
+                }
+                Reply::Int(n)
             }
             KeyCommand::Exists { keys } => {
-                Reply::Int(keys.iter().filter(|k| tx.exists(k)).count() as i64)
+                let mut n = 0;
+                for key in keys {
+                    n += i64::from(tx.exists(key)?);
+                }
+                Reply::Int(n)
             }
             KeyCommand::Type { key } => {
-                Reply::Simple(Bytes::from_static(tx.type_of(key).as_bytes()))
+                Reply::Simple(Bytes::from_static(tx.type_of(key)?.as_bytes()))
             }
             KeyCommand::Ttl { key, seconds } => {
-                let ms = tx.pttl(key);
+                let ms = tx.pttl(key)?;
                 Reply::Int(if *seconds && ms >= 0 {
                     (ms + 500) / 1000
                 } else {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::args::Args;
 use super::{no_duplicates, TxCommand};
 use crate::error::RespError;
-use crate::persist::HoldKind;
+use crate::table::HoldKind;
 use crate::table::{Outcome, Tx};
 
 /// A single-key grant request (LOCK, WLOCK, RLOCK).

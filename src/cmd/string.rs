@@ -288,7 +288,7 @@ impl TxCommand for StrCommand {
             }
             StrCommand::Get { key } => tx.get(key)?,
             StrCommand::DelIf { key, value, equal } => tx.del_if(key, value, *equal)?,
-            StrCommand::Del { key } => crate::resp::Reply::Int(i64::from(tx.del(key))),
+            StrCommand::Del { key } => crate::resp::Reply::Int(i64::from(tx.del(key)?)),
             StrCommand::Expire {
                 key,
                 when,

@@ -19,8 +19,8 @@
 //! Group commit: the writer takes the whole buffer each time (one `write`, one
 //! `fdatasync`). After a synced batch of several records it pauses for 1/8 of the sync
 //! time (at most 0.5 ms) so the waiters it just woke can append again: without that,
-//! batches alternate big/small and throughput halves (measured: ~4k → ~6-9k appends/s at
-//! 50 appenders on a ~3-6 ms-fdatasync disk).
+//! batches alternate big/small and, with many appenders on a slow-fdatasync disk, about
+//! half the appends per second get through.
 //!
 //! Failures: a failed write or fdatasync is never retried under `always` (the server stops,
 //! see `server::serve`: what was written but not synced cannot be trusted). Under

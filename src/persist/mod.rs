@@ -1,11 +1,12 @@
 //! Durability: the append-only log, snapshots and recovery.
 //!
 //! The lock table emits a [`Record`] for every state change that matters after a restart
-//! (see `table::Shard::commit`) and calls [`Log::append`] under the shard's mutex; the
-//! connection awaits [`Log::wait_durable`] before replying. [`log`] writes records with
-//! group commit, [`snapshot`] replaces the log by the live state when it grows, [`recover`]
-//! reads the data directory back into records that the table replays through the same
-//! `commit` path. [`record`] is the on-disk encoding; `files` names the files.
+//! (its state-change primitives, `table/shard.rs`) and calls [`Log::append`] under the
+//! shard's mutex; the connection awaits [`Log::wait_durable`] before replying. [`log`]
+//! writes records with group commit, [`snapshot`] replaces the log by the live state when it
+//! grows, [`recover`] reads the data directory back into records that the table replays
+//! through the same primitives (`table/replay.rs`). [`record`] is the on-disk encoding;
+//! `files` names the files.
 //!
 //! Start-up: `let (log, recovered) = Log::open(LogConfig::from_config(&cfg)).await?;`,
 //! replay `recovered.records` in order, seed the token counter above

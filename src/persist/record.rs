@@ -16,18 +16,9 @@
 
 use bytes::Bytes;
 
-/// What a hold is: a lock mode or a number of semaphore permits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HoldKind {
-    /// LOCK / WLOCK: excludes everybody else.
-    Exclusive,
-    /// WLOCK ... SHARED: shares with other shared writers only.
-    SharedWrite,
-    /// RLOCK: shares with other readers.
-    Read,
-    /// SEM.ACQUIRE ... PERMITS n.
-    Permits(u64),
-}
+/// The kind of a [`Record::Grant`]'s hold: a table type, encoded here (named from `persist`
+/// too, so readers of the format find it beside the records).
+pub use crate::table::HoldKind;
 
 /// One durable state change.
 #[derive(Debug, Clone, PartialEq, Eq)]

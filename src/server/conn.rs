@@ -476,24 +476,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         }
     }
 
-    /// The connection is gone while waiting: leave the queue, and undo a grant that was
-    /// made but cannot be delivered any more.
+    /// The connection is gone while waiting: the table withdraws the wait (and undoes a
+    /// grant that can no longer be delivered).
     fn abandon(
         server: &Server,
         waiter: &Arc<crate::table::Waiter>,
         rx: &mut tokio::sync::oneshot::Receiver<WaitResult>,
     ) {
-        let now = server.now();
-        if server.table.cancel(waiter, now).value {
-            return;
-        }
-        if let Ok(WaitResult::Granted { .. }) = rx.try_recv() {
-            let keys: Vec<&[u8]> = waiter.keys.iter().map(|k| k.as_ref()).collect();
-            server.table.run(&keys, now, |tx| {
-                for key in &waiter.keys {
-                    let _ = tx.unlock(key, &waiter.owner);
-                }
-            });
-        }
+        server.table.withdraw(waiter, rx, server.now());
     }
 }

@@ -22,9 +22,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use super::sole::SoleLock;
+pub(crate) use super::sole::SoleLock;
 use super::waiters::Waiter;
-use crate::persist::HoldKind;
+use super::HoldKind;
 use crate::wheel::TimerId;
 
 /// A monotonic deadline as nanoseconds after the table's origin: 8 bytes where an `Instant`
@@ -37,14 +37,14 @@ use crate::wheel::TimerId;
 /// Deadlines before the origin (which no caller makes: `now` comes after the table was
 /// built) would count as the origin itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Deadline(u64);
+pub(crate) struct Deadline(u64);
 
 /// Marks a [`Deadline`] kept in ms.
 const IN_MS: u64 = 1 << 63;
 
 impl Deadline {
     /// `at` as a deadline of a table whose time zero is `origin`.
-    pub fn new(origin: Instant, at: Instant) -> Deadline {
+    pub(crate) fn new(origin: Instant, at: Instant) -> Deadline {
         let since = at.saturating_duration_since(origin);
         match u64::try_from(since.as_nanos()) {
             Ok(nanos) if nanos < IN_MS => Deadline(nanos),
@@ -56,7 +56,7 @@ impl Deadline {
     }
 
     /// The instant again, given the same `origin` (to the ms past 292 years).
-    pub fn instant(self, origin: Instant) -> Instant {
+    pub(crate) fn instant(self, origin: Instant) -> Instant {
         let since = if self.0 & IN_MS == 0 {
             std::time::Duration::from_nanos(self.0)
         } else {
@@ -80,29 +80,29 @@ impl Deadline {
 
 /// A hold's terms, everything but its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lease {
+pub(crate) struct Lease {
     /// Lock mode or permits.
-    pub kind: HoldKind,
+    pub(crate) kind: HoldKind,
     /// The fencing token of the grant.
-    pub token: i64,
+    pub(crate) token: i64,
     /// Monotonic end of the lease.
-    pub deadline: Deadline,
+    pub(crate) deadline: Deadline,
     /// The lease's timer in the shard's wheel.
-    pub timer: TimerId,
+    pub(crate) timer: TimerId,
 }
 
 /// One hold in the general form: who, and on which terms.
 #[derive(Debug, Clone)]
-pub struct Holder {
+pub(crate) struct Holder {
     /// The owner chosen by the client (a copy of exactly its length).
-    pub owner: Box<[u8]>,
+    pub(crate) owner: Box<[u8]>,
     /// Mode, token, deadline, timer.
-    pub lease: Lease,
+    pub(crate) lease: Lease,
 }
 
 impl Holder {
     /// The holder as readers see it.
-    pub fn as_ref(&self) -> HolderRef<'_> {
+    pub(crate) fn as_ref(&self) -> HolderRef<'_> {
         HolderRef {
             owner: &self.owner,
             lease: self.lease,
@@ -112,20 +112,20 @@ impl Holder {
 
 /// A hold as read from either form of entry.
 #[derive(Debug, Clone, Copy)]
-pub struct HolderRef<'a> {
+pub(crate) struct HolderRef<'a> {
     /// The owner.
-    pub owner: &'a [u8],
+    pub(crate) owner: &'a [u8],
     /// Mode, token, deadline, timer.
-    pub lease: Lease,
+    pub(crate) lease: Lease,
 }
 
 /// The holders and FIFO waiters of a lock or a semaphore in the general form.
 #[derive(Debug, Default)]
-pub struct Holds {
+pub(crate) struct Holds {
     /// Current holders (at most one per owner).
-    pub holders: HolderList,
+    pub(crate) holders: HolderList,
     /// Waiters in global arrival order (`seq` rising).
-    pub queue: Queue,
+    pub(crate) queue: Queue,
 }
 
 /// The holders of one key: one inline (a semaphore's usual case, or what is left of a
@@ -134,7 +134,7 @@ pub struct Holds {
 /// A `Vec` allocates room for 4 holders on its first push; this keeps a single holder
 /// inside the entry. Reads go through `Deref<Target = [Holder]>`.
 #[derive(Debug)]
-pub enum HolderList {
+pub(crate) enum HolderList {
     /// No holder or several (or one left after a removal from several).
     Many(Vec<Holder>),
     /// Exactly one holder.
@@ -168,7 +168,7 @@ impl std::ops::DerefMut for HolderList {
 
 impl HolderList {
     /// Adds a holder.
-    pub fn push(&mut self, holder: Holder) {
+    pub(crate) fn push(&mut self, holder: Holder) {
         match self {
             HolderList::Many(v) if v.is_empty() => *self = HolderList::One(holder),
             HolderList::Many(v) => v.push(holder),
@@ -185,7 +185,7 @@ impl HolderList {
     ///
     /// # Panics
     /// If `pos` is out of bounds.
-    pub fn swap_remove(&mut self, pos: usize) -> Holder {
+    pub(crate) fn swap_remove(&mut self, pos: usize) -> Holder {
         match self {
             HolderList::Many(v) => {
                 let holder = v.swap_remove(pos);
@@ -213,31 +213,31 @@ impl HolderList {
 /// somebody waits.
 #[derive(Debug, Default)]
 #[allow(clippy::box_collection)]
-pub struct Queue(Option<Box<VecDeque<Arc<Waiter>>>>);
+pub(crate) struct Queue(Option<Box<VecDeque<Arc<Waiter>>>>);
 
 impl Queue {
     /// Whether nobody waits.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.as_ref().is_none_or(|q| q.is_empty())
     }
 
     /// Waiters queued.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |q| q.len())
     }
 
     /// The head waiter.
-    pub fn front(&self) -> Option<&Arc<Waiter>> {
+    pub(crate) fn front(&self) -> Option<&Arc<Waiter>> {
         self.0.as_ref().and_then(|q| q.front())
     }
 
     /// Appends a waiter.
-    pub fn push_back(&mut self, waiter: Arc<Waiter>) {
+    pub(crate) fn push_back(&mut self, waiter: Arc<Waiter>) {
         self.0.get_or_insert_default().push_back(waiter);
     }
 
     /// Removes the head waiter; frees the storage when the queue empties.
-    pub fn pop_front(&mut self) -> Option<Arc<Waiter>> {
+    pub(crate) fn pop_front(&mut self) -> Option<Arc<Waiter>> {
         let q = self.0.as_mut()?;
         let head = q.pop_front();
         if q.is_empty() {
@@ -247,12 +247,12 @@ impl Queue {
     }
 
     /// The waiters, head first.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Waiter>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Waiter>> {
         self.0.iter().flat_map(|q| q.iter())
     }
 
     /// Keeps only the waiters for which `f` is true.
-    pub fn retain(&mut self, f: impl FnMut(&Arc<Waiter>) -> bool) {
+    pub(crate) fn retain(&mut self, f: impl FnMut(&Arc<Waiter>) -> bool) {
         if let Some(q) = self.0.as_mut() {
             q.retain(f);
             if q.is_empty() {
@@ -280,16 +280,16 @@ impl IntoIterator for Queue {
 
 /// A semaphore: capacity plus holds counted in permits.
 #[derive(Debug)]
-pub struct Semaphore {
+pub(crate) struct Semaphore {
     /// Permits in all.
-    pub capacity: u64,
+    pub(crate) capacity: u64,
     /// Holders and waiters.
-    pub holds: Holds,
+    pub(crate) holds: Holds,
 }
 
 impl Semaphore {
     /// Permits held now.
-    pub fn used(&self) -> u64 {
+    pub(crate) fn used(&self) -> u64 {
         self.holds
             .holders
             .iter()
@@ -300,74 +300,39 @@ impl Semaphore {
 
 /// A string value with an optional expiry.
 #[derive(Debug)]
-pub struct StrValue {
+pub(crate) struct StrValue {
     /// The bytes (a copy of exactly their length).
-    pub value: Box<[u8]>,
+    pub(crate) value: Box<[u8]>,
     /// When it expires, if it does.
-    pub expiry: Option<StrExpiry>,
+    pub(crate) expiry: Option<StrExpiry>,
 }
 
 /// When a string expires: the deadline its timer keeps, and the wall-clock time the
 /// client set. The wall time is kept as given, not derived back from the monotonic
 /// deadline, so EXPIRE GT/LT and the log compare the exact milliseconds asked for.
 #[derive(Clone, Copy, Debug)]
-pub struct StrExpiry {
+pub(crate) struct StrExpiry {
     /// The monotonic deadline.
-    pub deadline: Deadline,
+    pub(crate) deadline: Deadline,
     /// Its timer on the wheel.
-    pub timer: TimerId,
+    pub(crate) timer: TimerId,
     /// Unix milliseconds, as set by the client (or recovered from the log).
-    pub wall_ms: u64,
-}
-
-/// Mode compatibility and permit counts.
-pub trait KindExt {
-    /// Permits this hold uses (1 for lock modes).
-    fn permits(&self) -> u64;
-    /// Whether two lock holds may coexist on one key.
-    fn compatible_with(&self, other: &HoldKind) -> bool;
-    /// The mode name LOCK.INFO shows.
-    fn mode_name(&self) -> &'static str;
-}
-
-impl KindExt for HoldKind {
-    fn permits(&self) -> u64 {
-        match self {
-            HoldKind::Permits(n) => *n,
-            _ => 1,
-        }
-    }
-
-    fn compatible_with(&self, other: &HoldKind) -> bool {
-        matches!(
-            (self, other),
-            (HoldKind::Read, HoldKind::Read) | (HoldKind::SharedWrite, HoldKind::SharedWrite)
-        )
-    }
-
-    fn mode_name(&self) -> &'static str {
-        match self {
-            HoldKind::Exclusive => "exclusive",
-            HoldKind::SharedWrite => "shared-write",
-            HoldKind::Read => "read",
-            HoldKind::Permits(_) => "permits",
-        }
-    }
+    pub(crate) wall_ms: u64,
 }
 
 impl Holds {
     /// The hold of `owner`, if any.
-    pub fn holder(&self, owner: &[u8]) -> Option<&Holder> {
+    pub(crate) fn holder(&self, owner: &[u8]) -> Option<&Holder> {
         self.holders.iter().find(|h| *h.owner == *owner)
     }
 
     /// Whether nobody holds or waits.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.holders.is_empty() && self.queue.is_empty()
     }
 
     /// Whether a lock hold of `kind` fits beside the current holders.
-    pub fn lock_fits(&self, kind: &HoldKind) -> bool {
+    pub(crate) fn lock_fits(&self, kind: &HoldKind) -> bool {
         self.holders
             .iter()
             .all(|h| h.lease.kind.compatible_with(kind))
@@ -376,7 +341,7 @@ impl Holds {
     /// Waiters as docs/protocol.md counts them: an MLOCK whose owner held this key exclusively
     /// when it asked, and still does, sits in the queue only to keep its arrival place
     /// should that hold end; it does not wait for the key meanwhile.
-    pub fn visible_waiters(&self) -> usize {
+    pub(crate) fn visible_waiters(&self) -> usize {
         self.queue
             .iter()
             .filter(|w| !self.still_held_for(w))
@@ -385,12 +350,12 @@ impl Holds {
 
     /// Whether `w`'s owner still has here the exclusive hold it had when `w` (an MLOCK)
     /// asked: the key counts as granted to `w`.
-    pub fn still_held_for(&self, w: &Waiter) -> bool {
+    pub(crate) fn still_held_for(&self, w: &Waiter) -> bool {
         self.holder(&w.owner).is_some_and(|h| w.owns(h.lease.token))
     }
 
     /// Removes `waiter` from the queue; true if it was there.
-    pub fn dequeue(&mut self, waiter: &Waiter) -> bool {
+    pub(crate) fn dequeue(&mut self, waiter: &Waiter) -> bool {
         match self.queue.search(waiter.seq) {
             Ok(pos) => {
                 if let Some(q) = self.queue.0.as_mut() {
@@ -404,26 +369,20 @@ impl Holds {
             Err(_) => false,
         }
     }
-
-    /// Inserts `waiter` at its place in global arrival order.
-    pub fn enqueue(&mut self, waiter: Arc<Waiter>) {
-        let pos = self.queue.search(waiter.seq).unwrap_or_else(|pos| pos);
-        self.queue.0.get_or_insert_default().insert(pos, waiter);
-    }
 }
 
 /// A key in the general form: its bytes and what it holds.
 #[derive(Debug)]
-pub struct Object {
+pub(crate) struct Object {
     /// The key (a copy of exactly its length).
-    pub key: Box<[u8]>,
+    pub(crate) key: Box<[u8]>,
     /// What it holds.
-    pub value: Value,
+    pub(crate) value: Value,
 }
 
 /// What a key in the general form holds.
 #[derive(Debug)]
-pub enum Value {
+pub(crate) enum Value {
     /// A readers-writer lock; exists while it has holders or waiters.
     Lock(Holds),
     /// A semaphore; exists until SEM.DELETE.
@@ -434,7 +393,7 @@ pub enum Value {
 
 /// One key and its object, as its shard's table stores it (see the module doc).
 #[derive(Debug)]
-pub enum Entry {
+pub(crate) enum Entry {
     /// A lock with exactly one holder and no waiters.
     Sole(SoleLock),
     /// Any other key.
@@ -477,7 +436,7 @@ impl Entry {
     }
 
     /// The key.
-    pub fn key(&self) -> &[u8] {
+    pub(crate) fn key(&self) -> &[u8] {
         match self {
             Entry::Sole(s) => s.key(),
             Entry::Boxed(o) => &o.key,
@@ -485,22 +444,22 @@ impl Entry {
     }
 
     /// Whether the key is a lock (of either form).
-    pub fn is_lock(&self) -> bool {
+    pub(crate) fn is_lock(&self) -> bool {
         matches!(self, Entry::Sole(_)) || matches!(self.value(), Some(Value::Lock(_)))
     }
 
     /// Whether the key is a semaphore.
-    pub fn is_sem(&self) -> bool {
+    pub(crate) fn is_sem(&self) -> bool {
         matches!(self.value(), Some(Value::Sem(_)))
     }
 
     /// Whether the key is a string.
-    pub fn is_str(&self) -> bool {
+    pub(crate) fn is_str(&self) -> bool {
         matches!(self.value(), Some(Value::Str(_)))
     }
 
     /// `TYPE`'s answer.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self.value() {
             None | Some(Value::Lock(_)) => "lock",
             Some(Value::Sem(_)) => "semaphore",
@@ -518,7 +477,7 @@ impl Entry {
 
     /// The holds of a lock or semaphore in the general form; None for a sole lock (it has no
     /// queue) and a string.
-    pub fn holds(&self) -> Option<&Holds> {
+    pub(crate) fn holds(&self) -> Option<&Holds> {
         match self.value()? {
             Value::Lock(h) => Some(h),
             Value::Sem(s) => Some(&s.holds),
@@ -527,7 +486,7 @@ impl Entry {
     }
 
     /// Mutable [`holds`](Self::holds).
-    pub fn holds_mut(&mut self) -> Option<&mut Holds> {
+    pub(crate) fn holds_mut(&mut self) -> Option<&mut Holds> {
         match self {
             Entry::Sole(_) => None,
             Entry::Boxed(o) => match &mut o.value {
@@ -540,7 +499,7 @@ impl Entry {
 
     /// The holds of a lock or semaphore, turning a sole lock into the general form first
     /// (to add a holder or a waiter). None for a string.
-    pub fn expand(&mut self) -> Option<&mut Holds> {
+    pub(crate) fn expand(&mut self) -> Option<&mut Holds> {
         if let Entry::Sole(sole) = self {
             let mut holds = Holds::default();
             holds.holders.push(Holder {
@@ -554,7 +513,7 @@ impl Entry {
     }
 
     /// The semaphore, if the key is one.
-    pub fn sem(&self) -> Option<&Semaphore> {
+    pub(crate) fn sem(&self) -> Option<&Semaphore> {
         match self.value()? {
             Value::Sem(s) => Some(s),
             _ => None,
@@ -562,7 +521,7 @@ impl Entry {
     }
 
     /// Mutable [`sem`](Self::sem).
-    pub fn sem_mut(&mut self) -> Option<&mut Semaphore> {
+    pub(crate) fn sem_mut(&mut self) -> Option<&mut Semaphore> {
         match self {
             Entry::Boxed(o) => match &mut o.value {
                 Value::Sem(s) => Some(s),
@@ -573,7 +532,7 @@ impl Entry {
     }
 
     /// The string, if the key is one.
-    pub fn str_value(&self) -> Option<&StrValue> {
+    pub(crate) fn str_value(&self) -> Option<&StrValue> {
         match self.value()? {
             Value::Str(s) => Some(s),
             _ => None,
@@ -581,7 +540,7 @@ impl Entry {
     }
 
     /// Mutable [`str_value`](Self::str_value).
-    pub fn str_mut(&mut self) -> Option<&mut StrValue> {
+    pub(crate) fn str_mut(&mut self) -> Option<&mut StrValue> {
         match self {
             Entry::Boxed(o) => match &mut o.value {
                 Value::Str(s) => Some(s),
@@ -593,7 +552,7 @@ impl Entry {
 
     /// When the key's time to live ends, as PTTL reports it: a lock's longest lease (None
     /// with only waiters), a string's expiry; a semaphore has none.
-    pub fn ttl_deadline(&self) -> Option<Deadline> {
+    pub(crate) fn ttl_deadline(&self) -> Option<Deadline> {
         if self.is_sem() {
             return None;
         }
@@ -604,7 +563,7 @@ impl Entry {
     }
 
     /// The holders of a lock or semaphore (none for a string).
-    pub fn holders(&self) -> impl Iterator<Item = HolderRef<'_>> {
+    pub(crate) fn holders(&self) -> impl Iterator<Item = HolderRef<'_>> {
         let (sole, many) = match self {
             Entry::Sole(s) => (Some(s.holder()), &[][..]),
             Entry::Boxed(_) => (None, self.holds().map_or(&[][..], |h| &h.holders[..])),
@@ -613,32 +572,32 @@ impl Entry {
     }
 
     /// The hold of `owner`, if any.
-    pub fn holder(&self, owner: &[u8]) -> Option<HolderRef<'_>> {
+    pub(crate) fn holder(&self, owner: &[u8]) -> Option<HolderRef<'_>> {
         self.holders().find(|h| h.owner == owner)
     }
 
     /// Whether a lock hold of `kind` fits beside the current holders.
-    pub fn lock_fits(&self, kind: &HoldKind) -> bool {
+    pub(crate) fn lock_fits(&self, kind: &HoldKind) -> bool {
         self.holders().all(|h| h.lease.kind.compatible_with(kind))
     }
 
     /// Whether anybody waits in the key's queue.
-    pub fn has_waiters(&self) -> bool {
+    pub(crate) fn has_waiters(&self) -> bool {
         self.holds().is_some_and(|h| !h.queue.is_empty())
     }
 
     /// Whether nobody holds or waits (meaningful for locks; a string has neither).
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.holders().next().is_none() && !self.has_waiters()
     }
 
     /// Whether the key is a lock that nobody holds or waits for (it is then dropped).
-    pub fn is_idle_lock(&self) -> bool {
+    pub(crate) fn is_idle_lock(&self) -> bool {
         matches!(self.value(), Some(Value::Lock(h)) if h.is_idle())
     }
 
     /// Whether `timer` is the timer of one of the key's leases or of its string expiry.
-    pub fn has_timer(&self, timer: TimerId) -> bool {
+    pub(crate) fn has_timer(&self, timer: TimerId) -> bool {
         match self {
             Entry::Sole(s) => s.timer() == timer,
             Entry::Boxed(o) => match &o.value {
@@ -651,7 +610,7 @@ impl Entry {
     }
 
     /// Every timer the key owns (its leases', or its string expiry's).
-    pub fn timers(&self) -> impl Iterator<Item = TimerId> + '_ {
+    pub(crate) fn timers(&self) -> impl Iterator<Item = TimerId> + '_ {
         let expiry = self.str_value().and_then(|s| s.expiry).map(|e| e.timer);
         self.holders().map(|h| h.lease.timer).chain(expiry)
     }

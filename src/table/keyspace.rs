@@ -9,22 +9,34 @@ use crate::persist::Record;
 
 impl Tx<'_> {
     /// Whether `key` exists (a lock while it has holders or waiters).
-    pub fn exists(&mut self, key: &[u8]) -> bool {
-        self.entry(key).is_some_and(|e| !e.is_idle_lock())
+    ///
+    /// # Errors
+    /// `internal error` for a key whose shard the section did not lock.
+    pub fn exists(&mut self, key: &[u8]) -> Result<bool, RespError> {
+        self.check(key)?;
+        Ok(self.entry(key).is_some_and(|e| !e.is_idle_lock()))
     }
 
     /// TYPE: `lock`, `semaphore`, `string` or `none`.
-    pub fn type_of(&mut self, key: &[u8]) -> &'static str {
-        match self.entry(key) {
+    ///
+    /// # Errors
+    /// `internal error` for a key whose shard the section did not lock.
+    pub fn type_of(&mut self, key: &[u8]) -> Result<&'static str, RespError> {
+        self.check(key)?;
+        Ok(match self.entry(key) {
             Some(e) => e.type_name(),
             None => "none",
-        }
+        })
     }
 
     /// DEL / UNLINK of one key: a lock loses its holders and serves its waiters in order; a
     /// semaphore is deleted as by SEM.DELETE; a string is removed. True if the key existed.
-    pub fn del(&mut self, key: &Bytes) -> bool {
-        match self.entry(key) {
+    ///
+    /// # Errors
+    /// `internal error` for a key whose shard the section did not lock.
+    pub fn del(&mut self, key: &Bytes) -> Result<bool, RespError> {
+        self.check(key)?;
+        Ok(match self.entry(key) {
             None => false,
             Some(e) if e.is_lock() => {
                 let owners: Vec<Box<[u8]>> = e.holders().map(|h| h.owner.into()).collect();
@@ -36,18 +48,22 @@ impl Tx<'_> {
             }
             Some(e) if e.is_sem() => self.sem_delete(key).is_ok(),
             Some(_) => self.remove_key(key).is_some(),
-        }
+        })
     }
 
     /// PTTL in ms: -2 missing; a lock: its longest remaining lease (-1 with only waiters); a
     /// semaphore: -1; a string: its remaining time or -1.
-    pub fn pttl(&mut self, key: &[u8]) -> i64 {
+    ///
+    /// # Errors
+    /// `internal error` for a key whose shard the section did not lock.
+    pub fn pttl(&mut self, key: &[u8]) -> Result<i64, RespError> {
+        self.check(key)?;
         let (now, origin) = (self.now, self.origin());
         let left = |deadline: super::Deadline| now.ms_until(deadline.instant(origin));
-        match self.entry(key) {
+        Ok(match self.entry(key) {
             None => -2,
             Some(e) => e.ttl_deadline().map_or(-1, left),
-        }
+        })
     }
 
     /// FLUSHALL / FLUSHDB: removes every key of the shards held (all of them, via

@@ -1,15 +1,15 @@
 //! Locks: LOCK / WLOCK / RLOCK (one key), MLOCK / MUNLOCK (several), REFRESH, UNLOCK,
-//! LOCK.INFO. Modes and their compatibility live in `entry.rs` ([`KindExt`]).
+//! LOCK.INFO. Modes and their compatibility are [`HoldKind`]'s (`kind.rs`).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::entry::{Holds, KindExt};
+use super::entry::Holds;
 use super::waiters::Waiter;
+use super::HoldKind;
 use super::{Blocked, Outcome, Tx};
 use crate::error::RespError;
-use crate::persist::HoldKind;
 use crate::resp::Reply;
 
 impl Tx<'_> {
@@ -28,6 +28,7 @@ impl Tx<'_> {
         ttl_ms: u64,
         wait: bool,
     ) -> Result<Outcome, RespError> {
+        self.check(key)?;
         let (existing, grantable) = match self.entry(key) {
             Some(e) if e.is_lock() => (
                 e.holder(owner).map(|h| h.lease),
@@ -59,6 +60,7 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a string key.
     pub fn refresh(&mut self, key: &Bytes, owner: &[u8], ttl_ms: u64) -> Result<Reply, RespError> {
+        self.check(key)?;
         if self.entry(key).is_some_and(|e| e.is_str()) {
             return Err(RespError::WRONGTYPE);
         }
@@ -73,6 +75,7 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a string key.
     pub fn unlock(&mut self, key: &Bytes, owner: &[u8]) -> Result<Reply, RespError> {
+        self.check(key)?;
         if self.entry(key).is_some_and(|e| e.is_str()) {
             return Err(RespError::WRONGTYPE);
         }
@@ -88,6 +91,7 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a string or semaphore key.
     pub fn lock_info(&mut self, key: &[u8]) -> Result<Reply, RespError> {
+        self.check(key)?;
         let (now, origin) = (self.now, self.origin());
         let entry = match self.entry(key) {
             None => return Ok(Reply::Nil),
@@ -136,6 +140,9 @@ impl Tx<'_> {
         ttl_ms: u64,
         wait: bool,
     ) -> Result<Outcome, RespError> {
+        for key in keys {
+            self.check(key)?;
+        }
         // Per key: the token of the owner's exclusive hold there, if any.
         let mut held = Vec::with_capacity(keys.len());
         let mut all_free = true;
@@ -195,6 +202,9 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE if any key is a string (nothing is released then).
     pub fn munlock(&mut self, keys: &[Bytes], owner: &[u8]) -> Result<Reply, RespError> {
+        for key in keys {
+            self.check(key)?;
+        }
         for key in keys {
             if self.entry(key).is_some_and(|e| e.is_str()) {
                 return Err(RespError::WRONGTYPE);

@@ -13,32 +13,48 @@
 //!   `strings.rs` (SET, GET, expiry of strings), `keyspace.rs` (DEL, EXISTS, TYPE, SCAN...).
 //! - Every state change passes one set of primitives in `shard.rs` (`grant_hold`,
 //!   `renew_hold`, `release_hold`, `put_str`, `remove_key`, ...), which update the state,
-//!   schedule or cancel the lease timer and emit the [`Record`] to the [`RecordSink`]. Replay
-//!   of those records after a restart goes through [`LockTable::replay`].
+//!   schedule or cancel the lease timer and emit the [`Record`] to the [`RecordSink`].
 //! - [`LockTable::expire`] fires due leases with a budget; [`LockTable::next_deadline`] tells
 //!   the expirer when to wake.
 //!
+//! # Files
+//! - `mod.rs`: [`LockTable`] (sharding, [`LockTable::run`], stats, dump, reset), [`Tx`]
+//!   (the section: shard routing, records, tokens, the waiter budget, timers), [`Now`].
+//! - `shard.rs`: a `Shard`'s storage and the state-change primitives on [`Tx`].
+//! - `handoff.rs`: queueing a blocked request, `pump` (granting queue heads when holds
+//!   end), MLOCK's all-or-nothing grant, cancelling and failing waiters.
+//! - `expire.rs`: firing due timers ([`LockTable::expire`]), in firing order.
+//! - `replay.rs`: applying recovered records ([`LockTable::replay`]) and the replay-only
+//!   state (holds expired by replay that a later refresh may revive).
+//! - `locks.rs`, `sems.rs`, `strings.rs`, `keyspace.rs`: the command families.
+//! - `entry.rs`, `sole.rs`, `keys.rs`: what a key holds and how it is stored;
+//!   `waiters.rs`: a blocked request; `token.rs`: fencing tokens.
+//!
 //! # Storage
 //! A shard keeps its keys in `keys.rs` (a chunked slab behind a hash index of 4-byte
-//! positions) as [`Entry`]s (`entry.rs`): a lock with one holder and no waiters is one
-//! exact allocation ([`SoleLock`], `sole.rs`), anything else one box with its key. Each
+//! positions) as `Entry`s (`entry.rs`): a lock with one holder and no waiters is one
+//! exact allocation (`SoleLock`, `sole.rs`), anything else one box with its key. Each
 //! timer in the shard's wheel carries only its key's hash. About 154 bytes per held lock
 //! at 1M locks (16-byte keys, 36-byte owners; `examples/lock_memory.rs`).
 //!
 //! # Hand-off
-//! When a hold ends (UNLOCK, expiry, DEL, undone grant) the key's queue is *pumped* in the
-//! same critical section: head waiters that fit are granted and their replies sent through
-//! their oneshot channels. A multi-key (MLOCK) waiter at the head needs the shards of all its
-//! keys; if the current [`Tx`] does not hold them it is deferred, and `run` re-examines it
-//! under a new `Tx` with the right shards once the current shards are released.
+//! When a hold ends (UNLOCK, expiry, DEL, undone grant) the key's queue is *pumped* (`handoff.rs`)
+//! in the same critical section: head waiters that fit are granted and their replies sent through
+//! their oneshot channels. A multi-key (MLOCK) waiter at the head needs the shards of all its keys;
+//! if the current [`Tx`] does not hold them it is deferred, and `run` re-examines it under a new
+//! `Tx` with the right shards once the current shards are released.
 //!
 //! To add a command family: add a file with an `impl Tx<'_>` block that uses the
 //! primitives, never touching a `Shard`'s keys directly for holds.
 
 mod entry;
+mod expire;
+mod handoff;
 mod keys;
 mod keyspace;
+mod kind;
 mod locks;
+mod replay;
 mod sems;
 mod shard;
 mod sole;
@@ -57,17 +73,16 @@ use tokio::sync::oneshot;
 /// Shard indexes of one section; inline for the usual one or two, so no allocation.
 type ShardList = SmallVec<[usize; 4]>;
 
-pub use entry::{
-    Deadline, Entry, Holder, HolderRef, Holds, KindExt, Lease, Object, Semaphore, SoleLock,
-    StrExpiry, StrValue, Value,
-};
+pub(crate) use entry::{Deadline, Entry};
 pub use keyspace::{glob_match, Glob, ShardKeys};
+pub use kind::{HoldKind, KIND_NAMES};
 pub use sems::SemAcquire;
-pub use shard::Shard;
+pub(crate) use shard::Shard;
 pub use strings::{ExpireCondition, SetCondition, SetExpiry, SetOptions};
-pub use token::{TokenCounter, TOKEN_BLOCK};
+pub(crate) use token::{TokenCounter, TOKEN_BLOCK};
 pub use waiters::{WaitResult, Waiter};
 
+use crate::error::RespError;
 use crate::persist::Record;
 use crate::resp::Reply;
 
@@ -178,6 +193,8 @@ pub(crate) struct Shared {
 pub struct LockTable {
     shards: Box<[Mutex<Shard>]>,
     shared: Shared,
+    /// Replay only (see [`replay::Ghosts`]).
+    ghosts: Mutex<replay::Ghosts>,
     mask: usize,
     hasher: foldhash::fast::FixedState,
 }
@@ -200,6 +217,7 @@ impl LockTable {
             .into_boxed_slice();
         LockTable {
             shards,
+            ghosts: Mutex::new(replay::Ghosts::default()),
             mask: n - 1,
             hasher: foldhash::fast::FixedState::with_seed(0x6261_746f_6e21),
             shared: Shared {
@@ -254,17 +272,25 @@ impl LockTable {
     /// multi-key waiter the call could not finish with those shards.
     pub fn run<R>(&self, keys: &[&[u8]], now: Now, f: impl FnOnce(&mut Tx<'_>) -> R) -> Ran<R> {
         let mut idx: ShardList = keys.iter().map(|k| self.shard_for(k)).collect();
-        self.run_on(&mut idx, now, f)
+        self.run_on(&mut idx, keys, now, f)
     }
 
     /// Like [`run`](Self::run) with every shard locked (FLUSHALL, scripts without keys).
     pub fn run_all<R>(&self, now: Now, f: impl FnOnce(&mut Tx<'_>) -> R) -> Ran<R> {
         let mut idx: ShardList = (0..self.shards.len()).collect();
-        self.run_on(&mut idx, now, f)
+        self.run_on(&mut idx, &[], now, f)
     }
 
-    fn run_on<R>(&self, idx: &mut ShardList, now: Now, f: impl FnOnce(&mut Tx<'_>) -> R) -> Ran<R> {
-        let mut tx = self.begin(idx, now);
+    /// Runs `f` over the shards `idx`; `keys` are the keys the section is opened for (see
+    /// [`Tx::slot`]), empty when it is opened by shard.
+    fn run_on<R>(
+        &self,
+        idx: &mut ShardList,
+        keys: &[&[u8]],
+        now: Now,
+        f: impl FnOnce(&mut Tx<'_>) -> R,
+    ) -> Ran<R> {
+        let mut tx = self.begin(idx, keys, now);
         let value = f(&mut tx);
         let mut lsn = tx.lsn;
         let mut deferred = std::mem::take(&mut tx.deferred);
@@ -274,7 +300,7 @@ impl LockTable {
                 continue;
             }
             let mut idx: ShardList = waiter.keys.iter().map(|k| self.shard_for(k)).collect();
-            let mut tx = self.begin(&mut idx, now);
+            let mut tx = self.begin(&mut idx, &[], now);
             tx.examine_multi(&waiter);
             lsn = lsn.max(tx.lsn);
             deferred.append(&mut tx.deferred);
@@ -282,27 +308,19 @@ impl LockTable {
         Ran { value, lsn }
     }
 
-    fn begin(&self, idx: &mut ShardList, now: Now) -> Tx<'_> {
+    fn begin<'t>(&'t self, idx: &mut ShardList, keys: &'t [&'t [u8]], now: Now) -> Tx<'t> {
         idx.sort_unstable();
         idx.dedup();
         let guards = idx.iter().map(|&i| (i, self.shards[i].lock())).collect();
         Tx {
             table: self,
             guards,
+            declared: keys,
             now,
             lsn: 0,
             deferred: Vec::new(),
             replaying: false,
         }
-    }
-
-    /// Takes a waiter out of its queues (its deadline passed or its connection closed).
-    ///
-    /// Returns true if it was still waiting; false if it was granted or failed meanwhile, in
-    /// which case the outcome is in its channel.
-    pub fn cancel(&self, waiter: &Arc<Waiter>, now: Now) -> Ran<bool> {
-        let keys: Vec<&[u8]> = waiter.keys.iter().map(|k| k.as_ref()).collect();
-        self.run(&keys, now, |tx| tx.cancel_waiter(waiter))
     }
 
     /// The earliest lease deadline over all shards (at or before the true deadline).
@@ -311,62 +329,6 @@ impl LockTable {
             .iter()
             .filter_map(|s| s.lock().next_deadline())
             .min()
-    }
-
-    /// Ends the leases (and string expiries) due at `now`, at most `budget` of them.
-    /// Returns how many ended; when it equals `budget`, more may be due.
-    pub fn expire(&self, now: Now, budget: usize) -> usize {
-        self.expire_shards(0..self.shards.len(), now, budget)
-    }
-
-    /// [`LockTable::expire`] for the shards in `shards` only (the expirer splits the shards
-    /// among workers that run in parallel; each shard is locked on its own).
-    pub fn expire_shards(&self, shards: std::ops::Range<usize>, now: Now, budget: usize) -> usize {
-        let mut done = 0;
-        for i in shards.start..shards.end.min(self.shards.len()) {
-            if done >= budget {
-                break;
-            }
-            let mut idx: ShardList = smallvec::smallvec![i];
-            let ran = self.run_on(&mut idx, now, |tx| tx.expire_shard(i, budget - done));
-            done += ran.value;
-        }
-        done
-    }
-
-    /// Cluster mode: makes replay deterministic. A recovered lease (or string expiry) whose
-    /// wall deadline passed is kept as due now instead of dropped, so every node's table
-    /// is a function of the committed log alone; the serving leader's expirer ends it by
-    /// proposing a Release (or Delete) through the log. Single-node mode never sets it.
-    pub fn set_ends_by_log(&self, on: bool) {
-        self.shared.ends_by_log.store(on, Ordering::Relaxed);
-    }
-
-    /// Re-applies a recovered record (restart). Leases whose wall deadline passed are
-    /// dropped, unless [`set_ends_by_log`](Self::set_ends_by_log) keeps them as due now.
-    pub fn replay(&self, record: &Record, now: Now) {
-        let key: Option<&[u8]> = match record {
-            Record::Grant { key, .. }
-            | Record::Refresh { key, .. }
-            | Record::Release { key, .. }
-            | Record::SemCreate { key, .. }
-            | Record::Delete { key }
-            | Record::StrSet { key, .. }
-            | Record::StrExpire { key, .. } => Some(key),
-            Record::FlushAll => None,
-            Record::TokenHighWater { upto } => {
-                self.shared.tokens.observe(*upto);
-                return;
-            }
-        };
-        match key {
-            Some(key) => {
-                self.run(&[key], now, |tx| tx.replay(record));
-            }
-            None => {
-                self.run_all(now, |tx| tx.replay(record));
-            }
-        }
     }
 
     /// Drops every key, hold, lease and waiter; each waiter gets `err`. Tokens keep rising
@@ -387,6 +349,7 @@ impl LockTable {
                 }
             }
         }
+        self.ghosts.lock().clear();
         let gone = seen.len();
         let _ = self
             .shared
@@ -403,15 +366,6 @@ impl LockTable {
         });
         for shard in self.shards.iter() {
             shard.lock().dump(now, f);
-        }
-    }
-
-    /// Like [`dump`](Self::dump), plus the holds that replay found expired but a later
-    /// refresh may still revive (cluster snapshots are replayed before later entries).
-    pub fn dump_with_ghosts(&self, now: Now, f: &mut dyn FnMut(Record)) {
-        self.dump(now, f);
-        for shard in self.shards.iter() {
-            shard.lock().dump_ghosts(f);
         }
     }
 
@@ -490,18 +444,18 @@ pub struct TableStats {
     pub expired: u64,
 }
 
-/// The names of the hold kinds, as metrics label them, in [`kind_index`] order.
-pub const KIND_NAMES: [&str; 4] = ["exclusive", "shared_write", "read", "permits"];
-
-/// The position of `kind` in [`KIND_NAMES`].
-pub fn kind_index(kind: crate::persist::HoldKind) -> usize {
-    use crate::persist::HoldKind;
-    match kind {
-        HoldKind::Exclusive => 0,
-        HoldKind::SharedWrite => 1,
-        HoldKind::Read => 2,
-        HoldKind::Permits(_) => 3,
-    }
+/// The sizes in bytes of the table's storage types, by name: a key's `Entry`, the boxed
+/// general form (`Object`), a lock's or semaphore's holders and queue (`Holds`) and one
+/// holder (`Holder`). For `examples/lock_memory.rs`, which reports them beside the memory
+/// per held lock; the types themselves are internal.
+pub fn storage_sizes() -> [(&'static str, usize); 4] {
+    use std::mem::size_of;
+    [
+        ("Entry", size_of::<Entry>()),
+        ("Object", size_of::<entry::Object>()),
+        ("Holds", size_of::<entry::Holds>()),
+        ("Holder", size_of::<entry::Holder>()),
+    ]
 }
 
 /// What INFO keyspace reports of expiring keys.
@@ -522,9 +476,15 @@ impl TableStats {
 }
 
 /// A critical section over some shards: the only handle through which state changes.
+///
+/// Every command method refuses a key whose shard the section did not lock with
+/// `ERR internal error: ...` (a caller that forgot to name the key), before changing anything.
 pub struct Tx<'a> {
     table: &'a LockTable,
     guards: SmallVec<[(usize, MutexGuard<'a, Shard>); 2]>,
+    /// The keys the section was opened for (empty when opened by shard): lets the usual
+    /// one-shard section route a key with a byte compare instead of a hash.
+    declared: &'a [&'a [u8]],
     now: Now,
     lsn: u64,
     deferred: Vec<Arc<Waiter>>,
@@ -540,8 +500,23 @@ impl<'a> Tx<'a> {
 
     /// Whether this section holds the shard of `key` (scripts may touch only those).
     pub fn covers(&self, key: &[u8]) -> bool {
-        let i = self.table.shard_for(key);
-        self.guards.iter().any(|(j, _)| *j == i)
+        self.slot(key).is_some()
+    }
+
+    /// Refuses a key whose shard this section does not hold: every command method checks
+    /// its keys with it before touching them, so a key its caller forgot to name when
+    /// opening the section is an error reply, never a write to another shard.
+    ///
+    /// # Errors
+    /// `ERR internal error: ...` when the shard of `key` is not locked by this section.
+    pub(crate) fn check(&self, key: &[u8]) -> Result<(), RespError> {
+        match self.slot(key) {
+            Some(_) => Ok(()),
+            None => Err(RespError::new(format!(
+                "ERR internal error: key '{}' is outside the shards this command locked",
+                crate::error::printable(key, 64)
+            ))),
+        }
     }
 
     /// Takes `waiter` out of its queues within this section (a script's request that
@@ -550,28 +525,33 @@ impl<'a> Tx<'a> {
         self.cancel_waiter(waiter)
     }
 
-    /// The shard of `key`.
+    /// The position in `guards` of the shard of `key`, if this section holds it.
     ///
-    /// # Panics
-    /// If the section does not hold that shard: callers lock the shards of every key they
-    /// name before they touch it (scripts check [`covers`](Self::covers) first).
-    fn shard(&mut self, key: &[u8]) -> &mut Shard {
-        // Most sections hold one shard: every key they touch lives there, so skip the hash
-        // (it was a tenth of the server's CPU in a lock/unlock profile).
-        if self.guards.len() == 1 {
-            debug_assert_eq!(self.guards[0].0, self.table.shard_for(key));
-            return &mut self.guards[0].1;
+    /// Most sections hold one shard and were opened for one key, the key they then touch:
+    /// that case is a byte compare, since hashing every key would cost about a tenth of the
+    /// server's CPU on a lock/unlock cycle. Any other key is hashed.
+    fn slot(&self, key: &[u8]) -> Option<usize> {
+        /// Declared keys compared before hashing instead (bounds the compares per call).
+        const COMPARED: usize = 4;
+        if self.guards.len() == 1 && self.declared.len() <= COMPARED && self.declared.contains(&key)
+        {
+            return Some(0);
         }
         let i = self.table.shard_for(key);
-        match self.guards.iter_mut().find(|(j, _)| *j == i) {
-            Some((_, guard)) => guard,
-            None => panic!("key's shard {i} is not locked by this section"),
-        }
+        self.guards.iter().position(|(j, _)| *j == i)
+    }
+
+    /// The shard of `key`; None when the section does not hold it (the command methods
+    /// have refused such a key with [`check`](Self::check) before, so the primitives treat
+    /// None as "nothing there" and change nothing).
+    fn shard(&mut self, key: &[u8]) -> Option<&mut Shard> {
+        let i = self.slot(key)?;
+        Some(&mut self.guards[i].1)
     }
 
     /// The entry of `key`, if any.
-    pub fn entry(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        self.shard(key).get_mut(key)
+    pub(crate) fn entry(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.shard(key)?.get_mut(key)
     }
 
     fn shared(&self) -> &'a Shared {
@@ -614,17 +594,21 @@ impl<'a> Tx<'a> {
 
     /// Schedules a timer for `key` and wakes the expirer if it fires before the expirer's
     /// wake-up.
-    fn schedule(&mut self, key: &[u8], deadline: Instant) -> crate::wheel::TimerId {
-        let due = self.due(key);
-        let id = self.shard(key).wheel.insert(deadline, due);
+    fn schedule(&mut self, key: &[u8], deadline: Instant) -> Option<crate::wheel::TimerId> {
+        let shard = self.shard(key)?;
+        let due = shard.due(key);
+        let id = shard.wheel.insert(deadline, due);
         self.wake_if_earlier(deadline);
-        id
+        Some(id)
     }
 
     /// Moves `timer` to `deadline`; false (and nothing scheduled) when the timer is no longer
     /// pending, which happens when `expire` has already polled it: the caller schedules anew.
     fn reschedule(&mut self, key: &[u8], timer: crate::wheel::TimerId, deadline: Instant) -> bool {
-        if !self.shard(key).wheel.reschedule(timer, deadline) {
+        if !self
+            .shard(key)
+            .is_some_and(|shard| shard.wheel.reschedule(timer, deadline))
+        {
             return false;
         }
         self.wake_if_earlier(deadline);

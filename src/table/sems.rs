@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::entry::{Entry, KindExt};
+use super::entry::Entry;
 use super::waiters::{WaitResult, Waiter};
+use super::HoldKind;
 use super::{Outcome, Tx};
 use crate::error::RespError;
-use crate::persist::HoldKind;
 use crate::resp::Reply;
 
 /// SEM.ACQUIRE's request.
@@ -33,6 +33,7 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a lock or string key.
     pub fn sem_create(&mut self, key: &Bytes, capacity: u64) -> Result<Reply, RespError> {
+        self.check(key)?;
         if self.entry(key).is_some_and(|e| !e.is_sem()) {
             return Err(RespError::WRONGTYPE);
         }
@@ -67,6 +68,7 @@ impl Tx<'_> {
         owner: &Bytes,
         req: &SemAcquire,
     ) -> Result<Outcome, RespError> {
+        self.check(key)?;
         let kind = HoldKind::Permits(req.permits);
         let capacity = match self.entry(key) {
             Some(e) => match e.sem() {
@@ -116,6 +118,7 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a lock or string key.
     pub fn sem_release(&mut self, key: &Bytes, owner: &[u8]) -> Result<Reply, RespError> {
+        self.check(key)?;
         match self.entry(key) {
             None => return Ok(Reply::Int(0)),
             Some(e) if e.is_sem() => {}
@@ -135,6 +138,7 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a lock or string key.
     pub fn sem_info(&mut self, key: &[u8]) -> Result<Reply, RespError> {
+        self.check(key)?;
         let (now, origin) = (self.now, self.origin());
         let sem = match self.entry(key) {
             None => return Ok(Reply::Nil),
@@ -173,6 +177,7 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a lock or string key.
     pub fn sem_delete(&mut self, key: &[u8]) -> Result<Reply, RespError> {
+        self.check(key)?;
         match self.entry(key) {
             None => Ok(Reply::Int(0)),
             Some(e) if e.is_sem() => {

@@ -19,7 +19,7 @@
 //! custom dynamically sized type, and a struct holding a second box would cost a second
 //! allocation. Only this file knows the offsets.
 
-use crate::persist::HoldKind;
+use super::HoldKind;
 use crate::wheel::TimerId;
 
 use super::entry::{Deadline, HolderRef, Lease};
@@ -33,7 +33,7 @@ const HEADER: usize = 26;
 
 /// A lock with one holder and no waiters, in one allocation (see the module doc).
 #[derive(Debug)]
-pub struct SoleLock(Box<[u8]>);
+pub(crate) struct SoleLock(Box<[u8]>);
 
 impl SoleLock {
     /// The compact form of `owner`'s hold on `key`, or None when it does not fit: a key
@@ -64,17 +64,17 @@ impl SoleLock {
     }
 
     /// The key.
-    pub fn key(&self) -> &[u8] {
+    pub(crate) fn key(&self) -> &[u8] {
         &self.0[HEADER..HEADER + self.key_len()]
     }
 
     /// The holder's owner.
-    pub fn owner(&self) -> &[u8] {
+    pub(crate) fn owner(&self) -> &[u8] {
         &self.0[HEADER + self.key_len()..]
     }
 
     /// The holder's lease.
-    pub fn lease(&self) -> Lease {
+    pub(crate) fn lease(&self) -> Lease {
         Lease {
             kind: match self.0[MODE] {
                 1 => HoldKind::SharedWrite,
@@ -88,12 +88,12 @@ impl SoleLock {
     }
 
     /// The timer of the lease (read without decoding the rest: expiry matches on it).
-    pub fn timer(&self) -> TimerId {
+    pub(crate) fn timer(&self) -> TimerId {
         TimerId::from_bits(self.word(TIMER))
     }
 
     /// The holder as the general form shows it.
-    pub fn holder(&self) -> HolderRef<'_> {
+    pub(crate) fn holder(&self) -> HolderRef<'_> {
         HolderRef {
             owner: self.owner(),
             lease: self.lease(),

@@ -91,6 +91,7 @@ impl Tx<'_> {
         value: Bytes,
         opts: &SetOptions,
     ) -> Result<Reply, RespError> {
+        self.check(key)?;
         let old = match self.string_value(key) {
             Ok(old) => old,
             Err(err) => {
@@ -134,6 +135,7 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a lock or semaphore.
     pub fn get(&mut self, key: &[u8]) -> Result<Reply, RespError> {
+        self.check(key)?;
         Ok(self
             .string_value(key)?
             .map_or(Reply::Nil, |(v, _)| Reply::Bulk(v)))
@@ -145,6 +147,7 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a lock or semaphore.
     pub fn del_if(&mut self, key: &[u8], value: &[u8], equal: bool) -> Result<Reply, RespError> {
+        self.check(key)?;
         let Some((cur, _)) = self.string_value(key)? else {
             return Ok(Reply::Int(0));
         };
@@ -166,6 +169,7 @@ impl Tx<'_> {
         deadline: (Instant, u64),
         cond: ExpireCondition,
     ) -> Result<Reply, RespError> {
+        self.check(key)?;
         let Some((_, current)) = self.string_value(key)? else {
             return Ok(Reply::Int(0));
         };
@@ -196,6 +200,7 @@ impl Tx<'_> {
     /// # Errors
     /// WRONGTYPE on a lock or semaphore.
     pub fn persist(&mut self, key: &Bytes) -> Result<Reply, RespError> {
+        self.check(key)?;
         match self.string_value(key)? {
             Some((_, Some(_))) => {
                 self.set_str_expiry(key, None);

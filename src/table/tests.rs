@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::HoldKind;
 use super::*;
 use crate::error::RespError;
-use crate::persist::HoldKind;
 
 pub(crate) struct Clock {
     pub(crate) base: Instant,
@@ -679,4 +679,90 @@ fn with_ends_by_log_replay_keeps_a_passed_hold_as_due() {
     );
     assert_eq!(by_log.expire(clock.now(), 10), 1, "due now for the expirer");
     assert_eq!(by_log.stats().holders, 0);
+}
+
+/// LOCK k for `owner` (exclusive, 10 s), waiting when `wait`.
+fn lock_k(t: &LockTable, now: Now, owner: &str, wait: bool) -> Result<Outcome, RespError> {
+    acquire(t, now, "k", owner, HoldKind::Exclusive, 10_000, wait)
+}
+
+fn unlock(t: &LockTable, now: Now, key: &str, owner: &str) {
+    let (k, o) = (b(key), b(owner));
+    t.run(&[&k], now, |tx| tx.unlock(&k, &o)).value.unwrap();
+}
+
+#[test]
+fn withdraw_of_a_grant_nobody_receives_releases_it_and_serves_the_next() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let now = clock.now();
+    token(lock_k(&t, now, "a", false)).unwrap();
+    let mut first = blocked(lock_k(&t, now, "b", true));
+    let mut second = blocked(lock_k(&t, now, "c", true));
+    unlock(&t, now, "k", "a");
+    // b is granted in the channel, but its connection goes away before reading it.
+    t.withdraw(&first.waiter, &mut first.rx, now);
+    assert!(
+        granted(&mut second).is_some(),
+        "c is served once b's grant is undone"
+    );
+    assert_eq!(t.waiter_count(), 0);
+    unlock(&t, now, "k", "c");
+    assert!(token(lock_k(&t, now, "d", false)).is_some());
+}
+
+#[test]
+fn withdraw_of_a_pending_wait_leaves_the_queue() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let now = clock.now();
+    token(lock_k(&t, now, "a", false)).unwrap();
+    let mut waiting = blocked(lock_k(&t, now, "b", true));
+    t.withdraw(&waiting.waiter, &mut waiting.rx, now);
+    assert_eq!(t.waiter_count(), 0);
+    unlock(&t, now, "k", "a");
+    assert!(
+        waiting.rx.try_recv().is_err(),
+        "a withdrawn wait is never granted"
+    );
+    assert!(token(lock_k(&t, now, "c", false)).is_some());
+}
+
+/// Two keys whose shards differ in `t`.
+fn keys_in_two_shards(t: &LockTable) -> (Bytes, Bytes) {
+    let first = b("k0");
+    let other = (1..)
+        .map(|i| b(&format!("k{i}")))
+        .find(|k| t.shard_for(k) != t.shard_for(&first))
+        .unwrap();
+    (first, other)
+}
+
+#[test]
+fn a_key_outside_the_sections_shards_is_refused_not_stored_elsewhere() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let now = clock.now();
+    let (declared, stray) = keys_in_two_shards(&t);
+    let owner = b("a");
+    // The section holds one shard, the single-shard case that routes without hashing.
+    let refused = t
+        .run(&[&declared], now, |tx| {
+            [
+                tx.lock_acquire(&stray, &owner, HoldKind::Exclusive, 1000, false)
+                    .err(),
+                tx.set(&stray, b("v"), &SetOptions::default()).err(),
+                tx.del(&stray).err(),
+                tx.pttl(&stray).err(),
+            ]
+        })
+        .value;
+    for err in refused {
+        let err = err.expect("an undeclared key is an error");
+        assert!(err.text().starts_with("ERR internal error:"), "{err:?}");
+    }
+    let exists = t.run(&[&stray], now, |tx| tx.exists(&stray)).value;
+    assert_eq!(exists, Ok(false), "nothing was stored for the refused key");
+    let exists = t.run(&[&declared], now, |tx| tx.exists(&declared)).value;
+    assert_eq!(exists, Ok(false));
 }

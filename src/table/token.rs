@@ -8,18 +8,18 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Tokens reserved on disk ahead of use, per reservation record.
-pub const TOKEN_BLOCK: i64 = 100_000;
+pub(crate) const TOKEN_BLOCK: i64 = 100_000;
 
 /// The counter. `next` is the last token handed out.
 #[derive(Debug)]
-pub struct TokenCounter {
+pub(crate) struct TokenCounter {
     last: AtomicI64,
     reserved: AtomicI64,
 }
 
 impl TokenCounter {
     /// A counter whose first token is above both `disk_high_water` and `wall_clock_us`.
-    pub fn seeded(disk_high_water: i64, wall_clock_us: i64) -> Self {
+    pub(crate) fn seeded(disk_high_water: i64, wall_clock_us: i64) -> Self {
         let start = disk_high_water.max(wall_clock_us).max(0);
         TokenCounter {
             last: AtomicI64::new(start),
@@ -29,7 +29,7 @@ impl TokenCounter {
 
     /// Hands out the next token. Returns it and, when it starts a new block, the high-water
     /// mark to reserve on disk before the token is used.
-    pub fn next(&self) -> (i64, Option<i64>) {
+    pub(crate) fn next(&self) -> (i64, Option<i64>) {
         let token = self.last.fetch_add(1, Ordering::Relaxed) + 1;
         let reserved = self.reserved.load(Ordering::Relaxed);
         if token > reserved {
@@ -45,12 +45,12 @@ impl TokenCounter {
     }
 
     /// The last token handed out.
-    pub fn last(&self) -> i64 {
+    pub(crate) fn last(&self) -> i64 {
         self.last.load(Ordering::Relaxed)
     }
 
     /// Raises the counter to at least `token` (recovery).
-    pub fn observe(&self, token: i64) {
+    pub(crate) fn observe(&self, token: i64) {
         self.last.fetch_max(token, Ordering::Relaxed);
         self.reserved.fetch_max(token, Ordering::Relaxed);
     }

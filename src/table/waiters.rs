@@ -1,18 +1,18 @@
 //! Waiters: a blocked request, queued on one key (LOCK, SEM.ACQUIRE) or several (MLOCK).
 //!
-//! A waiter sits in the FIFO of every key it waits on (an MLOCK also in those of keys its
-//! owner already holds, so that it keeps its arrival place if such a hold ends), ordered by
-//! a global arrival number (`seq`), which keeps all queues consistent with one order and so
-//! rules out deadlock for multi-key waits. The connection that asked keeps the receiving end of a oneshot channel;
-//! the table sends the grant (or an error) through it inside the critical section that made
-//! the grant. When the send fails the connection is gone and the grant is undone at once.
+//! A waiter sits in the FIFO of every key it waits on (an MLOCK also in those of keys its owner
+//! already holds, so that it keeps its arrival place if such a hold ends), ordered by a global
+//! arrival number (`seq`), which keeps all queues consistent with one order and so rules out
+//! deadlock for multi-key waits. The connection that asked keeps the receiving end of a oneshot
+//! channel; the table sends the grant (or an error) through it inside the critical section that
+//! made the grant. When the send fails the connection is gone and the grant is undone at once.
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
+use super::HoldKind;
 use crate::error::RespError;
-use crate::persist::HoldKind;
 use crate::resp::Reply;
 
 /// What a blocked request finally receives.
