@@ -133,7 +133,7 @@ impl LocalSession {
     fn new(server: &Server, stream: &TcpStream) -> Self {
         let info = server.clients.register_stream(stream);
         LocalSession {
-            session: Session::new(info, server.config.requirepass.is_some()),
+            session: Session::new(info, &server.acl),
             proto: Protocol::Resp2,
         }
     }

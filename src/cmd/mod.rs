@@ -13,6 +13,7 @@
 //! `redis.call`. Parsing takes no lock; apply never parses. Metadata (arity, flags, docs)
 //! is data in `spec.rs`.
 
+pub mod acl;
 pub mod args;
 pub mod auth;
 pub mod cluster;
@@ -74,6 +75,8 @@ pub enum Command {
     Script(script::ScriptCommand),
     /// Cluster administration.
     Cluster(cluster::ClusterCommand),
+    /// ACL users.
+    Acl(acl::AclCommand),
 }
 
 impl Command {
@@ -232,7 +235,7 @@ fn lookup(req: &Request) -> Result<&'static spec::Spec, RespError> {
     };
     let mut buf = [0u8; MAX_NAME];
     upper_name(name, &mut buf)
-        .and_then(spec::lookup)
+        .and_then(|upper| spec::lookup(upper).or_else(|| (upper == b"ACL").then_some(&acl::SPEC)))
         .ok_or_else(|| RespError::unknown_command(name, rest))
 }
 
@@ -262,6 +265,7 @@ fn parse_with(
         },
         "scripting" => Command::Script(script::ScriptCommand::parse(spec.name, &mut args)?),
         "cluster" => Command::Cluster(cluster::ClusterCommand::parse(&mut args)?),
+        "server" if spec.name == "ACL" => Command::Acl(acl::AclCommand::parse(&mut args)?),
         "connection" => Command::Conn(connection::ConnCommand::parse(spec.name, &mut args)?),
         _ => Command::Server(server::ServerCommand::parse(spec.name, &mut args)?),
     };
@@ -285,7 +289,18 @@ pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Execute
             stats::CallResult::Rejected,
         )
     } else {
-        match spec.and_then(|spec| Ok((spec, parse_with(spec, req, server.arg_limits())?))) {
+        session.refresh_user(&server.acl);
+        let user = &session.user;
+        let permitted = |spec: &'static spec::Spec| {
+            // AUTH, HELLO, QUIT and RESET run whoever the user is (Redis's no-auth commands).
+            if !user.all_commands() && !connection::allowed_before_auth(req) {
+                crate::acl::check_command(user, spec, &req.args)?;
+            }
+            let mut cmd = parse_with(spec, req, server.arg_limits())?;
+            permit_keys(user, &mut cmd)?;
+            Ok((spec, cmd))
+        };
+        match spec.and_then(permitted) {
             // -MISCONF and -TRYAGAIN refusals are not executed: rejected, as Redis counts
             // its -MISCONF and -OOM refusals in rejected_calls.
             Ok((spec, cmd)) => match refusal(spec, &cmd, server) {
@@ -306,6 +321,33 @@ pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Execute
     };
     server.commands.record(known, result, started.elapsed());
     executed
+}
+
+/// Checks the keys of `cmd` (a key-taking command's, EVAL's declared ones) against
+/// `user`'s patterns, and marks a DEL by a user without `@admin` so that it refuses keys
+/// with live holders. Nothing to do for a user with every key and `@admin`.
+///
+/// # Errors
+/// `-NOPERM No permissions to access a key`.
+pub(crate) fn permit_keys(user: &crate::acl::User, cmd: &mut Command) -> Result<(), RespError> {
+    if !user.all_keys() {
+        match cmd {
+            Command::Script(script::ScriptCommand::Eval(eval)) => {
+                crate::acl::check_keys(user, eval.keys().iter().map(|k| k.as_ref()))?;
+            }
+            _ => {
+                if let Some(txc) = cmd.as_tx() {
+                    crate::acl::check_keys(user, txc.keys())?;
+                }
+            }
+        }
+    }
+    if !user.is_admin() {
+        if let Command::Key(keyspace::KeyCommand::Del { held_guard, .. }) = cmd {
+            *held_guard = Some(user.name().into());
+        }
+    }
+    Ok(())
 }
 
 /// `-TRYAGAIN` of a grant during `--restart-delay-ms`.
@@ -381,6 +423,7 @@ fn apply_local(cmd: Command, server: &Server, session: &mut Session) -> Executed
         Command::Server(c) => Executed::reply(c.apply(server, session)),
         Command::Script(c) => c.apply(server, session),
         Command::Cluster(c) => c.apply(server),
+        Command::Acl(c) => c.apply(server, session),
         _ => Executed::reply(RespError::SYNTAX.into()),
     }
 }

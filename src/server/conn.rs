@@ -110,7 +110,7 @@ async fn serve_halves<R, W>(
     W: AsyncWrite + Unpin,
 {
     let kill = info.lock().kill.clone();
-    let mut session = Session::new(info, server.config.requirepass.is_some());
+    let mut session = Session::new(info, &server.acl);
     let mem = server.budget.register(session.id);
     let mut conn = Conn {
         rd,
