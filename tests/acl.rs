@@ -408,3 +408,44 @@ fn max_connections_refuses_the_auth_beyond_it() {
         || Client::new(&baton).ask(&["AUTH", "fay", "f"]) == "OK",
     );
 }
+
+#[test]
+fn max_waiters_answers_at_once_beyond_it() {
+    let (_dir, path) = acl_file(
+        "user default on nopass ~* +@all\nuser gus on >g ~g:* +@all -@admin max-waiters:1\n",
+    );
+    let baton = Baton::start(&["--aclfile", &path]);
+    let mut admin = Client::new(&baton);
+    assert!(admin
+        .ask(&["LOCK", "g:k", "admin", "60000"])
+        .parse::<i64>()
+        .is_ok());
+    let mut first = Client::as_user(&baton, "gus", "g");
+    let waiting = resp(&[b"LOCK", b"g:k", b"one", b"60000", b"WAIT", b"0"]);
+    first.0.get_mut().write_all(&waiting).expect("send");
+    common::eventually("the first request waits", Duration::from_secs(10), || {
+        admin.ask(&["LOCK.INFO", "g:k"]).ends_with("waiters, 1]")
+    });
+    let mut second = Client::as_user(&baton, "gus", "g");
+    assert_eq!(
+        second.ask(&["LOCK", "g:k", "two", "60000", "WAIT", "5000"]),
+        "-ERR max waiters reached for user 'gus' (max 1)"
+    );
+    assert!(
+        second
+            .ask(&["LOCK", "g:other", "two", "60000"])
+            .parse::<i64>()
+            .is_ok(),
+        "a request without WAIT is not a waiter"
+    );
+    assert_eq!(admin.ask(&["UNLOCK", "g:k", "admin"]), "1");
+    assert!(
+        reply(&mut first.0).parse::<i64>().is_ok(),
+        "the waiter is granted"
+    );
+    // Its place is free again: the next WAIT queues (and runs out).
+    assert_eq!(
+        second.ask(&["LOCK", "g:k", "two", "60000", "WAIT", "50"]),
+        "(nil)"
+    );
+}

@@ -57,6 +57,18 @@ pub struct Acl {
     /// Serializes the AUTHs of users with `max-connections`, so two cannot both take the
     /// last place.
     pub auth_gate: Mutex<()>,
+    /// Requests waiting in queues, per user with `max-waiters` (touched only for them).
+    waiting: Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>,
+}
+
+/// A place among a user's waiting requests (`max-waiters`), given back when dropped.
+#[derive(Debug)]
+pub struct WaitSlot(Arc<AtomicU64>);
+
+impl Drop for WaitSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Acl {
@@ -72,6 +84,7 @@ impl Acl {
             requirepass: requirepass.map(str::to_string),
             file: file.map(Path::to_path_buf),
             auth_gate: Mutex::new(()),
+            waiting: Mutex::new(std::collections::HashMap::new()),
         };
         let users = match file {
             Some(path) => acl.read_file(path)?,
@@ -138,6 +151,22 @@ impl Acl {
     /// Whether protected mode applies: `default` is `nopass` (Redis's rule).
     pub fn default_is_open(&self) -> bool {
         self.default_nopass.load(Ordering::Acquire)
+    }
+
+    /// Takes one of `user`'s `max` places among waiting requests; None when all are taken.
+    pub fn reserve_wait(&self, user: &str, max: u64) -> Option<WaitSlot> {
+        let count = self
+            .waiting
+            .lock()
+            .entry(user.to_string())
+            .or_default()
+            .clone();
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| WaitSlot(count))
     }
 
     /// Every user, by name.

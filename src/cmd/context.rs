@@ -397,6 +397,8 @@ pub struct Session {
     pub user: Arc<crate::acl::User>,
     /// The registry generation `user` was read at (see [`Session::refresh_user`]).
     pub acl_generation: u64,
+    /// The place the current WAIT takes among the user's waiters (`max-waiters`).
+    pub wait_slot: Option<crate::acl::WaitSlot>,
 }
 
 impl Session {
@@ -411,7 +413,13 @@ impl Session {
             info,
             acl_generation: acl.generation(),
             user: acl.default_user(),
+            wait_slot: None,
         }
+    }
+
+    /// The connection's WAIT ended (granted, timed out or failed).
+    pub fn end_wait(&mut self) {
+        self.wait_slot = None;
     }
 
     /// Re-reads the session's user when the registry changed since it was read (one

@@ -306,7 +306,24 @@ pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Execute
             Ok((spec, cmd)) => match refusal(spec, &cmd, server) {
                 Some(err) => (Executed::reply(err.into()), stats::CallResult::Rejected),
                 None => {
+                    let slot = match reserve_wait(server, session, &cmd) {
+                        Ok(slot) => slot,
+                        Err(err) => {
+                            let executed = Executed::reply(err.into());
+                            server.commands.record(
+                                known,
+                                stats::CallResult::Failed,
+                                started.elapsed(),
+                            );
+                            return executed;
+                        }
+                    };
                     let executed = apply(cmd, server, session);
+                    if matches!(executed.effect, Effect::Blocked { .. }) {
+                        // Held until the wait ends (`Session::end_wait`) or the connection
+                        // goes; any other outcome gives the place back at once.
+                        session.wait_slot = slot;
+                    }
                     let result = match &executed.effect {
                         Effect::Reply(Reply::Error(_)) => stats::CallResult::Failed,
                         Effect::Await(pending) if pending.is_error() => stats::CallResult::Failed,
@@ -348,6 +365,33 @@ pub(crate) fn permit_keys(user: &crate::acl::User, cmd: &mut Command) -> Result<
         }
     }
     Ok(())
+}
+
+/// For a user with `max-waiters:N`, a place among its waiting requests for `cmd` if it
+/// may wait (None when it cannot wait or the user has no limit).
+///
+/// # Errors
+/// `-ERR max waiters reached for user '<name>' (max N)` when all N are taken: the request
+/// is answered at once rather than queued.
+fn reserve_wait(
+    server: &Server,
+    session: &Session,
+    cmd: &Command,
+) -> Result<Option<crate::acl::WaitSlot>, RespError> {
+    let max = session.user.limits().max_waiters;
+    if max == 0 || cmd.as_tx().and_then(|t| t.wait_ms()).is_none() {
+        return Ok(None);
+    }
+    server
+        .acl
+        .reserve_wait(session.user.name(), max)
+        .map(Some)
+        .ok_or_else(|| {
+            RespError::new(format!(
+                "ERR max waiters reached for user '{}' (max {max})",
+                session.user.name()
+            ))
+        })
 }
 
 /// `-TRYAGAIN` of a grant during `--restart-delay-ms`.
