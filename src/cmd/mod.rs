@@ -367,6 +367,22 @@ pub(crate) fn permit_keys(user: &crate::acl::User, cmd: &mut Command) -> Result<
     Ok(())
 }
 
+/// Whether `user` may run `req` (command and keys), as `execute` checks it: None when it
+/// may or when the request does not parse (the node that runs it answers that).
+pub fn acl_refusal(req: &Request, server: &Server, user: &crate::acl::User) -> Option<RespError> {
+    if user.all_commands() && user.all_keys() {
+        return None;
+    }
+    let spec = lookup(req).ok()?;
+    if !connection::allowed_before_auth(req) {
+        if let Err(err) = crate::acl::check_command(user, spec, &req.args) {
+            return Some(err);
+        }
+    }
+    let mut cmd = parse_with(spec, req, server.arg_limits()).ok()?;
+    permit_keys(user, &mut cmd).err()
+}
+
 /// For a user with `max-waiters:N`, a place among its waiting requests for `cmd` if it
 /// may wait (None when it cannot wait or the user has no limit).
 ///
