@@ -449,3 +449,49 @@ fn max_waiters_answers_at_once_beyond_it() {
         "(nil)"
     );
 }
+
+#[test]
+fn max_held_keys_follows_release_expiry_del_and_flushall() {
+    let (_dir, path) = acl_file(
+        "user default on nopass ~* +@all\nuser hal on >h ~h:* +@all -@admin max-held-keys:2\n",
+    );
+    let baton = Baton::start(&["--aclfile", &path]);
+    let mut admin = Client::new(&baton);
+    let mut hal = Client::as_user(&baton, "hal", "h");
+    const FULL: &str = "-ERR max held keys reached for user 'hal' (max 2)";
+    let granted = |c: &mut Client, key: &str, ttl: &str| {
+        c.ask(&["LOCK", key, "o", ttl]).parse::<i64>().is_ok()
+    };
+    assert!(granted(&mut hal, "h:1", "60000"));
+    assert!(granted(&mut hal, "h:2", "300"));
+    assert_eq!(hal.ask(&["LOCK", "h:3", "o", "60000"]), FULL);
+    assert_eq!(
+        hal.ask(&["SEM.ACQUIRE", "h:s", "o", "60000", "CAPACITY", "3"]),
+        FULL
+    );
+    assert_eq!(hal.ask(&["MLOCK", "2", "h:1", "h:4", "o", "60000"]), FULL);
+    assert!(
+        granted(&mut hal, "h:1", "60000"),
+        "a key already held is no new key"
+    );
+    // Expiry frees a place.
+    common::eventually("h:2's lease runs out", Duration::from_secs(10), || {
+        hal.ask(&["EXISTS", "h:2"]) == "0"
+    });
+    assert!(granted(&mut hal, "h:3", "60000"));
+    assert_eq!(hal.ask(&["LOCK", "h:4", "o", "60000"]), FULL);
+    // Release, DEL (by the admin) and FLUSHALL free places too.
+    assert_eq!(hal.ask(&["UNLOCK", "h:3", "o"]), "1");
+    assert!(granted(&mut hal, "h:4", "60000"));
+    assert_eq!(admin.ask(&["DEL", "h:4"]), "1");
+    assert!(granted(&mut hal, "h:5", "60000"));
+    assert_eq!(hal.ask(&["LOCK", "h:6", "o", "60000"]), FULL);
+    assert_eq!(admin.ask(&["FLUSHALL"]), "OK");
+    assert!(granted(&mut hal, "h:6", "60000"));
+    assert!(granted(&mut hal, "h:7", "60000"));
+    assert_eq!(hal.ask(&["LOCK", "h:8", "o", "60000"]), FULL);
+    // Another tenant's holds do not count.
+    assert!(granted(&mut admin, "other:1", "60000"));
+    assert_eq!(hal.ask(&["UNLOCK", "h:7", "o"]), "1");
+    assert!(granted(&mut hal, "h:8", "60000"));
+}

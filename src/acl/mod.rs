@@ -57,6 +57,8 @@ pub struct Acl {
     /// Serializes the AUTHs of users with `max-connections`, so two cannot both take the
     /// last place.
     pub auth_gate: Mutex<()>,
+    /// Held while a grant of a user with `max-held-keys` is checked and applied.
+    pub held_gate: Mutex<()>,
     /// Requests waiting in queues, per user with `max-waiters` (touched only for them).
     waiting: Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>,
 }
@@ -85,6 +87,7 @@ impl Acl {
             file: file.map(Path::to_path_buf),
             auth_gate: Mutex::new(()),
             waiting: Mutex::new(std::collections::HashMap::new()),
+            held_gate: Mutex::new(()),
         };
         let users = match file {
             Some(path) => acl.read_file(path)?,

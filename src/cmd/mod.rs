@@ -318,7 +318,20 @@ pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Execute
                             return executed;
                         }
                     };
+                    let held_gate = match held_keys_gate(server, &session.user, &cmd) {
+                        Ok(gate) => gate,
+                        Err(err) => {
+                            let executed = Executed::reply(err.into());
+                            server.commands.record(
+                                known,
+                                stats::CallResult::Failed,
+                                started.elapsed(),
+                            );
+                            return executed;
+                        }
+                    };
                     let executed = apply(cmd, server, session);
+                    drop(held_gate);
                     if matches!(executed.effect, Effect::Blocked { .. }) {
                         // Held until the wait ends (`Session::end_wait`) or the connection
                         // goes; any other outcome gives the place back at once.
@@ -381,6 +394,64 @@ pub fn acl_refusal(req: &Request, server: &Server, user: &crate::acl::User) -> O
     }
     let mut cmd = parse_with(spec, req, server.arg_limits()).ok()?;
     permit_keys(user, &mut cmd).err()
+}
+
+/// For a user with `max-held-keys:N` and a command that takes holds (LOCK, WLOCK, RLOCK,
+/// MLOCK, SEM.ACQUIRE): checks that the keys held in the user's key space plus the keys
+/// the command would newly take stay within N, and returns a guard to keep while the
+/// command runs, so that two such grants are not checked at once. Held keys are counted
+/// from the table itself (keys matching the user's patterns that have a holder), so they
+/// follow releases, expiry, DEL and FLUSHALL exactly. A WAIT is checked when it is asked,
+/// not again when it is granted later.
+///
+/// # Errors
+/// `-ERR max held keys reached for user '<name>' (max N)`.
+fn held_keys_gate<'s>(
+    server: &'s Server,
+    user: &crate::acl::User,
+    cmd: &Command,
+) -> Result<Option<parking_lot::MutexGuard<'s, ()>>, RespError> {
+    let max = user.limits().max_held_keys;
+    let takes_holds = matches!(
+        cmd,
+        Command::Lock(lock::LockCommand::Acquire(_) | lock::LockCommand::MLock(_))
+            | Command::Sem(sem::SemCommand::Acquire { .. })
+    );
+    let Some(txc) = cmd.as_tx().filter(|_| max > 0 && takes_holds) else {
+        return Ok(None);
+    };
+    let gate = server.acl.held_gate.lock();
+    let table = &server.table;
+    let now = server.now();
+    let mut candidates = Vec::new();
+    let mut shard_keys = crate::table::ShardKeys::default();
+    for i in 0..table.shard_count() {
+        table.copy_keys(i, &mut shard_keys);
+        candidates.extend(
+            shard_keys
+                .iter()
+                .filter(|(key, kind)| *kind != "string" && user.key_allowed(key))
+                .map(|(key, _)| Bytes::copy_from_slice(key)),
+        );
+    }
+    let held: std::collections::HashSet<Bytes> = candidates
+        .into_iter()
+        .filter(|key| {
+            table
+                .run(&[key.as_ref()], now, |tx| {
+                    tx.entry(key).is_some_and(|e| e.holders().next().is_some())
+                })
+                .value
+        })
+        .collect();
+    let new = txc.keys().iter().filter(|k| !held.contains(**k)).count();
+    if (held.len() + new) as u64 > max {
+        return Err(RespError::new(format!(
+            "ERR max held keys reached for user '{}' (max {max})",
+            user.name()
+        )));
+    }
+    Ok(Some(gate))
 }
 
 /// For a user with `max-waiters:N`, a place among its waiting requests for `cmd` if it
