@@ -1,6 +1,6 @@
 //! ACL users as tenants: the user registry ([`Acl`], owned once by `cmd::Server`), one
 //! user's rules ([`rules`]), the command ids and categories they name ([`commands`]) and
-//! the `--aclfile` format ([`file`]).
+//! the `--aclfile` format ([`mod@file`]).
 //!
 //! # The per-command check
 //! A connection keeps the `Arc<User>` it authenticated as (`cmd::Session`). [`check_command`]

@@ -58,7 +58,7 @@ pub enum AclCommand {
     List,
     /// USERS.
     Users,
-    /// CAT [category].
+    /// `CAT [category]`.
     Cat(Option<Bytes>),
     /// GETUSER name.
     GetUser(Bytes),
