@@ -180,6 +180,11 @@ pub struct Config {
     #[arg(long, env = "BATON_REQUIREPASS_FILE", conflicts_with = "requirepass")]
     pub requirepass_file: Option<PathBuf>,
 
+    /// ACL users, one `user NAME rule...` line each (Redis's ACL file syntax); ACL SAVE
+    /// writes it and ACL LOAD reads it again. A bad line stops the start, named.
+    #[arg(long, env = "BATON_ACLFILE")]
+    pub aclfile: Option<PathBuf>,
+
     /// A script running longer than this is stopped with
     /// `-ERR Script killed: exceeded the time limit of N ms`.
     #[arg(long, env = "BATON_LUA_TIME_LIMIT_MS", default_value_t = 5_000)]

@@ -176,6 +176,9 @@ pub enum StartupError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The `--aclfile` cannot be read or has bad lines (each named `FILE:LINE: what.`).
+    #[error("Aborting startup because of ACL errors: {0}")]
+    Acl(String),
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

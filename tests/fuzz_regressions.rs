@@ -1,7 +1,8 @@
 //! The fuzzers' kept corpus cases (`fuzz/seeds/`), replayed in `cargo test`: decoding and
 //! command application must not panic and the table's invariants must hold; the durable
 //! log's decoders must not panic and must give back exactly the bytes they accepted; AUTH
-//! and HELLO must parse or fail with a one-line error.
+//! and HELLO must parse or fail with a one-line error; ACL files must parse and round-trip, or fail
+//! naming a line.
 
 #[path = "../fuzz/fuzz_targets/command_driver.rs"]
 mod driver;
@@ -11,6 +12,9 @@ mod record_driver;
 
 #[path = "../fuzz/fuzz_targets/auth_hello_driver.rs"]
 mod auth_hello_driver;
+
+#[path = "../fuzz/fuzz_targets/aclfile_driver.rs"]
+mod aclfile_driver;
 
 use std::path::Path;
 
@@ -79,5 +83,14 @@ fn auth_hello_corpus_cases_parse_or_fail_with_one_line() {
     assert!(cases.len() >= 10, "the kept corpus is there");
     for case in &cases {
         auth_hello_driver::run(case);
+    }
+}
+
+#[test]
+fn aclfile_corpus_cases_round_trip_or_name_a_line() {
+    let cases = seeds("aclfile");
+    assert!(cases.len() >= 10, "the kept corpus is there");
+    for case in &cases {
+        aclfile_driver::run(case);
     }
 }

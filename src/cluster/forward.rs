@@ -133,7 +133,7 @@ impl LocalSession {
     fn new(server: &Server, stream: &TcpStream) -> Self {
         let info = server.clients.register_stream(stream);
         LocalSession {
-            session: Session::new(info, server.config.requirepass.is_some()),
+            session: Session::new(info, &server.acl),
             proto: Protocol::Resp2,
         }
     }
@@ -162,7 +162,8 @@ impl LocalSession {
             .args
             .first()
             .is_some_and(|name| name.eq_ignore_ascii_case(b"AUTH"));
-        if (is_hello || is_auth) && !self.session.authenticated {
+        let hello_auth = is_hello && req.args.iter().any(|a| a.eq_ignore_ascii_case(b"AUTH"));
+        if is_auth || hello_auth || (is_hello && !self.session.authenticated) {
             let _ = cmd::execute(req, server, &mut self.session);
         }
         match req.args.get(1).map(|v| &v[..]) {
@@ -170,6 +171,16 @@ impl LocalSession {
             Some(b"2") if is_hello => self.proto = Protocol::Resp2,
             _ => {}
         }
+    }
+
+    /// The ACL's answer on this node, before forwarding: a command or key the connection's
+    /// user may not use is refused here (the leader checks again under its own ACL).
+    fn acl_refusal(&mut self, req: &Request, server: &Server) -> Option<crate::error::RespError> {
+        if !self.session.authenticated {
+            return None;
+        }
+        self.session.refresh_user(&server.acl);
+        cmd::acl_refusal(req, server, &self.session.user)
     }
 
     fn close(&self, server: &Server) {
@@ -226,6 +237,10 @@ impl Relay {
                         if is_local(&req) {
                             let mut out = BytesMut::new();
                             self.local.execute(&req, &self.server, &mut out);
+                            self.slots.push_back(Slot::Ready(out));
+                        } else if let Some(err) = self.local.acl_refusal(&req, &self.server) {
+                            let mut out = BytesMut::new();
+                            Reply::Error(err).encode(self.local.proto, &mut out);
                             self.slots.push_back(Slot::Ready(out));
                         } else {
                             self.local.note_forwarded(&req, &self.server);

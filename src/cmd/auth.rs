@@ -63,33 +63,82 @@ pub fn password_matches(given: &[u8], want: &[u8]) -> bool {
     same.into()
 }
 
-/// Checks `user` and `pass` against `--requirepass` for `session` and counts a failure.
+/// Checks `user` and `pass` against the ACL users for `session`, counts a failure, and on
+/// success runs the session as that user (authenticated).
 ///
 /// Returns the check's outcome and how long its reply must wait (from the connection's
-/// failures before this attempt).
+/// failures before this attempt). A disabled or unknown user is a WRONGPASS like a wrong
+/// password, and its password is compared all the same.
 pub fn check(
     server: &Server,
     session: &mut Session,
     user: &[u8],
     pass: &[u8],
 ) -> (Result<(), RespError>, Duration) {
-    let Some(want) = &server.config.requirepass else {
+    let acl = &server.acl;
+    if user == b"default" && acl.default_is_open() {
         return (Err(NO_PASSWORD), Duration::ZERO);
-    };
+    }
     let delay = delay_after(session.auth_failures);
-    // Both checks run: the user name is no shortcut around the password's comparison.
-    let pass_ok = password_matches(pass, want.as_bytes());
-    if pass_ok && user == b"default" {
-        session.auth_failures = 0;
-        (Ok(()), delay)
-    } else {
+    let found = acl.user(&String::from_utf8_lossy(user));
+    let ok = match &found {
+        Some(u) => u.password_ok(pass) & u.enabled(),
+        None => {
+            // The same work as for a known user: the time tells nothing about names.
+            let _ = crate::acl::User::new("").password_ok(pass);
+            false
+        }
+    };
+    let Some(found) = found.filter(|_| ok) else {
         session.auth_failures = session.auth_failures.saturating_add(1);
         server
             .connections
             .auth_failures
             .fetch_add(1, Ordering::Relaxed);
-        (Err(WRONGPASS), delay)
+        return (Err(WRONGPASS), delay);
+    };
+    session.auth_failures = 0;
+    if let Err(err) = admit(server, session, found) {
+        return (Err(err), delay);
     }
+    session.authenticated = true;
+    (Ok(()), delay)
+}
+
+/// Runs `session` as `user`, unless `user`'s `max-connections` are all taken by other
+/// connections.
+///
+/// # Errors
+/// `-ERR max connections reached for user '<name>' (max N)`; the session is unchanged.
+fn admit(
+    server: &Server,
+    session: &mut Session,
+    user: std::sync::Arc<crate::acl::User>,
+) -> Result<(), RespError> {
+    let max = user.limits().max_connections;
+    if max == 0 {
+        session.become_user(user);
+        return Ok(());
+    }
+    // One AUTH of a limited user at a time: the count and the change of user are one step.
+    let _gate = server.acl.auth_gate.lock();
+    let me = session.id;
+    let others = server
+        .clients
+        .count_where(|c| c.id != me && !c.kill.is_killed() && *c.user == *user.name());
+    if others as u64 >= max {
+        return Err(max_connections_reached(user.name(), max));
+    }
+    session.become_user(user);
+    Ok(())
+}
+
+/// `-ERR max connections reached for user '<name>' (max N)`: AUTH as a user whose
+/// `max-connections:N` are all open.
+pub fn max_connections_reached(user: &str, max: u64) -> RespError {
+    RespError::new(format!(
+        "ERR max connections reached for user '{user}' (max {max})"
+    ))
 }
 
 /// `reply`, sent after `delay` (at once when it is zero).

@@ -11,7 +11,7 @@
 //!
 //! CLIENT KILL filters, as Redis 7: `ID id`, `ADDR ip:port`, `LADDR ip:port`, `USER name`,
 //! `TYPE normal|master|replica|slave|pubsub`, `MAXAGE seconds`, `SKIPME yes|no` (default
-//! yes). Every filter given must match. Without ACL users every client is `default`.
+//! yes). Every filter given must match. `USER` names an ACL user (`-ERR No such user` else).
 //!
 //! AUTH and `HELLO ... AUTH` check the password through `cmd::auth` (constant-time
 //! comparison, failures counted and slowed down per connection).
@@ -95,6 +95,8 @@ pub struct KillFilter {
     pub laddr: Option<String>,
     /// MAXAGE: connected longer than this many seconds.
     pub max_age: Option<u64>,
+    /// USER: authenticated as this ACL user.
+    pub user: Option<String>,
     /// TYPE other than normal: matches no client (baton has no replicas or pub/sub).
     pub no_type_matches: bool,
     /// SKIPME no: the calling client may be closed too.
@@ -117,14 +119,7 @@ impl KillFilter {
                 },
                 b"ADDR" => filter.addr = Some(text),
                 b"LADDR" => filter.laddr = Some(text),
-                b"USER" => {
-                    if text != "default" {
-                        return Err(RespError::new(format!(
-                            "ERR No such user '{}'",
-                            crate::error::printable(value, 64)
-                        )));
-                    }
-                }
+                b"USER" => filter.user = Some(text),
                 b"TYPE" => match text.to_ascii_lowercase().as_str() {
                     "normal" => {}
                     "master" | "replica" | "slave" | "pubsub" => filter.no_type_matches = true,
@@ -157,6 +152,7 @@ impl KillFilter {
             && self.id.is_none_or(|id| client.id == id)
             && self.addr.as_ref().is_none_or(|a| &client.addr == a)
             && self.laddr.as_ref().is_none_or(|a| &client.laddr == a)
+            && self.user.as_ref().is_none_or(|u| **u == *client.user)
             && self
                 .max_age
                 .is_none_or(|secs| client.since.elapsed().as_secs() >= secs)
@@ -349,7 +345,9 @@ impl ConnCommand {
             }
             ConnCommand::Reset => {
                 session.proto = Protocol::Resp2;
-                session.authenticated = server.config.requirepass.is_none();
+                // As Redis: back to `default`, authenticated only if it needs no password.
+                session.become_user(server.acl.default_user());
+                session.authenticated = !server.acl.needs_auth();
                 let mut info = session.info.lock();
                 info.name = None;
                 info.proto = Protocol::Resp2;
@@ -358,10 +356,7 @@ impl ConnCommand {
             ConnCommand::Auth { user, pass } => {
                 let (checked, delay) = super::auth::check(server, session, user, pass);
                 let reply = match checked {
-                    Ok(()) => {
-                        session.authenticated = true;
-                        Reply::ok()
-                    }
+                    Ok(()) => Reply::ok(),
                     Err(err) => err.into(),
                 };
                 return super::auth::answer_after(delay, reply);
@@ -377,7 +372,6 @@ impl ConnCommand {
                     if let Err(err) = checked {
                         return super::auth::answer_after(wait, err.into());
                     }
-                    session.authenticated = true;
                     delay = wait;
                 }
                 if !session.authenticated {
@@ -433,7 +427,7 @@ pub fn client_line(c: &ClientInfo) -> String {
     };
     let age = c.since.elapsed().as_secs();
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
         c.id,
         c.addr,
         c.laddr,
@@ -441,6 +435,7 @@ pub fn client_line(c: &ClientInfo) -> String {
         age,
         c.last_cmd
             .map_or_else(|| "NULL".to_string(), str::to_ascii_lowercase),
+        c.user,
         if c.proto == Protocol::Resp3 { 3 } else { 2 },
         s(&c.lib_name),
         s(&c.lib_ver),
@@ -484,6 +479,14 @@ fn client(sub: &ClientSub, server: &Server, session: &mut Session) -> Reply {
             }
         }
         ClientSub::Kill(filter) => {
+            if let Some(user) = &filter.user {
+                if server.acl.user(user).is_none() {
+                    return Reply::Error(RespError::new(format!(
+                        "ERR No such user '{}'",
+                        crate::error::printable(user.as_bytes(), 64)
+                    )));
+                }
+            }
             let me = session.id;
             Reply::Int(server.clients.kill_where(|c| filter.matches(c, me)) as i64)
         }

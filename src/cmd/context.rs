@@ -40,6 +40,8 @@ pub struct ClientInfo {
     pub last_cmd: Option<&'static str>,
     /// Set by CLIENT KILL; the connection's task closes when it is.
     pub kill: Arc<KillSwitch>,
+    /// The ACL user it is authenticated as (`default` until AUTH).
+    pub user: Arc<str>,
 }
 
 /// A connection's order to close, given by CLIENT KILL and watched by the connection's
@@ -104,6 +106,7 @@ impl Clients {
             proto: Protocol::Resp2,
             last_cmd: None,
             kill: Arc::default(),
+            user: Arc::from("default"),
         }));
         self.map.insert(id, info.clone());
         info
@@ -135,6 +138,14 @@ impl Clients {
             }
         }
         killed
+    }
+
+    /// How many connections `chosen` holds for.
+    pub fn count_where(&self, chosen: impl Fn(&ClientInfo) -> bool) -> usize {
+        self.map
+            .iter()
+            .filter(|entry| chosen(&entry.value().lock()))
+            .count()
     }
 
     /// A snapshot of every connection's info, by id.
@@ -176,6 +187,8 @@ pub struct Server {
     pub connections: ConnectionCounts,
     /// Most open client connections (`--max-clients`, CONFIG SET max-clients).
     pub max_clients: AtomicUsize,
+    /// ACL users (`--aclfile`, ACL SETUSER; `default` from `--requirepass`).
+    pub acl: crate::acl::Acl,
 }
 
 /// Whether recovery is done and shutdown not started: the process-wide part of what
@@ -226,8 +239,13 @@ pub struct ConnectionCounts {
 }
 
 impl Server {
-    /// Shared state around `table`.
-    pub fn new(config: Arc<Config>, table: Arc<LockTable>, log: Option<Arc<Log>>) -> Self {
+    /// Shared state around `table`, with the users of `acl`.
+    pub fn new(
+        config: Arc<Config>,
+        table: Arc<LockTable>,
+        log: Option<Arc<Log>>,
+        acl: crate::acl::Acl,
+    ) -> Self {
         let started = Instant::now();
         let refuse_grants_until = config
             .restart_delay_ms
@@ -255,6 +273,7 @@ impl Server {
             commands: CommandStats::default(),
             readiness: Readiness::default(),
             connections: ConnectionCounts::default(),
+            acl,
         }
     }
 
@@ -374,18 +393,51 @@ pub struct Session {
     pub auth_failures: u32,
     /// Shared view for CLIENT LIST.
     pub info: Arc<Mutex<ClientInfo>>,
+    /// The ACL user the connection runs as (`default` until AUTH).
+    pub user: Arc<crate::acl::User>,
+    /// The registry generation `user` was read at (see [`Session::refresh_user`]).
+    pub acl_generation: u64,
+    /// The place the current WAIT takes among the user's waiters (`max-waiters`).
+    pub wait_slot: Option<crate::acl::WaitSlot>,
 }
 
 impl Session {
-    /// A new connection's state.
-    pub fn new(info: Arc<Mutex<ClientInfo>>, needs_auth: bool) -> Self {
+    /// A new connection's state: `default`, authenticated when `default` is `on nopass`.
+    pub fn new(info: Arc<Mutex<ClientInfo>>, acl: &crate::acl::Acl) -> Self {
         let id = info.lock().id;
         Session {
             id,
             proto: Protocol::Resp2,
-            authenticated: !needs_auth,
+            authenticated: !acl.needs_auth(),
             auth_failures: 0,
             info,
+            acl_generation: acl.generation(),
+            user: acl.default_user(),
+            wait_slot: None,
         }
+    }
+
+    /// The connection's WAIT ended (granted, timed out or failed).
+    pub fn end_wait(&mut self) {
+        self.wait_slot = None;
+    }
+
+    /// Re-reads the session's user when the registry changed since it was read (one
+    /// atomic load otherwise). A deleted user's connection is being closed: until then it
+    /// may do nothing.
+    pub fn refresh_user(&mut self, acl: &crate::acl::Acl) {
+        let generation = acl.generation();
+        if generation != self.acl_generation {
+            self.acl_generation = generation;
+            self.user = acl
+                .user(self.user.name())
+                .unwrap_or_else(|| Arc::new(crate::acl::User::new(self.user.name())));
+        }
+    }
+
+    /// Runs the connection as `user` from now on.
+    pub fn become_user(&mut self, user: Arc<crate::acl::User>) {
+        self.info.lock().user = Arc::from(user.name());
+        self.user = user;
     }
 }

@@ -22,6 +22,9 @@ pub enum KeyCommand {
     Del {
         /// The keys.
         keys: Vec<Bytes>,
+        /// Set (to the user's name) when the user lacks `@admin`: a key with live holders
+        /// is then refused rather than released (see [`held_by_others`]).
+        held_guard: Option<std::sync::Arc<str>>,
     },
     /// EXISTS.
     Exists {
@@ -89,6 +92,7 @@ impl KeyCommand {
         let cmd = match name {
             "DEL" | "UNLINK" => KeyCommand::Del {
                 keys: all_keys(args)?,
+                held_guard: None,
             },
             "EXISTS" => KeyCommand::Exists {
                 keys: all_keys(args)?,
@@ -108,7 +112,7 @@ impl KeyCommand {
 impl TxCommand for KeyCommand {
     fn keys(&self) -> Vec<&[u8]> {
         match self {
-            KeyCommand::Del { keys } | KeyCommand::Exists { keys } => {
+            KeyCommand::Del { keys, .. } | KeyCommand::Exists { keys } => {
                 keys.iter().map(|k| k.as_ref()).collect()
             }
             KeyCommand::Type { key } | KeyCommand::Ttl { key, .. } => vec![key],
@@ -117,7 +121,12 @@ impl TxCommand for KeyCommand {
 
     fn apply(&self, tx: &mut Tx<'_>) -> Result<Outcome, RespError> {
         let reply = match self {
-            KeyCommand::Del { keys } => {
+            KeyCommand::Del { keys, held_guard } => {
+                if let Some(user) = held_guard {
+                    if keys.iter().any(|k| has_live_holds(tx, k)) {
+                        return Err(held_by_others(user));
+                    }
+                }
                 let mut n = 0;
                 for key in keys {
                     n += i64::from(tx.del(key)?);
@@ -145,6 +154,20 @@ impl TxCommand for KeyCommand {
         };
         Ok(Outcome::Reply(reply))
     }
+}
+
+/// Whether `key` is a lock or semaphore with a live hold (what DEL would force-release).
+fn has_live_holds(tx: &mut Tx<'_>, key: &[u8]) -> bool {
+    tx.entry(key)
+        .is_some_and(|e| !e.is_str() && e.holders().next().is_some())
+}
+
+/// DEL / UNLINK of a key with live holders by a user without `@admin`: releasing another
+/// client's hold by force is an admin's act. A string (Redlock's lock) stays deletable.
+pub fn held_by_others(user: &str) -> RespError {
+    RespError::new(format!(
+        "NOPERM User {user} has no permissions to run the 'del' command on a held lock"
+    ))
 }
 
 impl TableCommand {
@@ -206,19 +229,33 @@ impl TableCommand {
 
     /// Runs the command over the table, one shard at a time (FLUSHALL: all at once).
     /// KEYS, SCAN and FLUSHALL run on a script thread: they walk the whole keyspace.
-    pub fn apply(&self, server: &Server, _session: &mut Session) -> Executed {
+    ///
+    /// A user whose patterns do not cover every key sees only its keys: KEYS and SCAN skip
+    /// the others, DBSIZE counts only its own (walking the keyspace on a script thread).
+    pub fn apply(&self, server: &Server, session: &mut Session) -> Executed {
         let table = &server.table;
+        let user = (!session.user.all_keys()).then(|| session.user.clone());
         let reply = match self {
             TableCommand::Keys { .. } | TableCommand::Scan { .. } => {
                 let cmd = self.clone();
                 return Executed {
                     effect: super::Effect::Offload(super::Offload::new(move |server| {
-                        Executed::reply(cmd.walk(server))
+                        Executed::reply(cmd.walk(server, user.as_deref()))
                     })),
                     lsn: 0,
                 };
             }
-            TableCommand::Dbsize => Reply::Int(table.dbsize() as i64),
+            TableCommand::Dbsize => match user {
+                None => Reply::Int(table.dbsize() as i64),
+                Some(user) => {
+                    return Executed {
+                        effect: super::Effect::Offload(super::Offload::new(move |server| {
+                            Executed::reply(Reply::Int(count_keys_of(server, &user) as i64))
+                        })),
+                        lsn: 0,
+                    };
+                }
+            },
             TableCommand::Flush => {
                 // Freeing every key takes time in proportion to the keyspace.
                 return Executed {
@@ -236,8 +273,10 @@ impl TableCommand {
         Executed::reply(reply)
     }
 
-    /// KEYS and SCAN: each shard's keys are copied out under its lock, then matched.
-    fn walk(&self, server: &Server) -> Reply {
+    /// KEYS and SCAN: each shard's keys are copied out under its lock, then matched (and,
+    /// for a restricted `user`, filtered by its patterns).
+    fn walk(&self, server: &Server, user: Option<&crate::acl::User>) -> Reply {
+        let mine = |key: &[u8]| user.is_none_or(|u| u.key_allowed(key));
         let table = &server.table;
         let mut shard_keys = ShardKeys::default();
         match self {
@@ -247,7 +286,7 @@ impl TableCommand {
                 for i in 0..table.shard_count() {
                     table.copy_keys(i, &mut shard_keys);
                     for (key, _) in shard_keys.iter() {
-                        if glob.matches(key) {
+                        if glob.matches(key) && mine(key) {
                             keys.push(Reply::Bulk(Bytes::copy_from_slice(key)));
                         }
                     }
@@ -273,7 +312,7 @@ impl TableCommand {
                         let type_ok = kind
                             .as_ref()
                             .is_none_or(|k| k.eq_ignore_ascii_case(type_name.as_bytes()));
-                        if type_ok && glob.as_ref().is_none_or(|g| g.matches(key)) {
+                        if type_ok && glob.as_ref().is_none_or(|g| g.matches(key)) && mine(key) {
                             keys.push(Reply::Bulk(Bytes::copy_from_slice(key)));
                         }
                     }
@@ -292,4 +331,20 @@ impl TableCommand {
             _ => Reply::Error(RespError::SYNTAX),
         }
     }
+}
+
+/// How many keys `user`'s patterns cover (DBSIZE and INFO keyspace of a restricted user):
+/// each shard's keys are copied out under its lock, then matched.
+pub fn count_keys_of(server: &Server, user: &crate::acl::User) -> usize {
+    let table = &server.table;
+    let mut shard_keys = ShardKeys::default();
+    let mut count = 0;
+    for i in 0..table.shard_count() {
+        table.copy_keys(i, &mut shard_keys);
+        count += shard_keys
+            .iter()
+            .filter(|(key, _)| user.key_allowed(key))
+            .count();
+    }
+    count
 }

@@ -13,6 +13,7 @@
 //! `redis.call`. Parsing takes no lock; apply never parses. Metadata (arity, flags, docs)
 //! is data in `spec.rs`.
 
+pub mod acl;
 pub mod args;
 pub mod auth;
 pub mod cluster;
@@ -74,6 +75,8 @@ pub enum Command {
     Script(script::ScriptCommand),
     /// Cluster administration.
     Cluster(cluster::ClusterCommand),
+    /// ACL users.
+    Acl(acl::AclCommand),
 }
 
 impl Command {
@@ -232,7 +235,7 @@ fn lookup(req: &Request) -> Result<&'static spec::Spec, RespError> {
     };
     let mut buf = [0u8; MAX_NAME];
     upper_name(name, &mut buf)
-        .and_then(spec::lookup)
+        .and_then(|upper| spec::lookup(upper).or_else(|| (upper == b"ACL").then_some(&acl::SPEC)))
         .ok_or_else(|| RespError::unknown_command(name, rest))
 }
 
@@ -262,6 +265,7 @@ fn parse_with(
         },
         "scripting" => Command::Script(script::ScriptCommand::parse(spec.name, &mut args)?),
         "cluster" => Command::Cluster(cluster::ClusterCommand::parse(&mut args)?),
+        "server" if spec.name == "ACL" => Command::Acl(acl::AclCommand::parse(&mut args)?),
         "connection" => Command::Conn(connection::ConnCommand::parse(spec.name, &mut args)?),
         _ => Command::Server(server::ServerCommand::parse(spec.name, &mut args)?),
     };
@@ -285,13 +289,54 @@ pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Execute
             stats::CallResult::Rejected,
         )
     } else {
-        match spec.and_then(|spec| Ok((spec, parse_with(spec, req, server.arg_limits())?))) {
+        session.refresh_user(&server.acl);
+        let user = &session.user;
+        let permitted = |spec: &'static spec::Spec| {
+            // AUTH, HELLO, QUIT and RESET run whoever the user is (Redis's no-auth commands).
+            if !user.all_commands() && !connection::allowed_before_auth(req) {
+                crate::acl::check_command(user, spec, &req.args)?;
+            }
+            let mut cmd = parse_with(spec, req, server.arg_limits())?;
+            permit_keys(user, &mut cmd)?;
+            Ok((spec, cmd))
+        };
+        match spec.and_then(permitted) {
             // -MISCONF and -TRYAGAIN refusals are not executed: rejected, as Redis counts
             // its -MISCONF and -OOM refusals in rejected_calls.
             Ok((spec, cmd)) => match refusal(spec, &cmd, server) {
                 Some(err) => (Executed::reply(err.into()), stats::CallResult::Rejected),
                 None => {
+                    let slot = match reserve_wait(server, session, &cmd) {
+                        Ok(slot) => slot,
+                        Err(err) => {
+                            let executed = Executed::reply(err.into());
+                            server.commands.record(
+                                known,
+                                stats::CallResult::Failed,
+                                started.elapsed(),
+                            );
+                            return executed;
+                        }
+                    };
+                    let held_gate = match held_keys_gate(server, &session.user, &cmd) {
+                        Ok(gate) => gate,
+                        Err(err) => {
+                            let executed = Executed::reply(err.into());
+                            server.commands.record(
+                                known,
+                                stats::CallResult::Failed,
+                                started.elapsed(),
+                            );
+                            return executed;
+                        }
+                    };
                     let executed = apply(cmd, server, session);
+                    drop(held_gate);
+                    if matches!(executed.effect, Effect::Blocked { .. }) {
+                        // Held until the wait ends (`Session::end_wait`) or the connection
+                        // goes; any other outcome gives the place back at once.
+                        session.wait_slot = slot;
+                    }
                     let result = match &executed.effect {
                         Effect::Reply(Reply::Error(_)) => stats::CallResult::Failed,
                         Effect::Await(pending) if pending.is_error() => stats::CallResult::Failed,
@@ -306,6 +351,134 @@ pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Execute
     };
     server.commands.record(known, result, started.elapsed());
     executed
+}
+
+/// Checks the keys of `cmd` (a key-taking command's, EVAL's declared ones) against
+/// `user`'s patterns, and marks a DEL by a user without `@admin` so that it refuses keys
+/// with live holders. Nothing to do for a user with every key and `@admin`.
+///
+/// # Errors
+/// `-NOPERM No permissions to access a key`.
+pub(crate) fn permit_keys(user: &crate::acl::User, cmd: &mut Command) -> Result<(), RespError> {
+    if !user.all_keys() {
+        match cmd {
+            Command::Script(script::ScriptCommand::Eval(eval)) => {
+                crate::acl::check_keys(user, eval.keys().iter().map(|k| k.as_ref()))?;
+            }
+            _ => {
+                if let Some(txc) = cmd.as_tx() {
+                    crate::acl::check_keys(user, txc.keys())?;
+                }
+            }
+        }
+    }
+    if !user.is_admin() {
+        if let Command::Key(keyspace::KeyCommand::Del { held_guard, .. }) = cmd {
+            *held_guard = Some(user.name().into());
+        }
+    }
+    Ok(())
+}
+
+/// Whether `user` may run `req` (command and keys), as `execute` checks it: None when it
+/// may or when the request does not parse (the node that runs it answers that).
+pub fn acl_refusal(req: &Request, server: &Server, user: &crate::acl::User) -> Option<RespError> {
+    if user.all_commands() && user.all_keys() {
+        return None;
+    }
+    let spec = lookup(req).ok()?;
+    if !connection::allowed_before_auth(req) {
+        if let Err(err) = crate::acl::check_command(user, spec, &req.args) {
+            return Some(err);
+        }
+    }
+    let mut cmd = parse_with(spec, req, server.arg_limits()).ok()?;
+    permit_keys(user, &mut cmd).err()
+}
+
+/// For a user with `max-held-keys:N` and a command that takes holds (LOCK, WLOCK, RLOCK,
+/// MLOCK, SEM.ACQUIRE): checks that the keys held in the user's key space plus the keys
+/// the command would newly take stay within N, and returns a guard to keep while the
+/// command runs, so that two such grants are not checked at once. Held keys are counted
+/// from the table itself (keys matching the user's patterns that have a holder), so they
+/// follow releases, expiry, DEL and FLUSHALL exactly. A WAIT is checked when it is asked,
+/// not again when it is granted later.
+///
+/// # Errors
+/// `-ERR max held keys reached for user '<name>' (max N)`.
+fn held_keys_gate<'s>(
+    server: &'s Server,
+    user: &crate::acl::User,
+    cmd: &Command,
+) -> Result<Option<parking_lot::MutexGuard<'s, ()>>, RespError> {
+    let max = user.limits().max_held_keys;
+    let takes_holds = matches!(
+        cmd,
+        Command::Lock(lock::LockCommand::Acquire(_) | lock::LockCommand::MLock(_))
+            | Command::Sem(sem::SemCommand::Acquire { .. })
+    );
+    let Some(txc) = cmd.as_tx().filter(|_| max > 0 && takes_holds) else {
+        return Ok(None);
+    };
+    let gate = server.acl.held_gate.lock();
+    let table = &server.table;
+    let now = server.now();
+    let mut candidates = Vec::new();
+    let mut shard_keys = crate::table::ShardKeys::default();
+    for i in 0..table.shard_count() {
+        table.copy_keys(i, &mut shard_keys);
+        candidates.extend(
+            shard_keys
+                .iter()
+                .filter(|(key, kind)| *kind != "string" && user.key_allowed(key))
+                .map(|(key, _)| Bytes::copy_from_slice(key)),
+        );
+    }
+    let held: std::collections::HashSet<Bytes> = candidates
+        .into_iter()
+        .filter(|key| {
+            table
+                .run(&[key.as_ref()], now, |tx| {
+                    tx.entry(key).is_some_and(|e| e.holders().next().is_some())
+                })
+                .value
+        })
+        .collect();
+    let new = txc.keys().iter().filter(|k| !held.contains(**k)).count();
+    if (held.len() + new) as u64 > max {
+        return Err(RespError::new(format!(
+            "ERR max held keys reached for user '{}' (max {max})",
+            user.name()
+        )));
+    }
+    Ok(Some(gate))
+}
+
+/// For a user with `max-waiters:N`, a place among its waiting requests for `cmd` if it
+/// may wait (None when it cannot wait or the user has no limit).
+///
+/// # Errors
+/// `-ERR max waiters reached for user '<name>' (max N)` when all N are taken: the request
+/// is answered at once rather than queued.
+fn reserve_wait(
+    server: &Server,
+    session: &Session,
+    cmd: &Command,
+) -> Result<Option<crate::acl::WaitSlot>, RespError> {
+    let max = session.user.limits().max_waiters;
+    if max == 0 || cmd.as_tx().and_then(|t| t.wait_ms()).is_none() {
+        return Ok(None);
+    }
+    server
+        .acl
+        .reserve_wait(session.user.name(), max)
+        .map(Some)
+        .ok_or_else(|| {
+            RespError::new(format!(
+                "ERR max waiters reached for user '{}' (max {max})",
+                session.user.name()
+            ))
+        })
 }
 
 /// `-TRYAGAIN` of a grant during `--restart-delay-ms`.
@@ -381,6 +554,7 @@ fn apply_local(cmd: Command, server: &Server, session: &mut Session) -> Executed
         Command::Server(c) => Executed::reply(c.apply(server, session)),
         Command::Script(c) => c.apply(server, session),
         Command::Cluster(c) => c.apply(server),
+        Command::Acl(c) => c.apply(server, session),
         _ => Executed::reply(RespError::SYNTAX.into()),
     }
 }

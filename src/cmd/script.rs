@@ -105,7 +105,7 @@ impl ScriptCommand {
     }
 
     /// Runs the command.
-    pub fn apply(&self, server: &Server, _session: &mut Session) -> Executed {
+    pub fn apply(&self, server: &Server, session: &mut Session) -> Executed {
         let engine = &server.lua;
         match self {
             ScriptCommand::Load(source) => Executed::reply(match engine.load(source) {
@@ -127,9 +127,10 @@ impl ScriptCommand {
                     return Executed::reply(Reply::Error(super::too_many_keys(max)));
                 }
                 let eval = eval.clone();
+                let user = session.user.clone();
                 Executed {
                     effect: super::Effect::Offload(super::Offload::new(move |server| {
-                        run_script(server, &eval)
+                        run_script(server, &eval, &user)
                     })),
                     lsn: 0,
                 }
@@ -140,7 +141,7 @@ impl ScriptCommand {
 
 /// Runs a script (on a script thread) holding the shards of its declared keys, and only
 /// those: a script without keys holds none.
-fn run_script(server: &Server, eval: &Eval) -> Executed {
+fn run_script(server: &Server, eval: &Eval, user: &crate::acl::User) -> Executed {
     let now = server.now();
     let (keys, argv) = (eval.keys(), eval.argv());
     let script = if eval.sha {
@@ -150,7 +151,7 @@ fn run_script(server: &Server, eval: &Eval) -> Executed {
     };
     let key_refs: smallvec::SmallVec<[&[u8]; 4]> = keys.iter().map(|k| k.as_ref()).collect();
     let ran = server.table.run(&key_refs, now, |tx| {
-        let mut call = |args: Vec<Bytes>| script_call(server, tx, keys, args);
+        let mut call = |args: Vec<Bytes>| script_call(server, tx, keys, args, user);
         server.lua.eval(script, keys, argv, &mut call)
     });
     Executed {
@@ -169,16 +170,36 @@ const NON_LOCAL_KEY: RespError =
 const STRING_TOO_LONG: RespError =
     RespError::fixed("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
 
-/// One `redis.call` from a script: parse, check the keys are held, apply in the section.
-fn script_call(server: &Server, tx: &mut Tx<'_>, declared: &[Bytes], args: Vec<Bytes>) -> Reply {
+/// A `redis.call` the script's user may not make: Redis 7's `ACL failure in script: `
+/// before the NOPERM text.
+fn acl_failure(err: &RespError) -> RespError {
+    let text = err.text();
+    RespError::new(format!(
+        "ERR ACL failure in script: {}",
+        text.strip_prefix("NOPERM ").unwrap_or(text)
+    ))
+}
+
+/// One `redis.call` from a script: parse, check the user's permissions and that the keys
+/// are held, apply in the section.
+fn script_call(
+    server: &Server,
+    tx: &mut Tx<'_>,
+    declared: &[Bytes],
+    args: Vec<Bytes>,
+    user: &crate::acl::User,
+) -> Reply {
     // A client's request is bounded by the decoder; a script's arguments only by Lua.
     if args.iter().any(|a| a.len() > server.config.max_bulk_bytes) {
         return Reply::Error(STRING_TOO_LONG);
     }
     let req = crate::resp::Request { args };
-    let cmd = match super::lookup(&req)
-        .and_then(|spec| Ok((spec, super::parse_with(spec, &req, server.arg_limits())?)))
-    {
+    let cmd = match super::lookup(&req).and_then(|spec| {
+        crate::acl::check_command(user, spec, &req.args).map_err(|e| acl_failure(&e))?;
+        let mut cmd = super::parse_with(spec, &req, server.arg_limits())?;
+        super::permit_keys(user, &mut cmd).map_err(|e| acl_failure(&e))?;
+        Ok((spec, cmd))
+    }) {
         Ok((spec, cmd)) => match super::refusal(spec, &cmd, server) {
             Some(err) => return Reply::Error(err),
             None => cmd,
@@ -217,6 +238,7 @@ fn script_call(server: &Server, tx: &mut Tx<'_>, declared: &[Bytes], args: Vec<B
                 Reply::Nil
             }
         }
+        Err(err) if err.text().starts_with("NOPERM ") => Reply::Error(acl_failure(&err)),
         Err(err) => Reply::Error(err),
     }
 }

@@ -112,31 +112,48 @@ impl ServerCommand {
     }
 
     /// Answers the command.
-    pub fn apply(&self, server: &Server, _session: &mut Session) -> Reply {
+    pub fn apply(&self, server: &Server, session: &mut Session) -> Reply {
         match self {
+            ServerCommand::Info(sections) if !session.user.all_keys() => {
+                // A tenant's keyspace line counts only its keys.
+                let user = session.user.clone();
+                let mut text = info(server, sections);
+                if let Some(at) = text.find("# Keyspace\r\n") {
+                    let keys = super::keyspace::count_keys_of(server, &user);
+                    let line = if keys > 0 {
+                        format!("# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n")
+                    } else {
+                        "# Keyspace\r\n".to_string()
+                    };
+                    let end = text[at..]
+                        .find("\r\n\r\n")
+                        .map_or(text.len(), |e| at + e + 2);
+                    text.replace_range(at..end, &line);
+                }
+                Reply::Verbatim(Bytes::from(text))
+            }
             ServerCommand::Info(sections) => Reply::Verbatim(Bytes::from(info(server, sections))),
             ServerCommand::Time => self.apply_static(),
-            ServerCommand::CommandAll => Reply::Array(COMMANDS.iter().map(command_info).collect()),
-            ServerCommand::CommandCount => Reply::Int(COMMANDS.len() as i64),
+            ServerCommand::CommandAll => Reply::Array(all_specs().map(command_info).collect()),
+            ServerCommand::CommandCount => Reply::Int(all_specs().count() as i64),
             ServerCommand::CommandList => Reply::Array(
-                COMMANDS
-                    .iter()
+                all_specs()
                     .map(|s| Reply::bulk_string(s.name.to_ascii_lowercase()))
                     .collect(),
             ),
             ServerCommand::CommandInfo(names) => Reply::Array(
                 names
                     .iter()
-                    .map(|n| lookup(&n.to_ascii_uppercase()).map_or(Reply::Nil, command_info))
+                    .map(|n| find(&n.to_ascii_uppercase()).map_or(Reply::Nil, command_info))
                     .collect(),
             ),
             ServerCommand::CommandDocs(names) => {
                 let specs: Vec<&Spec> = if names.is_empty() {
-                    COMMANDS.iter().collect()
+                    all_specs().collect()
                 } else {
                     names
                         .iter()
-                        .filter_map(|n| lookup(&n.to_ascii_uppercase()))
+                        .filter_map(|n| find(&n.to_ascii_uppercase()))
                         .collect()
                 };
                 Reply::Map(
@@ -175,6 +192,16 @@ impl ServerCommand {
             }
         }
     }
+}
+
+/// The command table plus ACL's spec (kept in `cmd::acl`).
+fn all_specs() -> impl Iterator<Item = &'static Spec> {
+    COMMANDS.iter().chain(std::iter::once(&super::acl::SPEC))
+}
+
+/// The spec of an upper-case name, ACL's included.
+fn find(upper: &[u8]) -> Option<&'static Spec> {
+    lookup(upper).or_else(|| (upper == b"ACL").then_some(&super::acl::SPEC))
 }
 
 fn unknown_sub(sub: &[u8], cmd: &str) -> RespError {

@@ -110,7 +110,7 @@ async fn serve_halves<R, W>(
     W: AsyncWrite + Unpin,
 {
     let kill = info.lock().kill.clone();
-    let mut session = Session::new(info, server.config.requirepass.is_some());
+    let mut session = Session::new(info, &server.acl);
     let mem = server.budget.register(session.id);
     let mut conn = Conn {
         rd,
@@ -256,7 +256,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
                     Effect::Blocked { blocked, deadline } => {
                         // Earlier replies of the pipeline go out before the wait.
                         self.flush(lsn).await?;
-                        match self.wait(blocked, deadline, shutdown).await {
+                        let ended = self.wait(blocked, deadline, shutdown).await;
+                        session.end_wait();
+                        match ended {
                             WaitEnd::Reply(reply, grant_lsn) => {
                                 lsn = grant_lsn;
                                 reply.encode(session.proto, &mut self.wbuf);

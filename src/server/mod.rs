@@ -165,8 +165,10 @@ impl RecordSink for LateLog {
 /// # Errors
 /// [`StartupError`] when the data directory cannot be read, is locked or is damaged.
 pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
+    let acl = crate::acl::Acl::new(config.requirepass.as_deref(), config.aclfile.as_deref())
+        .map_err(StartupError::Acl)?;
     if let Some(cluster) = crate::cluster::Cluster::from_config(&config)? {
-        return Ok(build_cluster_node(config, cluster));
+        return Ok(build_cluster_node(config, cluster, acl));
     }
     let persistent = config.persistence == Switch::On;
     let late = Arc::new(LateLog::default());
@@ -199,14 +201,18 @@ pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
     } else {
         None
     };
-    let server = Server::new(config, table, log);
+    let server = Server::new(config, table, log, acl);
     server.readiness.set_recovered();
     Ok(Arc::new(server))
 }
 
 /// Cluster mode: the table's records go to Raft instead of the append-only log; the table
 /// starts empty and is filled by the committed log when the node starts ([`serve`]).
-fn build_cluster_node(config: Arc<Config>, cluster: Arc<crate::cluster::Cluster>) -> Arc<Server> {
+fn build_cluster_node(
+    config: Arc<Config>,
+    cluster: Arc<crate::cluster::Cluster>,
+    acl: crate::acl::Acl,
+) -> Arc<Server> {
     let table = LockTable::new(
         TableConfig {
             shards: config.shard_count(),
@@ -218,7 +224,7 @@ fn build_cluster_node(config: Arc<Config>, cluster: Arc<crate::cluster::Cluster>
     );
     // Leases end only through committed log entries, never by a replaying node's clock.
     table.set_ends_by_log(true);
-    let mut server = Server::new(config, Arc::new(table), None);
+    let mut server = Server::new(config, Arc::new(table), None, acl);
     // Holds survive a restart in the replicated log: no restart delay.
     server.refuse_grants_until = None;
     server.cluster = Some(cluster);
@@ -359,8 +365,7 @@ pub async fn serve_all(
     let fail_stop = log_fail_stop(server.clone());
     tokio::pin!(fail_stop);
     let mut fatal = None;
-    let protected =
-        server.config.protected_mode == YesNo::Yes && server.config.requirepass.is_none();
+    let protected_mode = server.config.protected_mode == YesNo::Yes;
     loop {
         let (accepted, acceptor) = tokio::select! {
             accepted = accept_on(plain.as_ref()) => (accepted, None),
@@ -384,6 +389,9 @@ pub async fn serve_all(
         };
         server.connections.accepted.fetch_add(1, Ordering::Relaxed);
         set_keepalive(&stream, server.config.tcp_keepalive);
+        // As Redis: protected while the default user has no password (ACL SETUSER may
+        // change that at run time).
+        let protected = protected_mode && server.acl.default_is_open();
         let refusal = if protected && !peer.ip().to_canonical().is_loopback() {
             Some(PROTECTED_MODE_DENIED)
         } else if trigger.live() >= server.max_clients.load(Ordering::Relaxed) {
