@@ -19,6 +19,28 @@ use crate::error::RespError;
 use crate::persist::HoldKind;
 use crate::table::{Outcome, Tx};
 
+/// The commands of this family, as the command table names them: [`LockCommand::parse`]
+/// matches every one, so a command added here without its parser does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockId {
+    /// LOCK.
+    Lock,
+    /// WLOCK.
+    WLock,
+    /// RLOCK.
+    RLock,
+    /// REFRESH.
+    Refresh,
+    /// UNLOCK.
+    Unlock,
+    /// LOCK.INFO.
+    Info,
+    /// MLOCK.
+    MLock,
+    /// MUNLOCK.
+    MUnlock,
+}
+
 /// A single-key grant request (LOCK, WLOCK, RLOCK).
 #[derive(Debug, Clone)]
 pub struct Acquire {
@@ -119,25 +141,25 @@ pub fn numkeys_and_keys(args: &mut Args<'_>, after: usize) -> Result<Vec<Bytes>,
 }
 
 impl LockCommand {
-    /// Parses the arguments of `name` (upper case, arity already checked).
+    /// Parses the arguments of command `id` (arity already checked).
     ///
     /// # Errors
     /// The first bad argument, in docs/protocol.md's order.
-    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
-        let cmd = match name {
-            "LOCK" | "RLOCK" | "WLOCK" => {
+    pub fn parse(id: LockId, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let cmd = match id {
+            LockId::Lock | LockId::RLock | LockId::WLock => {
                 let key = args.key()?;
                 let owner = args.owner()?;
                 let ttl_ms = args.ttl_ms()?;
                 let mut shared = false;
-                let wait_ms = if name == "WLOCK" {
+                let wait_ms = if id == LockId::WLock {
                     wait_options(args, Some(&mut shared))?
                 } else {
                     wait_options(args, None)?
                 };
-                let kind = match (name, shared) {
-                    ("RLOCK", _) => HoldKind::Read,
-                    ("WLOCK", true) => HoldKind::SharedWrite,
+                let kind = match (id, shared) {
+                    (LockId::RLock, _) => HoldKind::Read,
+                    (LockId::WLock, true) => HoldKind::SharedWrite,
                     _ => HoldKind::Exclusive,
                 };
                 LockCommand::Acquire(Acquire {
@@ -148,17 +170,17 @@ impl LockCommand {
                     wait_ms,
                 })
             }
-            "REFRESH" => LockCommand::Refresh {
+            LockId::Refresh => LockCommand::Refresh {
                 key: args.key()?,
                 owner: args.owner()?,
                 ttl_ms: args.ttl_ms()?,
             },
-            "UNLOCK" => LockCommand::Unlock {
+            LockId::Unlock => LockCommand::Unlock {
                 key: args.key()?,
                 owner: args.owner()?,
             },
-            "LOCK.INFO" => LockCommand::Info { key: args.key()? },
-            "MLOCK" => {
+            LockId::Info => LockCommand::Info { key: args.key()? },
+            LockId::MLock => {
                 let keys = numkeys_and_keys(args, 2)?;
                 let owner = args.owner()?;
                 let ttl_ms = args.ttl_ms()?;
@@ -172,14 +194,13 @@ impl LockCommand {
                     wait_ms,
                 }));
             }
-            "MUNLOCK" => {
+            LockId::MUnlock => {
                 let keys = numkeys_and_keys(args, 1)?;
                 let owner = args.owner()?;
                 args.finish_ref()?;
                 no_duplicates(&keys, RespError::fixed("ERR duplicate key in MUNLOCK"))?;
                 return Ok(LockCommand::MUnlock { keys, owner });
             }
-            _ => return Err(RespError::SYNTAX),
         };
         args.finish_ref()?;
         Ok(cmd)

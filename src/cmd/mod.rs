@@ -37,6 +37,7 @@ use crate::error::RespError;
 use crate::resp::{Reply, Request};
 use crate::table::{Blocked, Outcome, Tx};
 use args::{ArgLimits, Args};
+use spec::CommandId;
 
 /// A command that runs inside a lock-table section over the keys it names.
 pub trait TxCommand {
@@ -247,23 +248,16 @@ fn parse_with(
     }
     let rest = req.args.get(1..).unwrap_or_default();
     let mut args = Args::new(rest, limits);
-    let cmd = match spec.group {
-        "lock" => Command::Lock(lock::LockCommand::parse(spec.name, &mut args)?),
-        "semaphore" => Command::Sem(sem::SemCommand::parse(spec.name, &mut args)?),
-        "string" => Command::Str(string::StrCommand::parse(spec.name, &mut args)?),
-        "generic" | "server" if keyspace::is_table_command(spec.name) => {
-            Command::Table(keyspace::TableCommand::parse(spec.name, &mut args)?)
-        }
-        "generic" => match spec.name {
-            "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" | "PERSIST" => {
-                Command::Str(string::StrCommand::parse(spec.name, &mut args)?)
-            }
-            _ => Command::Key(keyspace::KeyCommand::parse(spec.name, &mut args)?),
-        },
-        "scripting" => Command::Script(script::ScriptCommand::parse(spec.name, &mut args)?),
-        "cluster" => Command::Cluster(cluster::ClusterCommand::parse(&mut args)?),
-        "connection" => Command::Conn(connection::ConnCommand::parse(spec.name, &mut args)?),
-        _ => Command::Server(server::ServerCommand::parse(spec.name, &mut args)?),
+    let cmd = match spec.id {
+        CommandId::Lock(id) => Command::Lock(lock::LockCommand::parse(id, &mut args)?),
+        CommandId::Sem(id) => Command::Sem(sem::SemCommand::parse(id, &mut args)?),
+        CommandId::Str(id) => Command::Str(string::StrCommand::parse(id, spec.name, &mut args)?),
+        CommandId::Key(id) => Command::Key(keyspace::KeyCommand::parse(id, &mut args)?),
+        CommandId::Table(id) => Command::Table(keyspace::TableCommand::parse(id, &mut args)?),
+        CommandId::Conn(id) => Command::Conn(connection::ConnCommand::parse(id, &mut args)?),
+        CommandId::Server(id) => Command::Server(server::ServerCommand::parse(id, &mut args)?),
+        CommandId::Script(id) => Command::Script(script::ScriptCommand::parse(id, &mut args)?),
+        CommandId::Cluster => Command::Cluster(cluster::ClusterCommand::parse(&mut args)?),
     };
     Ok(cmd)
 }
@@ -317,7 +311,7 @@ pub const RESTART_DELAY: RespError = RespError::fixed(
 /// (or PING, as Redis) while the log cannot write answers `-MISCONF` without being
 /// applied; a grant during the restart delay answers `-TRYAGAIN`.
 pub(crate) fn refusal(spec: &spec::Spec, cmd: &Command, server: &Server) -> Option<RespError> {
-    if spec.flags.contains(&"write") || spec.name == "PING" {
+    if spec.flags.contains(&"write") || spec.id == CommandId::Conn(connection::ConnId::Ping) {
         if let Some(err) = server.misconf() {
             return Some(err);
         }
@@ -436,6 +430,18 @@ mod tests {
             let mut buf = [0u8; MAX_NAME];
             let upper = upper_name(spec.name.as_bytes(), &mut buf);
             assert_eq!(upper, Some(spec.name.as_bytes()), "{}", spec.name);
+        }
+    }
+
+    /// Two entries with one id would send the second to the first's parser: each command
+    /// has its own id (and its own name).
+    #[test]
+    fn every_command_has_its_own_id() {
+        for (i, a) in spec::COMMANDS.iter().enumerate() {
+            for b in &spec::COMMANDS[i + 1..] {
+                assert_ne!(a.id, b.id, "{} and {} share an id", a.name, b.name);
+                assert_ne!(a.name, b.name);
+            }
         }
     }
 }

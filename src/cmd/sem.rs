@@ -15,6 +15,22 @@ use super::TxCommand;
 use crate::error::RespError;
 use crate::table::{Outcome, SemAcquire, Tx};
 
+/// The commands of this family, as the command table names them: [`SemCommand::parse`]
+/// matches every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SemId {
+    /// SEM.CREATE.
+    Create,
+    /// SEM.ACQUIRE.
+    Acquire,
+    /// SEM.RELEASE.
+    Release,
+    /// SEM.INFO.
+    Info,
+    /// SEM.DELETE.
+    Delete,
+}
+
 /// A parsed semaphore command.
 #[derive(Debug, Clone)]
 pub enum SemCommand {
@@ -67,17 +83,17 @@ fn positive(args: &mut Args<'_>, err: RespError) -> Result<u64, RespError> {
 }
 
 impl SemCommand {
-    /// Parses the arguments of `name` (upper case, arity already checked).
+    /// Parses the arguments of command `id` (arity already checked).
     ///
     /// # Errors
     /// The first bad argument, in docs/protocol.md's order.
-    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
-        let cmd = match name {
-            "SEM.CREATE" => SemCommand::Create {
+    pub fn parse(id: SemId, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let cmd = match id {
+            SemId::Create => SemCommand::Create {
                 key: args.key()?,
                 capacity: positive(args, RespError::INVALID_CAPACITY)?,
             },
-            "SEM.ACQUIRE" => {
+            SemId::Acquire => {
                 let key = args.key()?;
                 let owner = args.owner()?;
                 let ttl_ms = args.ttl_ms()?;
@@ -112,13 +128,12 @@ impl SemCommand {
                     wait_ms,
                 }
             }
-            "SEM.RELEASE" => SemCommand::Release {
+            SemId::Release => SemCommand::Release {
                 key: args.key()?,
                 owner: args.owner()?,
             },
-            "SEM.INFO" => SemCommand::Info { key: args.key()? },
-            "SEM.DELETE" => SemCommand::Delete { key: args.key()? },
-            _ => return Err(RespError::SYNTAX),
+            SemId::Info => SemCommand::Info { key: args.key()? },
+            SemId::Delete => SemCommand::Delete { key: args.key()? },
         };
         args.finish_ref()?;
         Ok(cmd)

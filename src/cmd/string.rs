@@ -36,6 +36,30 @@ fn expire_ms(n: i64, seconds: bool, relative: bool, cmd: &str) -> Result<i64, Re
         .ok_or_else(|| invalid_expire(cmd))
 }
 
+/// The commands of this family, as the command table names them: [`StrCommand::parse`]
+/// matches every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrId {
+    /// SET.
+    Set,
+    /// GET.
+    Get,
+    /// DELIFEQ.
+    DelIfEq,
+    /// DELEX.
+    DelEx,
+    /// EXPIRE (seconds from now).
+    Expire,
+    /// PEXPIRE (ms from now).
+    PExpire,
+    /// EXPIREAT (Unix seconds).
+    ExpireAt,
+    /// PEXPIREAT (Unix ms).
+    PExpireAt,
+    /// PERSIST.
+    Persist,
+}
+
 /// An expiry as the client wrote it; turned into deadlines at apply time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpirySpec {
@@ -127,13 +151,13 @@ pub fn deadline_of(spec: ExpirySpec, now: Now) -> Option<(std::time::Instant, u6
 }
 
 impl StrCommand {
-    /// Parses the arguments of `name` (upper case, arity already checked).
+    /// Parses the arguments of command `id`, called `name` (arity already checked).
     ///
     /// # Errors
     /// Redis's texts: syntax error, not an integer, `invalid expire time in '...' command`.
-    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
-        let cmd = match name {
-            "SET" => {
+    pub fn parse(id: StrId, name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let cmd = match id {
+            StrId::Set => {
                 let key = args.key()?;
                 let value = args.bytes()?;
                 let mut condition = SetCondition::Always;
@@ -174,13 +198,13 @@ impl StrCommand {
                     get,
                 }
             }
-            "GET" => StrCommand::Get { key: args.key()? },
-            "DELIFEQ" => StrCommand::DelIf {
+            StrId::Get => StrCommand::Get { key: args.key()? },
+            StrId::DelIfEq => StrCommand::DelIf {
                 key: args.key()?,
                 value: args.bytes()?,
                 equal: true,
             },
-            "DELEX" => {
+            StrId::DelEx => {
                 let key = args.key()?;
                 match args.peek_upper().as_deref() {
                     None => StrCommand::Del { key },
@@ -196,12 +220,14 @@ impl StrCommand {
                     Some(_) => return Err(RespError::SYNTAX),
                 }
             }
-            "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" => {
+            StrId::Expire | StrId::PExpire | StrId::ExpireAt | StrId::PExpireAt => {
                 let key = args.key()?;
                 let n = args.int()?;
+                let seconds = matches!(id, StrId::Expire | StrId::ExpireAt);
+                let at = matches!(id, StrId::ExpireAt | StrId::PExpireAt);
                 // Negative is allowed (the key is deleted), as in Redis.
-                let ms = expire_ms(n, name.starts_with('E'), !name.ends_with("AT"), name)?;
-                let when = if name.ends_with("AT") {
+                let ms = expire_ms(n, seconds, !at, name)?;
+                let when = if at {
                     ExpirySpec::At(ms)
                 } else {
                     ExpirySpec::In(ms)
@@ -241,8 +267,7 @@ impl StrCommand {
                     condition,
                 }
             }
-            "PERSIST" => StrCommand::Persist { key: args.key()? },
-            _ => return Err(RespError::SYNTAX),
+            StrId::Persist => StrCommand::Persist { key: args.key()? },
         };
         args.finish_ref()?;
         Ok(cmd)
