@@ -433,6 +433,142 @@ mod tests {
         }
     }
 
+    /// Requests for [`keys_agree_with_the_spec`]: at least one per command in
+    /// `spec::COMMANDS`, and for a command with options after its keys one with them too
+    /// (they must not shift the positions COMMAND INFO announces).
+    const SAMPLES: &[&[&str]] = &[
+        &["LOCK", "k", "o", "1000"],
+        &["LOCK", "k", "o", "1000", "WAIT", "5"],
+        &["WLOCK", "k", "o", "1000", "WAIT", "5", "SHARED"],
+        &["RLOCK", "k", "o", "1000", "WAIT", "0"],
+        &["REFRESH", "k", "o", "1000"],
+        &["UNLOCK", "k", "o"],
+        &["MLOCK", "2", "a", "b", "o", "1000"],
+        &["MLOCK", "3", "a", "b", "c", "o", "1000", "WAIT", "5"],
+        &["MUNLOCK", "2", "a", "b", "o"],
+        &["LOCK.INFO", "k"],
+        &["SEM.CREATE", "s", "3"],
+        &["SEM.ACQUIRE", "s", "o", "1000"],
+        &[
+            "SEM.ACQUIRE",
+            "s",
+            "o",
+            "1000",
+            "PERMITS",
+            "2",
+            "CAPACITY",
+            "3",
+            "WAIT",
+            "5",
+        ],
+        &["SEM.RELEASE", "s", "o"],
+        &["SEM.INFO", "s"],
+        &["SEM.DELETE", "s"],
+        &["SET", "k", "v"],
+        &["SET", "k", "v", "NX", "GET", "PX", "100"],
+        &["GET", "k"],
+        &["DELIFEQ", "k", "v"],
+        &["DELEX", "k"],
+        &["DELEX", "k", "IFEQ", "v"],
+        &["EXPIRE", "k", "10", "NX"],
+        &["PEXPIRE", "k", "10"],
+        &["EXPIREAT", "k", "10"],
+        &["PEXPIREAT", "k", "10", "GT"],
+        &["PERSIST", "k"],
+        &["PTTL", "k"],
+        &["TTL", "k"],
+        &["DEL", "a", "b", "c"],
+        &["UNLINK", "a"],
+        &["EXISTS", "a", "b", "a"],
+        &["TYPE", "k"],
+        &["KEYS", "*"],
+        &["SCAN", "0", "MATCH", "*", "COUNT", "5"],
+        &["DBSIZE"],
+        &["FLUSHALL"],
+        &["FLUSHDB", "ASYNC"],
+        &["EVAL", "return 1", "2", "a", "b", "x"],
+        &[
+            "EVALSHA",
+            "0123456789012345678901234567890123456789",
+            "1",
+            "a",
+        ],
+        &["SCRIPT", "FLUSH"],
+        &["PING"],
+        &["ECHO", "m"],
+        &["HELLO", "3"],
+        &["AUTH", "p"],
+        &["SELECT", "0"],
+        &["CLIENT", "ID"],
+        &["QUIT"],
+        &["RESET"],
+        &["COMMAND", "COUNT"],
+        &["INFO"],
+        &["CONFIG", "GET", "*"],
+        &["CLUSTER", "NODES"],
+        &["TIME"],
+    ];
+
+    /// The keys that `spec` says `args` (name first) names: its first/last/step range, or
+    /// for a `movablekeys` command (whose range is 0 0 0, as Redis gives for commands that
+    /// count their keys) the `numkeys` keys after its `numkeys` argument.
+    fn keys_by_spec<'a>(spec: &spec::Spec, args: &'a [Bytes]) -> Vec<&'a [u8]> {
+        if spec.flags.contains(&"movablekeys") {
+            assert_eq!((spec.first_key, spec.last_key, spec.step), (0, 0, 0));
+            let at = 1 + spec
+                .args
+                .iter()
+                .position(|a| a.name == "numkeys")
+                .expect("a movablekeys command has a numkeys argument");
+            let n: usize = std::str::from_utf8(&args[at]).unwrap().parse().unwrap();
+            return args[at + 1..at + 1 + n]
+                .iter()
+                .map(|k| k.as_ref())
+                .collect();
+        }
+        if spec.first_key == 0 {
+            return Vec::new();
+        }
+        let last = if spec.last_key < 0 {
+            args.len() as i32 + spec.last_key
+        } else {
+            spec.last_key
+        };
+        (spec.first_key..=last)
+            .step_by(spec.step as usize)
+            .map(|i| args[i as usize].as_ref())
+            .collect()
+    }
+
+    /// COMMAND INFO's key positions (what redis-cli and cluster clients read) and the keys
+    /// a command locks (`TxCommand::keys`, a script's declared keys) agree, for every
+    /// command in the table.
+    #[test]
+    fn keys_agree_with_the_spec() {
+        let limits = ArgLimits {
+            max_key_bytes: 512,
+            max_ttl_ms: 86_400_000,
+        };
+        for spec in spec::COMMANDS {
+            let samples: Vec<_> = SAMPLES.iter().filter(|s| s[0] == spec.name).collect();
+            assert!(!samples.is_empty(), "no sample request for {}", spec.name);
+            for sample in samples {
+                let req = Request {
+                    args: sample.iter().map(|a| Bytes::from(*a)).collect(),
+                };
+                let cmd = parse(&req, limits)
+                    .unwrap_or_else(|e| panic!("{sample:?} does not parse: {e:?}"));
+                let keys: Vec<&[u8]> = match &cmd {
+                    Command::Script(script::ScriptCommand::Eval(eval)) => {
+                        eval.keys().iter().map(|k| k.as_ref()).collect()
+                    }
+                    cmd => cmd.as_tx().map(|tx| tx.keys()).unwrap_or_default(),
+                };
+                assert_eq!(keys, keys_by_spec(spec, &req.args), "{sample:?}");
+            }
+        }
+    }
+
     /// Two entries with one id would send the second to the first's parser: each command
     /// has its own id (and its own name).
     #[test]

@@ -286,10 +286,12 @@ pub static COMMANDS: &[Spec] = &[
         name: "MLOCK",
         id: CommandId::Lock(LockId::MLock),
         arity: -5,
-        flags: WB,
-        first_key: 2,
-        last_key: -3,
-        step: 1,
+        // Options follow the keys, so no fixed range finds them (`WAIT ms` would shift
+        // it): 0 0 0 and movablekeys, as Redis gives its commands that count their keys.
+        flags: &["write", "blocking", "movablekeys"],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
         group: "lock",
         summary: "Locks numkeys keys exclusively for ttl ms each, all or none, never \
                   deadlocking. WAIT ms as LOCK (0 = no limit). An array of tokens in key \
@@ -709,7 +711,7 @@ pub static COMMANDS: &[Spec] = &[
         name: "EVAL",
         id: CommandId::Script(ScriptId::Eval),
         arity: -3,
-        flags: &["noscript"],
+        flags: &["noscript", "movablekeys"],
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -727,7 +729,7 @@ pub static COMMANDS: &[Spec] = &[
         name: "EVALSHA",
         id: CommandId::Script(ScriptId::EvalSha),
         arity: -3,
-        flags: &["noscript"],
+        flags: &["noscript", "movablekeys"],
         first_key: 0,
         last_key: 0,
         step: 0,
