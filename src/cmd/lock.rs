@@ -14,7 +14,7 @@
 use bytes::Bytes;
 
 use super::args::Args;
-use super::{no_duplicates, TxCommand};
+use super::{no_duplicates, TxCommand, Wait};
 use crate::error::RespError;
 use crate::persist::HoldKind;
 use crate::table::{Outcome, Tx};
@@ -52,8 +52,8 @@ pub struct Acquire {
     pub kind: HoldKind,
     /// Lease in ms.
     pub ttl_ms: u64,
-    /// WAIT ms (0: forever).
-    pub wait_ms: Option<u64>,
+    /// WAIT.
+    pub wait: Wait,
 }
 
 /// MLOCK's request.
@@ -65,8 +65,8 @@ pub struct MLock {
     pub owner: Bytes,
     /// Lease in ms, for every key.
     pub ttl_ms: u64,
-    /// WAIT ms (0: forever).
-    pub wait_ms: Option<u64>,
+    /// WAIT.
+    pub wait: Wait,
 }
 
 /// A parsed lock command.
@@ -107,11 +107,8 @@ pub enum LockCommand {
 }
 
 /// Parses `[WAIT ms]` (and `[SHARED]` when `shared` is given) up to the end.
-fn wait_options(
-    args: &mut Args<'_>,
-    mut shared: Option<&mut bool>,
-) -> Result<Option<u64>, RespError> {
-    let mut wait = None;
+fn wait_options(args: &mut Args<'_>, mut shared: Option<&mut bool>) -> Result<Wait, RespError> {
+    let mut wait = Wait::No;
     while let Some(opt) = args.peek_upper() {
         args.next();
         match (opt.as_slice(), shared.as_deref_mut()) {
@@ -119,7 +116,7 @@ fn wait_options(
                 if args.remaining() == 0 {
                     return Err(RespError::SYNTAX);
                 }
-                wait = Some(args.wait_ms()?);
+                wait = args.wait()?;
             }
             (b"SHARED", Some(flag)) => *flag = true,
             _ => args.unknown_option(),
@@ -152,7 +149,7 @@ impl LockCommand {
                 let owner = args.owner()?;
                 let ttl_ms = args.ttl_ms()?;
                 let mut shared = false;
-                let wait_ms = if id == LockId::WLock {
+                let wait = if id == LockId::WLock {
                     wait_options(args, Some(&mut shared))?
                 } else {
                     wait_options(args, None)?
@@ -167,7 +164,7 @@ impl LockCommand {
                     owner,
                     kind,
                     ttl_ms,
-                    wait_ms,
+                    wait,
                 })
             }
             LockId::Refresh => LockCommand::Refresh {
@@ -184,14 +181,14 @@ impl LockCommand {
                 let keys = numkeys_and_keys(args, 2)?;
                 let owner = args.owner()?;
                 let ttl_ms = args.ttl_ms()?;
-                let wait_ms = wait_options(args, None)?;
+                let wait = wait_options(args, None)?;
                 args.finish_ref()?;
                 no_duplicates(&keys, RespError::fixed("ERR duplicate key in MLOCK"))?;
                 return Ok(LockCommand::MLock(MLock {
                     keys,
                     owner,
                     ttl_ms,
-                    wait_ms,
+                    wait,
                 }));
             }
             LockId::MUnlock => {
@@ -219,25 +216,25 @@ impl TxCommand for LockCommand {
         }
     }
 
-    fn wait_ms(&self) -> Option<u64> {
+    fn wait(&self) -> Wait {
         match self {
-            LockCommand::Acquire(a) => a.wait_ms,
-            LockCommand::MLock(m) => m.wait_ms,
-            _ => None,
+            LockCommand::Acquire(a) => a.wait,
+            LockCommand::MLock(m) => m.wait,
+            _ => Wait::No,
         }
     }
 
     fn apply(&self, tx: &mut Tx<'_>) -> Result<Outcome, RespError> {
         match self {
             LockCommand::Acquire(a) => {
-                tx.lock_acquire(&a.key, &a.owner, a.kind, a.ttl_ms, a.wait_ms.is_some())
+                tx.lock_acquire(&a.key, &a.owner, a.kind, a.ttl_ms, a.wait.queues())
             }
             LockCommand::Refresh { key, owner, ttl_ms } => {
                 tx.refresh(key, owner, *ttl_ms).map(Outcome::Reply)
             }
             LockCommand::Unlock { key, owner } => tx.unlock(key, owner).map(Outcome::Reply),
             LockCommand::Info { key } => tx.lock_info(key).map(Outcome::Reply),
-            LockCommand::MLock(m) => tx.mlock(&m.keys, &m.owner, m.ttl_ms, m.wait_ms.is_some()),
+            LockCommand::MLock(m) => tx.mlock(&m.keys, &m.owner, m.ttl_ms, m.wait.queues()),
             LockCommand::MUnlock { keys, owner } => tx.munlock(keys, owner).map(Outcome::Reply),
         }
     }

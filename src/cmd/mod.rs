@@ -27,7 +27,7 @@ pub mod spec;
 pub mod stats;
 pub mod string;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -43,15 +43,33 @@ use spec::CommandId;
 pub trait TxCommand {
     /// The keys whose shards must be held.
     fn keys(&self) -> Vec<&[u8]>;
-    /// How long a blocked request may wait: None = no WAIT, Some(0) = forever.
-    fn wait_ms(&self) -> Option<u64> {
-        None
+    /// How long the request may stay queued for its grant.
+    fn wait(&self) -> Wait {
+        Wait::No
     }
     /// Applies the command.
     ///
     /// # Errors
     /// The command's error reply.
     fn apply(&self, tx: &mut Tx<'_>) -> Result<Outcome, RespError>;
+}
+
+/// How long a request may stay queued for its grant (`WAIT ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// No WAIT: answered at once, never queued.
+    No,
+    /// `WAIT 0`: queued until granted.
+    Forever,
+    /// `WAIT ms` (ms > 0): queued until granted or this long has passed.
+    For(Duration),
+}
+
+impl Wait {
+    /// Whether the request queues when it cannot be granted at once.
+    pub fn queues(self) -> bool {
+        self != Wait::No
+    }
 }
 
 /// A parsed command.
@@ -356,9 +374,9 @@ fn apply_local(cmd: Command, server: &Server, session: &mut Session) -> Executed
         let effect = match ran.value {
             Ok(Outcome::Reply(reply)) => Effect::Reply(reply),
             Ok(Outcome::Blocked(blocked)) => {
-                let deadline = match txc.wait_ms() {
-                    None | Some(0) => None,
-                    Some(ms) => now.mono.checked_add(std::time::Duration::from_millis(ms)),
+                let deadline = match txc.wait() {
+                    Wait::No | Wait::Forever => None,
+                    Wait::For(wait) => now.mono.checked_add(wait),
                 };
                 Effect::Blocked { blocked, deadline }
             }
@@ -567,6 +585,28 @@ mod tests {
                 assert_eq!(keys, keys_by_spec(spec, &req.args), "{sample:?}");
             }
         }
+    }
+
+    #[test]
+    fn wait_says_how_long() {
+        let limits = ArgLimits {
+            max_key_bytes: 512,
+            max_ttl_ms: 86_400_000,
+        };
+        let wait = |extra: &[&'static str]| {
+            let args = ["LOCK", "k", "o", "1000"].iter().chain(extra);
+            let req = Request {
+                args: args.map(|a| Bytes::from_static(a.as_bytes())).collect(),
+            };
+            parse(&req, limits).map(|cmd| cmd.as_tx().map(|tx| tx.wait()))
+        };
+        assert_eq!(wait(&[]), Ok(Some(Wait::No)));
+        assert_eq!(wait(&["WAIT", "0"]), Ok(Some(Wait::Forever)));
+        assert_eq!(
+            wait(&["WAIT", "5"]),
+            Ok(Some(Wait::For(Duration::from_millis(5))))
+        );
+        assert_eq!(wait(&["WAIT", "-1"]), Err(RespError::INVALID_WAIT));
     }
 
     /// Two entries with one id would send the second to the first's parser: each command

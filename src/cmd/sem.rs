@@ -11,7 +11,7 @@
 use bytes::Bytes;
 
 use super::args::Args;
-use super::TxCommand;
+use super::{TxCommand, Wait};
 use crate::error::RespError;
 use crate::table::{Outcome, SemAcquire, Tx};
 
@@ -49,8 +49,8 @@ pub enum SemCommand {
         owner: Bytes,
         /// The request.
         req: SemAcquire,
-        /// WAIT ms (0: forever).
-        wait_ms: Option<u64>,
+        /// WAIT.
+        wait: Wait,
     },
     /// SEM.RELEASE.
     Release {
@@ -99,7 +99,7 @@ impl SemCommand {
                 let ttl_ms = args.ttl_ms()?;
                 let mut permits = 1;
                 let mut create_capacity = None;
-                let mut wait_ms = None;
+                let mut wait = Wait::No;
                 while let Some(opt) = args.peek_upper() {
                     args.next();
                     match opt.as_slice() {
@@ -111,7 +111,7 @@ impl SemCommand {
                             if args.remaining() == 0 {
                                 return Err(RespError::SYNTAX);
                             }
-                            wait_ms = Some(args.wait_ms()?);
+                            wait = args.wait()?;
                         }
                         _ => args.unknown_option(),
                     }
@@ -123,9 +123,9 @@ impl SemCommand {
                         permits,
                         create_capacity,
                         ttl_ms,
-                        wait: wait_ms.is_some(),
+                        wait: wait.queues(),
                     },
-                    wait_ms,
+                    wait,
                 }
             }
             SemId::Release => SemCommand::Release {
@@ -151,10 +151,10 @@ impl TxCommand for SemCommand {
         }
     }
 
-    fn wait_ms(&self) -> Option<u64> {
+    fn wait(&self) -> Wait {
         match self {
-            SemCommand::Acquire { wait_ms, .. } => *wait_ms,
-            _ => None,
+            SemCommand::Acquire { wait, .. } => *wait,
+            _ => Wait::No,
         }
     }
 
