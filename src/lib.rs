@@ -14,6 +14,7 @@
 //! one mutation path; `lua` sits above `cmd` and calls into it.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod clock;
 pub mod cluster;
 pub mod cmd;
 pub mod config;

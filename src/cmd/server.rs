@@ -115,9 +115,7 @@ impl ServerCommand {
 
     /// TIME's reply (also for scripts).
     pub fn apply_static(&self) -> Reply {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = crate::clock::since_epoch();
         Reply::Array(vec![
             Reply::bulk_string(now.as_secs().to_string()),
             Reply::bulk_string(now.subsec_micros().to_string()),

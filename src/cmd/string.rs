@@ -28,7 +28,7 @@ fn expire_ms(n: i64, seconds: bool, relative: bool, cmd: &str) -> Result<i64, Re
         Some(n)
     };
     let base = if relative {
-        super::context::wall_ms() as i64
+        crate::clock::wall_ms() as i64
     } else {
         0
     };
