@@ -287,7 +287,8 @@ fn parse_with(
 /// `baton_commands_total`.
 pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Executed {
     let started = Instant::now();
-    // One lookup and one lock of the client's info per command: both showed in profiles.
+    // One lookup and one lock of the client's info per command (this runs for every
+    // request): the spec found here serves the parse, the stats and CLIENT LIST.
     let spec = lookup(req);
     let known = spec.as_ref().ok().copied();
     session.info.lock().last_cmd = known.map(|spec| spec.name);
