@@ -150,6 +150,98 @@ pub fn deadline_of(spec: ExpirySpec, now: Now) -> Option<(std::time::Instant, u6
     Some((mono, wall.max(0) as u64))
 }
 
+/// SET's arguments after the name.
+fn parse_set(args: &mut Args<'_>) -> Result<StrCommand, RespError> {
+    let key = args.key()?;
+    let value = args.bytes()?;
+    let mut condition = SetCondition::Always;
+    let mut expiry = ExpirySpec::None;
+    let mut get = false;
+    while let Some(opt) = args.peek_upper() {
+        args.next();
+        let cond_free = condition == SetCondition::Always;
+        let exp_free = expiry == ExpirySpec::None;
+        match opt.as_slice() {
+            b"NX" if cond_free => condition = SetCondition::Nx,
+            b"XX" if cond_free => condition = SetCondition::Xx,
+            b"IFEQ" if cond_free => condition = SetCondition::IfEq(args.bytes()?),
+            b"IFNE" if cond_free => condition = SetCondition::IfNe(args.bytes()?),
+            b"GET" => get = true,
+            b"KEEPTTL" if exp_free => expiry = ExpirySpec::Keep,
+            b"EX" | b"PX" | b"EXAT" | b"PXAT" if exp_free => {
+                let n = parse_int(&args.bytes()?)?;
+                let at = opt.ends_with(b"AT");
+                if n <= 0 {
+                    return Err(invalid_expire("set"));
+                }
+                let ms = expire_ms(n, opt[0] == b'E', !at, "set")?;
+                expiry = if at {
+                    ExpirySpec::At(ms)
+                } else {
+                    ExpirySpec::In(ms)
+                };
+            }
+            _ => return Err(RespError::SYNTAX),
+        }
+    }
+    Ok(StrCommand::Set {
+        key,
+        value,
+        condition,
+        expiry,
+        get,
+    })
+}
+
+/// The EXPIRE family's arguments after the name; `name` is for the error text.
+fn parse_expire(id: StrId, name: &str, args: &mut Args<'_>) -> Result<StrCommand, RespError> {
+    let key = args.key()?;
+    let n = args.int()?;
+    let seconds = matches!(id, StrId::Expire | StrId::ExpireAt);
+    let at = matches!(id, StrId::ExpireAt | StrId::PExpireAt);
+    // Negative is allowed (the key is deleted), as in Redis.
+    let ms = expire_ms(n, seconds, !at, name)?;
+    let when = if at {
+        ExpirySpec::At(ms)
+    } else {
+        ExpirySpec::In(ms)
+    };
+    let mut condition = ExpireCondition::Always;
+    while let Some(opt) = args.peek_upper() {
+        args.next();
+        let new = match opt.as_slice() {
+            b"NX" => ExpireCondition::Nx,
+            b"XX" => ExpireCondition::Xx,
+            b"GT" => ExpireCondition::Gt,
+            b"LT" => ExpireCondition::Lt,
+            _ => {
+                return Err(RespError::new(format!(
+                    "ERR Unsupported option {}",
+                    crate::error::printable(&opt, 64)
+                )))
+            }
+        };
+        if condition != ExpireCondition::Always && condition != new {
+            let both_gt_lt = matches!(
+                (condition, new),
+                (ExpireCondition::Gt, ExpireCondition::Lt)
+                    | (ExpireCondition::Lt, ExpireCondition::Gt)
+            );
+            return Err(RespError::fixed(if both_gt_lt {
+                "ERR GT and LT options at the same time are not compatible"
+            } else {
+                "ERR NX and XX, GT or LT options at the same time are not compatible"
+            }));
+        }
+        condition = new;
+    }
+    Ok(StrCommand::Expire {
+        key,
+        when,
+        condition,
+    })
+}
+
 impl StrCommand {
     /// Parses the arguments of command `id`, called `name` (arity already checked).
     ///
@@ -157,47 +249,7 @@ impl StrCommand {
     /// Redis's texts: syntax error, not an integer, `invalid expire time in '...' command`.
     pub fn parse(id: StrId, name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
         let cmd = match id {
-            StrId::Set => {
-                let key = args.key()?;
-                let value = args.bytes()?;
-                let mut condition = SetCondition::Always;
-                let mut expiry = ExpirySpec::None;
-                let mut get = false;
-                while let Some(opt) = args.peek_upper() {
-                    args.next();
-                    let cond_free = condition == SetCondition::Always;
-                    let exp_free = expiry == ExpirySpec::None;
-                    match opt.as_slice() {
-                        b"NX" if cond_free => condition = SetCondition::Nx,
-                        b"XX" if cond_free => condition = SetCondition::Xx,
-                        b"IFEQ" if cond_free => condition = SetCondition::IfEq(args.bytes()?),
-                        b"IFNE" if cond_free => condition = SetCondition::IfNe(args.bytes()?),
-                        b"GET" => get = true,
-                        b"KEEPTTL" if exp_free => expiry = ExpirySpec::Keep,
-                        b"EX" | b"PX" | b"EXAT" | b"PXAT" if exp_free => {
-                            let n = parse_int(&args.bytes()?)?;
-                            let at = opt.ends_with(b"AT");
-                            if n <= 0 {
-                                return Err(invalid_expire("set"));
-                            }
-                            let ms = expire_ms(n, opt[0] == b'E', !at, "set")?;
-                            expiry = if at {
-                                ExpirySpec::At(ms)
-                            } else {
-                                ExpirySpec::In(ms)
-                            };
-                        }
-                        _ => return Err(RespError::SYNTAX),
-                    }
-                }
-                StrCommand::Set {
-                    key,
-                    value,
-                    condition,
-                    expiry,
-                    get,
-                }
-            }
+            StrId::Set => parse_set(args)?,
             StrId::Get => StrCommand::Get { key: args.key()? },
             StrId::DelIfEq => StrCommand::DelIf {
                 key: args.key()?,
@@ -221,51 +273,7 @@ impl StrCommand {
                 }
             }
             StrId::Expire | StrId::PExpire | StrId::ExpireAt | StrId::PExpireAt => {
-                let key = args.key()?;
-                let n = args.int()?;
-                let seconds = matches!(id, StrId::Expire | StrId::ExpireAt);
-                let at = matches!(id, StrId::ExpireAt | StrId::PExpireAt);
-                // Negative is allowed (the key is deleted), as in Redis.
-                let ms = expire_ms(n, seconds, !at, name)?;
-                let when = if at {
-                    ExpirySpec::At(ms)
-                } else {
-                    ExpirySpec::In(ms)
-                };
-                let mut condition = ExpireCondition::Always;
-                while let Some(opt) = args.peek_upper() {
-                    args.next();
-                    let new = match opt.as_slice() {
-                        b"NX" => ExpireCondition::Nx,
-                        b"XX" => ExpireCondition::Xx,
-                        b"GT" => ExpireCondition::Gt,
-                        b"LT" => ExpireCondition::Lt,
-                        _ => {
-                            return Err(RespError::new(format!(
-                                "ERR Unsupported option {}",
-                                crate::error::printable(&opt, 64)
-                            )))
-                        }
-                    };
-                    if condition != ExpireCondition::Always && condition != new {
-                        let both_gt_lt = matches!(
-                            (condition, new),
-                            (ExpireCondition::Gt, ExpireCondition::Lt)
-                                | (ExpireCondition::Lt, ExpireCondition::Gt)
-                        );
-                        return Err(RespError::fixed(if both_gt_lt {
-                            "ERR GT and LT options at the same time are not compatible"
-                        } else {
-                            "ERR NX and XX, GT or LT options at the same time are not compatible"
-                        }));
-                    }
-                    condition = new;
-                }
-                StrCommand::Expire {
-                    key,
-                    when,
-                    condition,
-                }
+                parse_expire(id, name, args)?
             }
             StrId::Persist => StrCommand::Persist { key: args.key()? },
         };
