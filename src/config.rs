@@ -31,6 +31,9 @@ impl DecodeLimits {
     };
 }
 
+/// The decode limits' defaults, short for the flags below.
+const LIMITS: DecodeLimits = DecodeLimits::DEFAULT;
+
 impl Default for DecodeLimits {
     fn default() -> Self {
         DecodeLimits::DEFAULT
@@ -154,28 +157,16 @@ pub struct Config {
 
     /// Largest bulk string in a request (exactly this size is allowed); over it the
     /// connection gets `-ERR Protocol error: invalid bulk length` and is closed.
-    #[arg(
-        long,
-        env = "BATON_MAX_BULK_BYTES",
-        default_value_t = DecodeLimits::DEFAULT.max_bulk_bytes
-    )]
+    #[arg(long, env = "BATON_MAX_BULK_BYTES", default_value_t = LIMITS.max_bulk_bytes)]
     pub max_bulk_bytes: usize,
 
     /// Most arguments in one command; over it: `-ERR Protocol error: invalid multibulk
     /// length` and the connection is closed.
-    #[arg(
-        long,
-        env = "BATON_MAX_ARGS",
-        default_value_t = DecodeLimits::DEFAULT.max_args
-    )]
+    #[arg(long, env = "BATON_MAX_ARGS", default_value_t = LIMITS.max_args)]
     pub max_args: usize,
 
     /// Longest inline command line; over it: `-ERR Protocol error: too big inline request`.
-    #[arg(
-        long,
-        env = "BATON_MAX_INLINE_BYTES",
-        default_value_t = DecodeLimits::DEFAULT.max_inline_bytes
-    )]
+    #[arg(long, env = "BATON_MAX_INLINE_BYTES", default_value_t = LIMITS.max_inline_bytes)]
     pub max_inline_bytes: usize,
 
     /// Input read but not yet executed per connection (pipelined behind a blocked WAIT);
