@@ -9,7 +9,36 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
-use crate::resp::DecodeLimits;
+/// The protocol limits that request decoding (`resp::decode`) enforces (see
+/// docs/protocol.md "Errors"); defined here, beside the flags that set them, so that the
+/// configuration depends on nothing above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest bulk string, in bytes (exactly this size is allowed). Default 8 MiB.
+    pub max_bulk_bytes: usize,
+    /// Most arguments in one command (name included). Default 1 048 576.
+    pub max_args: usize,
+    /// Longest inline command line, in bytes. Default 64 KiB.
+    pub max_inline_bytes: usize,
+}
+
+impl DecodeLimits {
+    /// The defaults, also the flags' defaults.
+    pub const DEFAULT: DecodeLimits = DecodeLimits {
+        max_bulk_bytes: 8 * 1024 * 1024,
+        max_args: 1024 * 1024,
+        max_inline_bytes: 64 * 1024,
+    };
+}
+
+/// The decode limits' defaults, short for the flags below.
+const LIMITS: DecodeLimits = DecodeLimits::DEFAULT;
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits::DEFAULT
+    }
+}
 
 /// When the append-only log is flushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -128,16 +157,16 @@ pub struct Config {
 
     /// Largest bulk string in a request (exactly this size is allowed); over it the
     /// connection gets `-ERR Protocol error: invalid bulk length` and is closed.
-    #[arg(long, env = "BATON_MAX_BULK_BYTES", default_value_t = 8 * 1024 * 1024)]
+    #[arg(long, env = "BATON_MAX_BULK_BYTES", default_value_t = LIMITS.max_bulk_bytes)]
     pub max_bulk_bytes: usize,
 
     /// Most arguments in one command; over it: `-ERR Protocol error: invalid multibulk
     /// length` and the connection is closed.
-    #[arg(long, env = "BATON_MAX_ARGS", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "BATON_MAX_ARGS", default_value_t = LIMITS.max_args)]
     pub max_args: usize,
 
     /// Longest inline command line; over it: `-ERR Protocol error: too big inline request`.
-    #[arg(long, env = "BATON_MAX_INLINE_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "BATON_MAX_INLINE_BYTES", default_value_t = LIMITS.max_inline_bytes)]
     pub max_inline_bytes: usize,
 
     /// Input read but not yet executed per connection (pipelined behind a blocked WAIT);

@@ -118,7 +118,7 @@ pub async fn upkeep(handle: PrometheusHandle) {
 }
 
 /// Registers the help text of every metric with the installed recorder.
-pub fn describe() {
+fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         COMMANDS,

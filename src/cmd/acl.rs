@@ -20,6 +20,7 @@ use crate::resp::Reply;
 /// lists it with the others).
 pub static SPEC: Spec = Spec {
     name: "ACL",
+    id: super::spec::CommandId::Acl,
     arity: -2,
     flags: &["admin", "noscript", "loading", "stale"],
     first_key: 0,

@@ -5,8 +5,11 @@
 //! parser records an unknown option with [`Args::unknown_option`] and keeps validating;
 //! [`Args::finish`] reports it last.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
+use super::Wait;
 use crate::error::RespError;
 
 /// Limits that argument checks enforce.
@@ -116,16 +119,17 @@ impl<'a> Args<'a> {
         Ok(ttl as u64)
     }
 
-    /// A WAIT value: ms ≥ 0 (0 waits forever).
+    /// A WAIT value: ms ≥ 0, where 0 waits forever.
     ///
     /// # Errors
     /// Not an integer, then `-ERR invalid wait`.
-    pub fn wait_ms(&mut self) -> Result<u64, RespError> {
+    pub fn wait(&mut self) -> Result<Wait, RespError> {
         let ms = self.int()?;
-        if ms < 0 {
-            return Err(RespError::INVALID_WAIT);
+        match u64::try_from(ms) {
+            Ok(0) => Ok(Wait::Forever),
+            Ok(ms) => Ok(Wait::For(Duration::from_millis(ms))),
+            Err(_) => Err(RespError::INVALID_WAIT),
         }
-        Ok(ms as u64)
     }
 
     /// Remembers a syntax error for an unknown option, reported by [`finish`](Self::finish)

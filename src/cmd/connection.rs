@@ -23,6 +23,28 @@ use super::{ClientInfo, Effect, Executed, Server, Session};
 use crate::error::RespError;
 use crate::resp::{Protocol, Reply, Request};
 
+/// The commands of this family, as the command table names them: [`ConnCommand::parse`]
+/// matches every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnId {
+    /// PING.
+    Ping,
+    /// ECHO.
+    Echo,
+    /// HELLO.
+    Hello,
+    /// AUTH.
+    Auth,
+    /// SELECT.
+    Select,
+    /// CLIENT.
+    Client,
+    /// QUIT.
+    Quit,
+    /// RESET.
+    Reset,
+}
+
 /// A parsed connection command.
 #[derive(Debug, Clone)]
 pub enum ConnCommand {
@@ -179,29 +201,29 @@ fn valid_client_name(name: &[u8]) -> Result<(), RespError> {
 }
 
 impl ConnCommand {
-    /// Parses the arguments of `name` (upper case, arity already checked).
+    /// Parses the arguments of command `id` (arity already checked).
     ///
     /// # Errors
     /// Redis's texts for each command.
-    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
-        let cmd = match name {
-            "PING" => {
+    pub fn parse(id: ConnId, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let cmd = match id {
+            ConnId::Ping => {
                 if args.remaining() > 1 {
                     return Err(RespError::arity("ping"));
                 }
                 ConnCommand::Ping(args.next().cloned())
             }
-            "ECHO" => ConnCommand::Echo(args.bytes()?),
-            "SELECT" => ConnCommand::Select(
+            ConnId::Echo => ConnCommand::Echo(args.bytes()?),
+            ConnId::Select => ConnCommand::Select(
                 parse_int(&args.bytes()?)
                     .map_err(|_| RespError::fixed("ERR value is not an integer or out of range"))?,
             ),
-            "QUIT" => {
+            ConnId::Quit => {
                 while args.next().is_some() {}
                 ConnCommand::Quit
             }
-            "RESET" => ConnCommand::Reset,
-            "AUTH" => match args.remaining() {
+            ConnId::Reset => ConnCommand::Reset,
+            ConnId::Auth => match args.remaining() {
                 1 => ConnCommand::Auth {
                     user: Bytes::from_static(b"default"),
                     pass: args.bytes()?,
@@ -212,7 +234,7 @@ impl ConnCommand {
                 },
                 _ => return Err(RespError::SYNTAX),
             },
-            "HELLO" => {
+            ConnId::Hello => {
                 let mut proto = None;
                 let mut auth = None;
                 let mut name = None;
@@ -247,7 +269,7 @@ impl ConnCommand {
                 }
                 ConnCommand::Hello { proto, auth, name }
             }
-            "CLIENT" => {
+            ConnId::Client => {
                 let raw_sub = args.bytes()?;
                 let sub = raw_sub.to_ascii_uppercase();
                 let arity = |n: usize, args: &Args<'_>| {
@@ -325,7 +347,6 @@ impl ConnCommand {
                 };
                 ConnCommand::Client(sub)
             }
-            _ => return Err(RespError::SYNTAX),
         };
         Ok(cmd)
     }

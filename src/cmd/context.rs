@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -286,7 +286,7 @@ impl Server {
     pub fn clock() -> Now {
         Now {
             mono: Instant::now(),
-            wall_ms: wall_ms(),
+            wall_ms: crate::clock::wall_ms(),
         }
     }
 
@@ -371,13 +371,6 @@ impl Server {
     pub fn commands_processed(&self) -> u64 {
         self.commands.total()
     }
-}
-
-/// Wall-clock ms since the Unix epoch.
-pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One connection's state.

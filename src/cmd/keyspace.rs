@@ -70,9 +70,38 @@ pub enum TableCommand {
     Flush,
 }
 
-/// Whether `name` is one of the whole-table commands.
-pub fn is_table_command(name: &str) -> bool {
-    matches!(name, "KEYS" | "SCAN" | "DBSIZE" | "FLUSHALL" | "FLUSHDB")
+/// The commands on named keys, as the command table names them: [`KeyCommand::parse`]
+/// matches every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyId {
+    /// DEL.
+    Del,
+    /// UNLINK.
+    Unlink,
+    /// EXISTS.
+    Exists,
+    /// TYPE.
+    Type,
+    /// PTTL.
+    Pttl,
+    /// TTL.
+    Ttl,
+}
+
+/// The commands over the whole table, as the command table names them:
+/// [`TableCommand::parse`] matches every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableId {
+    /// KEYS.
+    Keys,
+    /// SCAN.
+    Scan,
+    /// DBSIZE.
+    Dbsize,
+    /// FLUSHALL.
+    FlushAll,
+    /// FLUSHDB.
+    FlushDb,
 }
 
 fn all_keys(args: &mut Args<'_>) -> Result<Vec<Bytes>, RespError> {
@@ -84,25 +113,24 @@ fn all_keys(args: &mut Args<'_>) -> Result<Vec<Bytes>, RespError> {
 }
 
 impl KeyCommand {
-    /// Parses the arguments of `name` (upper case, arity already checked).
+    /// Parses the arguments of command `id` (arity already checked).
     ///
     /// # Errors
     /// `invalid key` for an empty or oversized key.
-    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
-        let cmd = match name {
-            "DEL" | "UNLINK" => KeyCommand::Del {
+    pub fn parse(id: KeyId, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let cmd = match id {
+            KeyId::Del | KeyId::Unlink => KeyCommand::Del {
                 keys: all_keys(args)?,
                 held_guard: None,
             },
-            "EXISTS" => KeyCommand::Exists {
+            KeyId::Exists => KeyCommand::Exists {
                 keys: all_keys(args)?,
             },
-            "TYPE" => KeyCommand::Type { key: args.key()? },
-            "PTTL" | "TTL" => KeyCommand::Ttl {
+            KeyId::Type => KeyCommand::Type { key: args.key()? },
+            KeyId::Pttl | KeyId::Ttl => KeyCommand::Ttl {
                 key: args.key()?,
-                seconds: name == "TTL",
+                seconds: id == KeyId::Ttl,
             },
-            _ => return Err(RespError::SYNTAX),
         };
         args.finish_ref()?;
         Ok(cmd)
@@ -171,16 +199,16 @@ pub fn held_by_others(user: &str) -> RespError {
 }
 
 impl TableCommand {
-    /// Parses the arguments of `name` (upper case, arity already checked).
+    /// Parses the arguments of command `id` (arity already checked).
     ///
     /// # Errors
     /// `invalid cursor`, not an integer, syntax error.
-    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
-        let cmd = match name {
-            "KEYS" => TableCommand::Keys {
+    pub fn parse(id: TableId, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let cmd = match id {
+            TableId::Keys => TableCommand::Keys {
                 pattern: args.bytes()?,
             },
-            "SCAN" => {
+            TableId::Scan => {
                 let cursor = parse_int(&args.bytes()?)
                     .ok()
                     .filter(|c| *c >= 0)
@@ -211,8 +239,8 @@ impl TableCommand {
                     kind,
                 }
             }
-            "DBSIZE" => TableCommand::Dbsize,
-            "FLUSHALL" | "FLUSHDB" => {
+            TableId::Dbsize => TableCommand::Dbsize,
+            TableId::FlushAll | TableId::FlushDb => {
                 while let Some(opt) = args.peek_upper() {
                     args.next();
                     if opt != b"ASYNC" && opt != b"SYNC" {
@@ -221,7 +249,6 @@ impl TableCommand {
                 }
                 TableCommand::Flush
             }
-            _ => return Err(RespError::SYNTAX),
         };
         args.finish_ref()?;
         Ok(cmd)

@@ -14,10 +14,32 @@
 use bytes::Bytes;
 
 use super::args::Args;
-use super::{no_duplicates, TxCommand};
+use super::{no_duplicates, TxCommand, Wait};
 use crate::error::RespError;
 use crate::table::HoldKind;
 use crate::table::{Outcome, Tx};
+
+/// The commands of this family, as the command table names them: [`LockCommand::parse`]
+/// matches every one, so a command added here without its parser does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockId {
+    /// LOCK.
+    Lock,
+    /// WLOCK.
+    WLock,
+    /// RLOCK.
+    RLock,
+    /// REFRESH.
+    Refresh,
+    /// UNLOCK.
+    Unlock,
+    /// LOCK.INFO.
+    Info,
+    /// MLOCK.
+    MLock,
+    /// MUNLOCK.
+    MUnlock,
+}
 
 /// A single-key grant request (LOCK, WLOCK, RLOCK).
 #[derive(Debug, Clone)]
@@ -30,8 +52,8 @@ pub struct Acquire {
     pub kind: HoldKind,
     /// Lease in ms.
     pub ttl_ms: u64,
-    /// WAIT ms (0: forever).
-    pub wait_ms: Option<u64>,
+    /// WAIT.
+    pub wait: Wait,
 }
 
 /// MLOCK's request.
@@ -43,8 +65,8 @@ pub struct MLock {
     pub owner: Bytes,
     /// Lease in ms, for every key.
     pub ttl_ms: u64,
-    /// WAIT ms (0: forever).
-    pub wait_ms: Option<u64>,
+    /// WAIT.
+    pub wait: Wait,
 }
 
 /// A parsed lock command.
@@ -85,11 +107,8 @@ pub enum LockCommand {
 }
 
 /// Parses `[WAIT ms]` (and `[SHARED]` when `shared` is given) up to the end.
-fn wait_options(
-    args: &mut Args<'_>,
-    mut shared: Option<&mut bool>,
-) -> Result<Option<u64>, RespError> {
-    let mut wait = None;
+fn wait_options(args: &mut Args<'_>, mut shared: Option<&mut bool>) -> Result<Wait, RespError> {
+    let mut wait = Wait::No;
     while let Some(opt) = args.peek_upper() {
         args.next();
         match (opt.as_slice(), shared.as_deref_mut()) {
@@ -97,7 +116,7 @@ fn wait_options(
                 if args.remaining() == 0 {
                     return Err(RespError::SYNTAX);
                 }
-                wait = Some(args.wait_ms()?);
+                wait = args.wait()?;
             }
             (b"SHARED", Some(flag)) => *flag = true,
             _ => args.unknown_option(),
@@ -119,25 +138,25 @@ pub fn numkeys_and_keys(args: &mut Args<'_>, after: usize) -> Result<Vec<Bytes>,
 }
 
 impl LockCommand {
-    /// Parses the arguments of `name` (upper case, arity already checked).
+    /// Parses the arguments of command `id` (arity already checked).
     ///
     /// # Errors
     /// The first bad argument, in docs/protocol.md's order.
-    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
-        let cmd = match name {
-            "LOCK" | "RLOCK" | "WLOCK" => {
+    pub fn parse(id: LockId, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let cmd = match id {
+            LockId::Lock | LockId::RLock | LockId::WLock => {
                 let key = args.key()?;
                 let owner = args.owner()?;
                 let ttl_ms = args.ttl_ms()?;
                 let mut shared = false;
-                let wait_ms = if name == "WLOCK" {
+                let wait = if id == LockId::WLock {
                     wait_options(args, Some(&mut shared))?
                 } else {
                     wait_options(args, None)?
                 };
-                let kind = match (name, shared) {
-                    ("RLOCK", _) => HoldKind::Read,
-                    ("WLOCK", true) => HoldKind::SharedWrite,
+                let kind = match (id, shared) {
+                    (LockId::RLock, _) => HoldKind::Read,
+                    (LockId::WLock, true) => HoldKind::SharedWrite,
                     _ => HoldKind::Exclusive,
                 };
                 LockCommand::Acquire(Acquire {
@@ -145,41 +164,40 @@ impl LockCommand {
                     owner,
                     kind,
                     ttl_ms,
-                    wait_ms,
+                    wait,
                 })
             }
-            "REFRESH" => LockCommand::Refresh {
+            LockId::Refresh => LockCommand::Refresh {
                 key: args.key()?,
                 owner: args.owner()?,
                 ttl_ms: args.ttl_ms()?,
             },
-            "UNLOCK" => LockCommand::Unlock {
+            LockId::Unlock => LockCommand::Unlock {
                 key: args.key()?,
                 owner: args.owner()?,
             },
-            "LOCK.INFO" => LockCommand::Info { key: args.key()? },
-            "MLOCK" => {
+            LockId::Info => LockCommand::Info { key: args.key()? },
+            LockId::MLock => {
                 let keys = numkeys_and_keys(args, 2)?;
                 let owner = args.owner()?;
                 let ttl_ms = args.ttl_ms()?;
-                let wait_ms = wait_options(args, None)?;
+                let wait = wait_options(args, None)?;
                 args.finish_ref()?;
                 no_duplicates(&keys, RespError::fixed("ERR duplicate key in MLOCK"))?;
                 return Ok(LockCommand::MLock(MLock {
                     keys,
                     owner,
                     ttl_ms,
-                    wait_ms,
+                    wait,
                 }));
             }
-            "MUNLOCK" => {
+            LockId::MUnlock => {
                 let keys = numkeys_and_keys(args, 1)?;
                 let owner = args.owner()?;
                 args.finish_ref()?;
                 no_duplicates(&keys, RespError::fixed("ERR duplicate key in MUNLOCK"))?;
                 return Ok(LockCommand::MUnlock { keys, owner });
             }
-            _ => return Err(RespError::SYNTAX),
         };
         args.finish_ref()?;
         Ok(cmd)
@@ -198,25 +216,25 @@ impl TxCommand for LockCommand {
         }
     }
 
-    fn wait_ms(&self) -> Option<u64> {
+    fn wait(&self) -> Wait {
         match self {
-            LockCommand::Acquire(a) => a.wait_ms,
-            LockCommand::MLock(m) => m.wait_ms,
-            _ => None,
+            LockCommand::Acquire(a) => a.wait,
+            LockCommand::MLock(m) => m.wait,
+            _ => Wait::No,
         }
     }
 
     fn apply(&self, tx: &mut Tx<'_>) -> Result<Outcome, RespError> {
         match self {
             LockCommand::Acquire(a) => {
-                tx.lock_acquire(&a.key, &a.owner, a.kind, a.ttl_ms, a.wait_ms.is_some())
+                tx.lock_acquire(&a.key, &a.owner, a.kind, a.ttl_ms, a.wait.queues())
             }
             LockCommand::Refresh { key, owner, ttl_ms } => {
                 tx.refresh(key, owner, *ttl_ms).map(Outcome::Reply)
             }
             LockCommand::Unlock { key, owner } => tx.unlock(key, owner).map(Outcome::Reply),
             LockCommand::Info { key } => tx.lock_info(key).map(Outcome::Reply),
-            LockCommand::MLock(m) => tx.mlock(&m.keys, &m.owner, m.ttl_ms, m.wait_ms.is_some()),
+            LockCommand::MLock(m) => tx.mlock(&m.keys, &m.owner, m.ttl_ms, m.wait.queues()),
             LockCommand::MUnlock { keys, owner } => tx.munlock(keys, owner).map(Outcome::Reply),
         }
     }

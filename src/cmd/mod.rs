@@ -28,7 +28,7 @@ pub mod spec;
 pub mod stats;
 pub mod string;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -38,20 +38,39 @@ use crate::error::RespError;
 use crate::resp::{Reply, Request};
 use crate::table::{Blocked, Outcome, Tx};
 use args::{ArgLimits, Args};
+use spec::CommandId;
 
 /// A command that runs inside a lock-table section over the keys it names.
 pub trait TxCommand {
     /// The keys whose shards must be held.
     fn keys(&self) -> Vec<&[u8]>;
-    /// How long a blocked request may wait: None = no WAIT, Some(0) = forever.
-    fn wait_ms(&self) -> Option<u64> {
-        None
+    /// How long the request may stay queued for its grant.
+    fn wait(&self) -> Wait {
+        Wait::No
     }
     /// Applies the command.
     ///
     /// # Errors
     /// The command's error reply.
     fn apply(&self, tx: &mut Tx<'_>) -> Result<Outcome, RespError>;
+}
+
+/// How long a request may stay queued for its grant (`WAIT ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// No WAIT: answered at once, never queued.
+    No,
+    /// `WAIT 0`: queued until granted.
+    Forever,
+    /// `WAIT ms` (ms > 0): queued until granted or this long has passed.
+    For(Duration),
+}
+
+impl Wait {
+    /// Whether the request queues when it cannot be granted at once.
+    pub fn queues(self) -> bool {
+        self != Wait::No
+    }
 }
 
 /// A parsed command.
@@ -250,24 +269,17 @@ fn parse_with(
     }
     let rest = req.args.get(1..).unwrap_or_default();
     let mut args = Args::new(rest, limits);
-    let cmd = match spec.group {
-        "lock" => Command::Lock(lock::LockCommand::parse(spec.name, &mut args)?),
-        "semaphore" => Command::Sem(sem::SemCommand::parse(spec.name, &mut args)?),
-        "string" => Command::Str(string::StrCommand::parse(spec.name, &mut args)?),
-        "generic" | "server" if keyspace::is_table_command(spec.name) => {
-            Command::Table(keyspace::TableCommand::parse(spec.name, &mut args)?)
-        }
-        "generic" => match spec.name {
-            "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" | "PERSIST" => {
-                Command::Str(string::StrCommand::parse(spec.name, &mut args)?)
-            }
-            _ => Command::Key(keyspace::KeyCommand::parse(spec.name, &mut args)?),
-        },
-        "scripting" => Command::Script(script::ScriptCommand::parse(spec.name, &mut args)?),
-        "cluster" => Command::Cluster(cluster::ClusterCommand::parse(&mut args)?),
-        "server" if spec.name == "ACL" => Command::Acl(acl::AclCommand::parse(&mut args)?),
-        "connection" => Command::Conn(connection::ConnCommand::parse(spec.name, &mut args)?),
-        _ => Command::Server(server::ServerCommand::parse(spec.name, &mut args)?),
+    let cmd = match spec.id {
+        CommandId::Lock(id) => Command::Lock(lock::LockCommand::parse(id, &mut args)?),
+        CommandId::Sem(id) => Command::Sem(sem::SemCommand::parse(id, &mut args)?),
+        CommandId::Str(id) => Command::Str(string::StrCommand::parse(id, spec.name, &mut args)?),
+        CommandId::Key(id) => Command::Key(keyspace::KeyCommand::parse(id, &mut args)?),
+        CommandId::Table(id) => Command::Table(keyspace::TableCommand::parse(id, &mut args)?),
+        CommandId::Conn(id) => Command::Conn(connection::ConnCommand::parse(id, &mut args)?),
+        CommandId::Server(id) => Command::Server(server::ServerCommand::parse(id, &mut args)?),
+        CommandId::Script(id) => Command::Script(script::ScriptCommand::parse(id, &mut args)?),
+        CommandId::Acl => Command::Acl(acl::AclCommand::parse(&mut args)?),
+        CommandId::Cluster => Command::Cluster(cluster::ClusterCommand::parse(&mut args)?),
     };
     Ok(cmd)
 }
@@ -279,7 +291,8 @@ fn parse_with(
 /// `baton_commands_total`.
 pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Executed {
     let started = stats::Started::now();
-    // One lookup and one lock of the client's info per command: both showed in profiles.
+    // One lookup and one lock of the client's info per command (this runs for every
+    // request): the spec found here serves the parse, the stats and CLIENT LIST.
     let spec = lookup(req);
     let known = spec.as_ref().ok().copied();
     session.info.lock().last_cmd = known.map(|spec| spec.name);
@@ -466,7 +479,7 @@ fn reserve_wait(
     cmd: &Command,
 ) -> Result<Option<crate::acl::WaitSlot>, RespError> {
     let max = session.user.limits().max_waiters;
-    if max == 0 || cmd.as_tx().and_then(|t| t.wait_ms()).is_none() {
+    if max == 0 || !cmd.as_tx().is_some_and(|t| t.wait().queues()) {
         return Ok(None);
     }
     server
@@ -490,7 +503,7 @@ pub const RESTART_DELAY: RespError = RespError::fixed(
 /// (or PING, as Redis) while the log cannot write answers `-MISCONF` without being
 /// applied; a grant during the restart delay answers `-TRYAGAIN`.
 pub(crate) fn refusal(spec: &spec::Spec, cmd: &Command, server: &Server) -> Option<RespError> {
-    if spec.flags.contains(&"write") || spec.name == "PING" {
+    if spec.flags.contains(&"write") || spec.id == CommandId::Conn(connection::ConnId::Ping) {
         if let Some(err) = server.misconf() {
             return Some(err);
         }
@@ -535,9 +548,9 @@ fn apply_local(cmd: Command, server: &Server, session: &mut Session) -> Executed
         let effect = match ran.value {
             Ok(Outcome::Reply(reply)) => Effect::Reply(reply),
             Ok(Outcome::Blocked(blocked)) => {
-                let deadline = match txc.wait_ms() {
-                    None | Some(0) => None,
-                    Some(ms) => now.mono.checked_add(std::time::Duration::from_millis(ms)),
+                let deadline = match txc.wait() {
+                    Wait::No | Wait::Forever => None,
+                    Wait::For(wait) => now.mono.checked_add(wait),
                 };
                 Effect::Blocked { blocked, deadline }
             }
@@ -610,6 +623,176 @@ mod tests {
             let mut buf = [0u8; MAX_NAME];
             let upper = upper_name(spec.name.as_bytes(), &mut buf);
             assert_eq!(upper, Some(spec.name.as_bytes()), "{}", spec.name);
+        }
+    }
+
+    /// Requests for [`keys_agree_with_the_spec`]: at least one per command in
+    /// `spec::COMMANDS`, and for a command with options after its keys one with them too
+    /// (they must not shift the positions COMMAND INFO announces).
+    const SAMPLES: &[&[&str]] = &[
+        &["LOCK", "k", "o", "1000"],
+        &["LOCK", "k", "o", "1000", "WAIT", "5"],
+        &["WLOCK", "k", "o", "1000", "WAIT", "5", "SHARED"],
+        &["RLOCK", "k", "o", "1000", "WAIT", "0"],
+        &["REFRESH", "k", "o", "1000"],
+        &["UNLOCK", "k", "o"],
+        &["MLOCK", "2", "a", "b", "o", "1000"],
+        &["MLOCK", "3", "a", "b", "c", "o", "1000", "WAIT", "5"],
+        &["MUNLOCK", "2", "a", "b", "o"],
+        &["LOCK.INFO", "k"],
+        &["SEM.CREATE", "s", "3"],
+        &["SEM.ACQUIRE", "s", "o", "1000"],
+        &[
+            "SEM.ACQUIRE",
+            "s",
+            "o",
+            "1000",
+            "PERMITS",
+            "2",
+            "CAPACITY",
+            "3",
+            "WAIT",
+            "5",
+        ],
+        &["SEM.RELEASE", "s", "o"],
+        &["SEM.INFO", "s"],
+        &["SEM.DELETE", "s"],
+        &["SET", "k", "v"],
+        &["SET", "k", "v", "NX", "GET", "PX", "100"],
+        &["GET", "k"],
+        &["DELIFEQ", "k", "v"],
+        &["DELEX", "k"],
+        &["DELEX", "k", "IFEQ", "v"],
+        &["EXPIRE", "k", "10", "NX"],
+        &["PEXPIRE", "k", "10"],
+        &["EXPIREAT", "k", "10"],
+        &["PEXPIREAT", "k", "10", "GT"],
+        &["PERSIST", "k"],
+        &["PTTL", "k"],
+        &["TTL", "k"],
+        &["DEL", "a", "b", "c"],
+        &["UNLINK", "a"],
+        &["EXISTS", "a", "b", "a"],
+        &["TYPE", "k"],
+        &["KEYS", "*"],
+        &["SCAN", "0", "MATCH", "*", "COUNT", "5"],
+        &["DBSIZE"],
+        &["FLUSHALL"],
+        &["FLUSHDB", "ASYNC"],
+        &["EVAL", "return 1", "2", "a", "b", "x"],
+        &[
+            "EVALSHA",
+            "0123456789012345678901234567890123456789",
+            "1",
+            "a",
+        ],
+        &["SCRIPT", "FLUSH"],
+        &["PING"],
+        &["ECHO", "m"],
+        &["HELLO", "3"],
+        &["AUTH", "p"],
+        &["SELECT", "0"],
+        &["CLIENT", "ID"],
+        &["QUIT"],
+        &["RESET"],
+        &["COMMAND", "COUNT"],
+        &["INFO"],
+        &["CONFIG", "GET", "*"],
+        &["CLUSTER", "NODES"],
+        &["TIME"],
+    ];
+
+    /// The keys that `spec` says `args` (name first) names: its first/last/step range, or
+    /// for a `movablekeys` command (whose range is 0 0 0, as Redis gives for commands that
+    /// count their keys) the `numkeys` keys after its `numkeys` argument.
+    fn keys_by_spec<'a>(spec: &spec::Spec, args: &'a [Bytes]) -> Vec<&'a [u8]> {
+        if spec.flags.contains(&"movablekeys") {
+            assert_eq!((spec.first_key, spec.last_key, spec.step), (0, 0, 0));
+            let at = 1 + spec
+                .args
+                .iter()
+                .position(|a| a.name == "numkeys")
+                .expect("a movablekeys command has a numkeys argument");
+            let n: usize = std::str::from_utf8(&args[at]).unwrap().parse().unwrap();
+            return args[at + 1..at + 1 + n]
+                .iter()
+                .map(|k| k.as_ref())
+                .collect();
+        }
+        if spec.first_key == 0 {
+            return Vec::new();
+        }
+        let last = if spec.last_key < 0 {
+            args.len() as i32 + spec.last_key
+        } else {
+            spec.last_key
+        };
+        (spec.first_key..=last)
+            .step_by(spec.step as usize)
+            .map(|i| args[i as usize].as_ref())
+            .collect()
+    }
+
+    /// COMMAND INFO's key positions (what redis-cli and cluster clients read) and the keys
+    /// a command locks (`TxCommand::keys`, a script's declared keys) agree, for every
+    /// command in the table.
+    #[test]
+    fn keys_agree_with_the_spec() {
+        let limits = ArgLimits {
+            max_key_bytes: 512,
+            max_ttl_ms: 86_400_000,
+        };
+        for spec in spec::COMMANDS {
+            let samples: Vec<_> = SAMPLES.iter().filter(|s| s[0] == spec.name).collect();
+            assert!(!samples.is_empty(), "no sample request for {}", spec.name);
+            for sample in samples {
+                let req = Request {
+                    args: sample.iter().map(|a| Bytes::from(*a)).collect(),
+                };
+                let cmd = parse(&req, limits)
+                    .unwrap_or_else(|e| panic!("{sample:?} does not parse: {e:?}"));
+                let keys: Vec<&[u8]> = match &cmd {
+                    Command::Script(script::ScriptCommand::Eval(eval)) => {
+                        eval.keys().iter().map(|k| k.as_ref()).collect()
+                    }
+                    cmd => cmd.as_tx().map(|tx| tx.keys()).unwrap_or_default(),
+                };
+                assert_eq!(keys, keys_by_spec(spec, &req.args), "{sample:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn wait_says_how_long() {
+        let limits = ArgLimits {
+            max_key_bytes: 512,
+            max_ttl_ms: 86_400_000,
+        };
+        let wait = |extra: &[&'static str]| {
+            let args = ["LOCK", "k", "o", "1000"].iter().chain(extra);
+            let req = Request {
+                args: args.map(|a| Bytes::from_static(a.as_bytes())).collect(),
+            };
+            parse(&req, limits).map(|cmd| cmd.as_tx().map(|tx| tx.wait()))
+        };
+        assert_eq!(wait(&[]), Ok(Some(Wait::No)));
+        assert_eq!(wait(&["WAIT", "0"]), Ok(Some(Wait::Forever)));
+        assert_eq!(
+            wait(&["WAIT", "5"]),
+            Ok(Some(Wait::For(Duration::from_millis(5))))
+        );
+        assert_eq!(wait(&["WAIT", "-1"]), Err(RespError::INVALID_WAIT));
+    }
+
+    /// Two entries with one id would send the second to the first's parser: each command
+    /// has its own id (and its own name).
+    #[test]
+    fn every_command_has_its_own_id() {
+        for (i, a) in spec::COMMANDS.iter().enumerate() {
+            for b in &spec::COMMANDS[i + 1..] {
+                assert_ne!(a.id, b.id, "{} and {} share an id", a.name, b.name);
+                assert_ne!(a.name, b.name);
+            }
         }
     }
 }

@@ -21,6 +21,18 @@ use crate::lua::{split_keys, Script};
 use crate::resp::Reply;
 use crate::table::{Outcome, Tx};
 
+/// The commands of this family, as the command table names them:
+/// [`ScriptCommand::parse`] matches every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptId {
+    /// EVAL.
+    Eval,
+    /// EVALSHA.
+    EvalSha,
+    /// SCRIPT.
+    Script,
+}
+
 /// A parsed scripting command.
 #[derive(Debug, Clone)]
 pub enum ScriptCommand {
@@ -65,27 +77,30 @@ impl Eval {
 }
 
 impl ScriptCommand {
-    /// Parses the arguments of `name` (upper case, arity already checked).
+    /// Parses the arguments of command `id` (arity already checked).
     ///
     /// # Errors
     /// Redis's texts for numkeys and SCRIPT subcommands; `invalid key` for a declared key.
-    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
+    pub fn parse(id: ScriptId, args: &mut Args<'_>) -> Result<Self, RespError> {
         let max_key_bytes = args.limits().max_key_bytes;
         let rest = args.rest();
-        match name {
-            "EVAL" | "EVALSHA" => {
-                let tail = rest.get(1..).ok_or_else(|| RespError::arity(name))?;
+        match id {
+            ScriptId::Eval | ScriptId::EvalSha => {
+                let sha = id == ScriptId::EvalSha;
+                let tail = rest
+                    .get(1..)
+                    .ok_or_else(|| RespError::arity(if sha { "evalsha" } else { "eval" }))?;
                 let (keys, _) = split_keys(tail)?;
                 for key in keys {
                     super::args::check_key(key, max_key_bytes)?;
                 }
                 Ok(ScriptCommand::Eval(Eval {
-                    sha: name == "EVALSHA",
+                    sha,
                     args: rest.to_vec(),
                     numkeys: keys.len(),
                 }))
             }
-            _ => {
+            ScriptId::Script => {
                 let (sub, tail) = rest
                     .split_first()
                     .ok_or_else(|| RespError::arity("script"))?;

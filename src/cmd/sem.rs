@@ -11,9 +11,25 @@
 use bytes::Bytes;
 
 use super::args::Args;
-use super::TxCommand;
+use super::{TxCommand, Wait};
 use crate::error::RespError;
 use crate::table::{Outcome, SemAcquire, Tx};
+
+/// The commands of this family, as the command table names them: [`SemCommand::parse`]
+/// matches every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SemId {
+    /// SEM.CREATE.
+    Create,
+    /// SEM.ACQUIRE.
+    Acquire,
+    /// SEM.RELEASE.
+    Release,
+    /// SEM.INFO.
+    Info,
+    /// SEM.DELETE.
+    Delete,
+}
 
 /// A parsed semaphore command.
 #[derive(Debug, Clone)]
@@ -33,8 +49,8 @@ pub enum SemCommand {
         owner: Bytes,
         /// The request.
         req: SemAcquire,
-        /// WAIT ms (0: forever).
-        wait_ms: Option<u64>,
+        /// WAIT.
+        wait: Wait,
     },
     /// SEM.RELEASE.
     Release {
@@ -67,23 +83,23 @@ fn positive(args: &mut Args<'_>, err: RespError) -> Result<u64, RespError> {
 }
 
 impl SemCommand {
-    /// Parses the arguments of `name` (upper case, arity already checked).
+    /// Parses the arguments of command `id` (arity already checked).
     ///
     /// # Errors
     /// The first bad argument, in docs/protocol.md's order.
-    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
-        let cmd = match name {
-            "SEM.CREATE" => SemCommand::Create {
+    pub fn parse(id: SemId, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let cmd = match id {
+            SemId::Create => SemCommand::Create {
                 key: args.key()?,
                 capacity: positive(args, RespError::INVALID_CAPACITY)?,
             },
-            "SEM.ACQUIRE" => {
+            SemId::Acquire => {
                 let key = args.key()?;
                 let owner = args.owner()?;
                 let ttl_ms = args.ttl_ms()?;
                 let mut permits = 1;
                 let mut create_capacity = None;
-                let mut wait_ms = None;
+                let mut wait = Wait::No;
                 while let Some(opt) = args.peek_upper() {
                     args.next();
                     match opt.as_slice() {
@@ -95,7 +111,7 @@ impl SemCommand {
                             if args.remaining() == 0 {
                                 return Err(RespError::SYNTAX);
                             }
-                            wait_ms = Some(args.wait_ms()?);
+                            wait = args.wait()?;
                         }
                         _ => args.unknown_option(),
                     }
@@ -107,18 +123,17 @@ impl SemCommand {
                         permits,
                         create_capacity,
                         ttl_ms,
-                        wait: wait_ms.is_some(),
+                        wait: wait.queues(),
                     },
-                    wait_ms,
+                    wait,
                 }
             }
-            "SEM.RELEASE" => SemCommand::Release {
+            SemId::Release => SemCommand::Release {
                 key: args.key()?,
                 owner: args.owner()?,
             },
-            "SEM.INFO" => SemCommand::Info { key: args.key()? },
-            "SEM.DELETE" => SemCommand::Delete { key: args.key()? },
-            _ => return Err(RespError::SYNTAX),
+            SemId::Info => SemCommand::Info { key: args.key()? },
+            SemId::Delete => SemCommand::Delete { key: args.key()? },
         };
         args.finish_ref()?;
         Ok(cmd)
@@ -136,10 +151,10 @@ impl TxCommand for SemCommand {
         }
     }
 
-    fn wait_ms(&self) -> Option<u64> {
+    fn wait(&self) -> Wait {
         match self {
-            SemCommand::Acquire { wait_ms, .. } => *wait_ms,
-            _ => None,
+            SemCommand::Acquire { wait, .. } => *wait,
+            _ => Wait::No,
         }
     }
 

@@ -19,6 +19,20 @@ use crate::error::RespError;
 use crate::resp::Reply;
 use crate::table::glob_match;
 
+/// The commands of this family, as the command table names them: [`ServerCommand::parse`]
+/// matches every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerId {
+    /// INFO.
+    Info,
+    /// COMMAND.
+    Command,
+    /// CONFIG.
+    Config,
+    /// TIME.
+    Time,
+}
+
 /// A parsed server command.
 #[derive(Debug, Clone)]
 pub enum ServerCommand {
@@ -45,22 +59,22 @@ pub enum ServerCommand {
 }
 
 impl ServerCommand {
-    /// Parses the arguments of `name` (upper case, arity already checked).
+    /// Parses the arguments of command `id` (arity already checked).
     ///
     /// # Errors
     /// Redis's texts for unknown subcommands and arity.
-    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
+    pub fn parse(id: ServerId, args: &mut Args<'_>) -> Result<Self, RespError> {
         let mut rest = Vec::new();
-        let cmd = match name {
-            "INFO" => {
+        let cmd = match id {
+            ServerId::Info => {
                 let mut sections = Vec::new();
                 while let Some(a) = args.next() {
                     sections.push(String::from_utf8_lossy(a).to_ascii_lowercase());
                 }
                 ServerCommand::Info(sections)
             }
-            "TIME" => ServerCommand::Time,
-            "COMMAND" => {
+            ServerId::Time => ServerCommand::Time,
+            ServerId::Command => {
                 let Some(raw_sub) = args.next() else {
                     return Ok(ServerCommand::CommandAll);
                 };
@@ -76,7 +90,7 @@ impl ServerCommand {
                     _ => return Err(unknown_sub(raw_sub, "COMMAND")),
                 }
             }
-            "CONFIG" => {
+            ServerId::Config => {
                 let raw_sub = args.bytes()?;
                 let sub = raw_sub.to_ascii_uppercase();
                 while let Some(a) = args.next() {
@@ -95,16 +109,13 @@ impl ServerCommand {
                     _ => return Err(unknown_sub(&raw_sub, "CONFIG")),
                 }
             }
-            _ => return Err(RespError::SYNTAX),
         };
         Ok(cmd)
     }
 
     /// TIME's reply (also for scripts).
     pub fn apply_static(&self) -> Reply {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = crate::clock::since_epoch();
         Reply::Array(vec![
             Reply::bulk_string(now.as_secs().to_string()),
             Reply::bulk_string(now.subsec_micros().to_string()),

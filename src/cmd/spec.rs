@@ -1,6 +1,16 @@
 //! Command metadata as data: name, arity, flags, key positions, group, summary and argument
 //! docs. It drives arity errors and `COMMAND COUNT|INFO|DOCS|LIST` (so redis-cli shows
-//! hints). Add a command here when you add its parser.
+//! hints), and its [`CommandId`] routes the parse. To add a command: a variant in its
+//! family's id enum (the family's `parse` then fails to compile until it handles it) and an
+//! entry here.
+
+use super::connection::ConnId;
+use super::keyspace::{KeyId, TableId};
+use super::lock::LockId;
+use super::script::ScriptId;
+use super::sem::SemId;
+use super::server::ServerId;
+use super::string::StrId;
 
 /// One argument's documentation, as COMMAND DOCS shows it.
 #[derive(Debug)]
@@ -19,11 +29,40 @@ pub struct ArgDoc {
     pub args: &'static [ArgDoc],
 }
 
+/// Which command a [`Spec`] describes, by family: the family's parser takes the inner id
+/// and matches it exhaustively, and `cmd::parse` routes on the outer variant, so no string
+/// is compared to dispatch and a command without a parser does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandId {
+    /// `lock.rs`.
+    Lock(LockId),
+    /// `sem.rs`.
+    Sem(SemId),
+    /// `string.rs`.
+    Str(StrId),
+    /// `keyspace.rs`, commands on named keys.
+    Key(KeyId),
+    /// `keyspace.rs`, commands over the whole table.
+    Table(TableId),
+    /// `connection.rs`.
+    Conn(ConnId),
+    /// `server.rs`.
+    Server(ServerId),
+    /// `script.rs`.
+    Script(ScriptId),
+    /// `cluster.rs` (CLUSTER, one command with subcommands).
+    Cluster,
+    /// `acl.rs` (ACL, one command with subcommands; its spec lives there).
+    Acl,
+}
+
 /// A command's metadata.
 #[derive(Debug)]
 pub struct Spec {
     /// Upper-case name as matched.
     pub name: &'static str,
+    /// Which parser reads its arguments.
+    pub id: CommandId,
     /// Redis arity: positive = exact count with the name, negative = at least -arity.
     pub arity: i32,
     /// Flags (`write`, `readonly`, `fast`, `blocking`, ...).
@@ -169,6 +208,7 @@ const LOCK_ARGS: &[ArgDoc] = &[
 pub static COMMANDS: &[Spec] = &[
     Spec {
         name: "LOCK",
+        id: CommandId::Lock(LockId::Lock),
         arity: -4,
         flags: WB,
         first_key: 1,
@@ -182,6 +222,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "WLOCK",
+        id: CommandId::Lock(LockId::WLock),
         arity: -4,
         flags: WB,
         first_key: 1,
@@ -201,6 +242,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "RLOCK",
+        id: CommandId::Lock(LockId::RLock),
         arity: -4,
         flags: WB,
         first_key: 1,
@@ -213,6 +255,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "REFRESH",
+        id: CommandId::Lock(LockId::Refresh),
         arity: 4,
         flags: W,
         first_key: 1,
@@ -230,6 +273,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "UNLOCK",
+        id: CommandId::Lock(LockId::Unlock),
         arity: 3,
         flags: W,
         first_key: 1,
@@ -242,11 +286,14 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "MLOCK",
+        id: CommandId::Lock(LockId::MLock),
         arity: -5,
-        flags: WB,
-        first_key: 2,
-        last_key: -3,
-        step: 1,
+        // Options follow the keys, so no fixed range finds them (`WAIT ms` would shift
+        // it): 0 0 0 and movablekeys, as Redis gives its commands that count their keys.
+        flags: &["write", "blocking", "movablekeys"],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
         group: "lock",
         summary: "Locks numkeys keys exclusively for ttl ms each, all or none, never \
                   deadlocking. WAIT ms as LOCK (0 = no limit). An array of tokens in key \
@@ -261,6 +308,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "MUNLOCK",
+        id: CommandId::Lock(LockId::MUnlock),
         arity: -4,
         flags: W,
         first_key: 2,
@@ -276,6 +324,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "LOCK.INFO",
+        id: CommandId::Lock(LockId::Info),
         arity: 2,
         flags: R,
         first_key: 1,
@@ -288,6 +337,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "SEM.CREATE",
+        id: CommandId::Sem(SemId::Create),
         arity: 3,
         flags: W,
         first_key: 1,
@@ -300,6 +350,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "SEM.ACQUIRE",
+        id: CommandId::Sem(SemId::Acquire),
         arity: -4,
         flags: WB,
         first_key: 1,
@@ -320,6 +371,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "SEM.RELEASE",
+        id: CommandId::Sem(SemId::Release),
         arity: 3,
         flags: W,
         first_key: 1,
@@ -331,6 +383,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "SEM.INFO",
+        id: CommandId::Sem(SemId::Info),
         arity: 2,
         flags: R,
         first_key: 1,
@@ -343,6 +396,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "SEM.DELETE",
+        id: CommandId::Sem(SemId::Delete),
         arity: 2,
         flags: W,
         first_key: 1,
@@ -355,6 +409,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "SET",
+        id: CommandId::Str(StrId::Set),
         arity: -3,
         flags: &["write"],
         first_key: 1,
@@ -392,6 +447,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "GET",
+        id: CommandId::Str(StrId::Get),
         arity: 2,
         flags: R,
         first_key: 1,
@@ -403,6 +459,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "DELIFEQ",
+        id: CommandId::Str(StrId::DelIfEq),
         arity: 3,
         flags: W,
         first_key: 1,
@@ -415,6 +472,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "DELEX",
+        id: CommandId::Str(StrId::DelEx),
         arity: -2,
         flags: W,
         first_key: 1,
@@ -436,6 +494,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "EXPIRE",
+        id: CommandId::Str(StrId::Expire),
         arity: -3,
         flags: W,
         first_key: 1,
@@ -452,6 +511,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "PEXPIRE",
+        id: CommandId::Str(StrId::PExpire),
         arity: -3,
         flags: W,
         first_key: 1,
@@ -467,6 +527,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "EXPIREAT",
+        id: CommandId::Str(StrId::ExpireAt),
         arity: -3,
         flags: W,
         first_key: 1,
@@ -482,6 +543,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "PEXPIREAT",
+        id: CommandId::Str(StrId::PExpireAt),
         arity: -3,
         flags: W,
         first_key: 1,
@@ -497,6 +559,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "PERSIST",
+        id: CommandId::Str(StrId::Persist),
         arity: 2,
         flags: W,
         first_key: 1,
@@ -508,6 +571,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "PTTL",
+        id: CommandId::Key(KeyId::Pttl),
         arity: 2,
         flags: R,
         first_key: 1,
@@ -520,6 +584,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "TTL",
+        id: CommandId::Key(KeyId::Ttl),
         arity: 2,
         flags: R,
         first_key: 1,
@@ -531,6 +596,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "DEL",
+        id: CommandId::Key(KeyId::Del),
         arity: -2,
         flags: &["write"],
         first_key: 1,
@@ -543,6 +609,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "UNLINK",
+        id: CommandId::Key(KeyId::Unlink),
         arity: -2,
         flags: &["write", "fast"],
         first_key: 1,
@@ -554,6 +621,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "EXISTS",
+        id: CommandId::Key(KeyId::Exists),
         arity: -2,
         flags: R,
         first_key: 1,
@@ -565,6 +633,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "TYPE",
+        id: CommandId::Key(KeyId::Type),
         arity: 2,
         flags: R,
         first_key: 1,
@@ -576,6 +645,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "KEYS",
+        id: CommandId::Table(TableId::Keys),
         arity: 2,
         flags: &["readonly"],
         first_key: 0,
@@ -587,6 +657,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "SCAN",
+        id: CommandId::Table(TableId::Scan),
         arity: -2,
         flags: &["readonly"],
         first_key: 0,
@@ -603,6 +674,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "DBSIZE",
+        id: CommandId::Table(TableId::Dbsize),
         arity: 1,
         flags: R,
         first_key: 0,
@@ -614,6 +686,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "FLUSHALL",
+        id: CommandId::Table(TableId::FlushAll),
         arity: -1,
         flags: &["write"],
         first_key: 0,
@@ -626,6 +699,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "FLUSHDB",
+        id: CommandId::Table(TableId::FlushDb),
         arity: -1,
         flags: &["write"],
         first_key: 0,
@@ -637,8 +711,9 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "EVAL",
+        id: CommandId::Script(ScriptId::Eval),
         arity: -3,
-        flags: &["noscript"],
+        flags: &["noscript", "movablekeys"],
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -654,8 +729,9 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "EVALSHA",
+        id: CommandId::Script(ScriptId::EvalSha),
         arity: -3,
-        flags: &["noscript"],
+        flags: &["noscript", "movablekeys"],
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -670,6 +746,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "SCRIPT",
+        id: CommandId::Script(ScriptId::Script),
         arity: -2,
         flags: &["noscript"],
         first_key: 0,
@@ -682,6 +759,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "PING",
+        id: CommandId::Conn(ConnId::Ping),
         arity: -1,
         flags: C,
         first_key: 0,
@@ -693,6 +771,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "ECHO",
+        id: CommandId::Conn(ConnId::Echo),
         arity: 2,
         flags: C,
         first_key: 0,
@@ -704,6 +783,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "HELLO",
+        id: CommandId::Conn(ConnId::Hello),
         arity: -1,
         flags: C,
         first_key: 0,
@@ -716,6 +796,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "AUTH",
+        id: CommandId::Conn(ConnId::Auth),
         arity: -2,
         flags: C,
         first_key: 0,
@@ -729,6 +810,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "SELECT",
+        id: CommandId::Conn(ConnId::Select),
         arity: 2,
         flags: C,
         first_key: 0,
@@ -740,6 +822,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "CLIENT",
+        id: CommandId::Conn(ConnId::Client),
         arity: -2,
         flags: C,
         first_key: 0,
@@ -753,6 +836,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "QUIT",
+        id: CommandId::Conn(ConnId::Quit),
         arity: -1,
         flags: C,
         first_key: 0,
@@ -764,6 +848,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "RESET",
+        id: CommandId::Conn(ConnId::Reset),
         arity: 1,
         flags: C,
         first_key: 0,
@@ -775,6 +860,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "COMMAND",
+        id: CommandId::Server(ServerId::Command),
         arity: -1,
         flags: A,
         first_key: 0,
@@ -787,6 +873,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "INFO",
+        id: CommandId::Server(ServerId::Info),
         arity: -1,
         flags: A,
         first_key: 0,
@@ -798,6 +885,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "CONFIG",
+        id: CommandId::Server(ServerId::Config),
         arity: -2,
         flags: A,
         first_key: 0,
@@ -812,6 +900,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "CLUSTER",
+        id: CommandId::Cluster,
         arity: -2,
         flags: &["admin"],
         first_key: 0,
@@ -825,6 +914,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "TIME",
+        id: CommandId::Server(ServerId::Time),
         arity: 1,
         flags: C,
         first_key: 0,

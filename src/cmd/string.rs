@@ -28,12 +28,36 @@ fn expire_ms(n: i64, seconds: bool, relative: bool, cmd: &str) -> Result<i64, Re
         Some(n)
     };
     let base = if relative {
-        super::context::wall_ms() as i64
+        crate::clock::wall_ms() as i64
     } else {
         0
     };
     ms.filter(|ms| ms.checked_add(base).is_some())
         .ok_or_else(|| invalid_expire(cmd))
+}
+
+/// The commands of this family, as the command table names them: [`StrCommand::parse`]
+/// matches every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrId {
+    /// SET.
+    Set,
+    /// GET.
+    Get,
+    /// DELIFEQ.
+    DelIfEq,
+    /// DELEX.
+    DelEx,
+    /// EXPIRE (seconds from now).
+    Expire,
+    /// PEXPIRE (ms from now).
+    PExpire,
+    /// EXPIREAT (Unix seconds).
+    ExpireAt,
+    /// PEXPIREAT (Unix ms).
+    PExpireAt,
+    /// PERSIST.
+    Persist,
 }
 
 /// An expiry as the client wrote it; turned into deadlines at apply time.
@@ -126,61 +150,113 @@ pub fn deadline_of(spec: ExpirySpec, now: Now) -> Option<(std::time::Instant, u6
     Some((mono, wall.max(0) as u64))
 }
 
+/// SET's arguments after the name.
+fn parse_set(args: &mut Args<'_>) -> Result<StrCommand, RespError> {
+    let key = args.key()?;
+    let value = args.bytes()?;
+    let mut condition = SetCondition::Always;
+    let mut expiry = ExpirySpec::None;
+    let mut get = false;
+    while let Some(opt) = args.peek_upper() {
+        args.next();
+        let cond_free = condition == SetCondition::Always;
+        let exp_free = expiry == ExpirySpec::None;
+        match opt.as_slice() {
+            b"NX" if cond_free => condition = SetCondition::Nx,
+            b"XX" if cond_free => condition = SetCondition::Xx,
+            b"IFEQ" if cond_free => condition = SetCondition::IfEq(args.bytes()?),
+            b"IFNE" if cond_free => condition = SetCondition::IfNe(args.bytes()?),
+            b"GET" => get = true,
+            b"KEEPTTL" if exp_free => expiry = ExpirySpec::Keep,
+            b"EX" | b"PX" | b"EXAT" | b"PXAT" if exp_free => {
+                let n = parse_int(&args.bytes()?)?;
+                let at = opt.ends_with(b"AT");
+                if n <= 0 {
+                    return Err(invalid_expire("set"));
+                }
+                let ms = expire_ms(n, opt[0] == b'E', !at, "set")?;
+                expiry = if at {
+                    ExpirySpec::At(ms)
+                } else {
+                    ExpirySpec::In(ms)
+                };
+            }
+            _ => return Err(RespError::SYNTAX),
+        }
+    }
+    Ok(StrCommand::Set {
+        key,
+        value,
+        condition,
+        expiry,
+        get,
+    })
+}
+
+/// The EXPIRE family's arguments after the name; `name` is for the error text.
+fn parse_expire(id: StrId, name: &str, args: &mut Args<'_>) -> Result<StrCommand, RespError> {
+    let key = args.key()?;
+    let n = args.int()?;
+    let seconds = matches!(id, StrId::Expire | StrId::ExpireAt);
+    let at = matches!(id, StrId::ExpireAt | StrId::PExpireAt);
+    // Negative is allowed (the key is deleted), as in Redis.
+    let ms = expire_ms(n, seconds, !at, name)?;
+    let when = if at {
+        ExpirySpec::At(ms)
+    } else {
+        ExpirySpec::In(ms)
+    };
+    let mut condition = ExpireCondition::Always;
+    while let Some(opt) = args.peek_upper() {
+        args.next();
+        let new = match opt.as_slice() {
+            b"NX" => ExpireCondition::Nx,
+            b"XX" => ExpireCondition::Xx,
+            b"GT" => ExpireCondition::Gt,
+            b"LT" => ExpireCondition::Lt,
+            _ => {
+                return Err(RespError::new(format!(
+                    "ERR Unsupported option {}",
+                    crate::error::printable(&opt, 64)
+                )))
+            }
+        };
+        if condition != ExpireCondition::Always && condition != new {
+            let both_gt_lt = matches!(
+                (condition, new),
+                (ExpireCondition::Gt, ExpireCondition::Lt)
+                    | (ExpireCondition::Lt, ExpireCondition::Gt)
+            );
+            return Err(RespError::fixed(if both_gt_lt {
+                "ERR GT and LT options at the same time are not compatible"
+            } else {
+                "ERR NX and XX, GT or LT options at the same time are not compatible"
+            }));
+        }
+        condition = new;
+    }
+    Ok(StrCommand::Expire {
+        key,
+        when,
+        condition,
+    })
+}
+
 impl StrCommand {
-    /// Parses the arguments of `name` (upper case, arity already checked).
+    /// Parses the arguments of command `id`, called `name` (arity already checked).
     ///
     /// # Errors
     /// Redis's texts: syntax error, not an integer, `invalid expire time in '...' command`.
-    pub fn parse(name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
-        let cmd = match name {
-            "SET" => {
-                let key = args.key()?;
-                let value = args.bytes()?;
-                let mut condition = SetCondition::Always;
-                let mut expiry = ExpirySpec::None;
-                let mut get = false;
-                while let Some(opt) = args.peek_upper() {
-                    args.next();
-                    let cond_free = condition == SetCondition::Always;
-                    let exp_free = expiry == ExpirySpec::None;
-                    match opt.as_slice() {
-                        b"NX" if cond_free => condition = SetCondition::Nx,
-                        b"XX" if cond_free => condition = SetCondition::Xx,
-                        b"IFEQ" if cond_free => condition = SetCondition::IfEq(args.bytes()?),
-                        b"IFNE" if cond_free => condition = SetCondition::IfNe(args.bytes()?),
-                        b"GET" => get = true,
-                        b"KEEPTTL" if exp_free => expiry = ExpirySpec::Keep,
-                        b"EX" | b"PX" | b"EXAT" | b"PXAT" if exp_free => {
-                            let n = parse_int(&args.bytes()?)?;
-                            let at = opt.ends_with(b"AT");
-                            if n <= 0 {
-                                return Err(invalid_expire("set"));
-                            }
-                            let ms = expire_ms(n, opt[0] == b'E', !at, "set")?;
-                            expiry = if at {
-                                ExpirySpec::At(ms)
-                            } else {
-                                ExpirySpec::In(ms)
-                            };
-                        }
-                        _ => return Err(RespError::SYNTAX),
-                    }
-                }
-                StrCommand::Set {
-                    key,
-                    value,
-                    condition,
-                    expiry,
-                    get,
-                }
-            }
-            "GET" => StrCommand::Get { key: args.key()? },
-            "DELIFEQ" => StrCommand::DelIf {
+    pub fn parse(id: StrId, name: &str, args: &mut Args<'_>) -> Result<Self, RespError> {
+        let cmd = match id {
+            StrId::Set => parse_set(args)?,
+            StrId::Get => StrCommand::Get { key: args.key()? },
+            StrId::DelIfEq => StrCommand::DelIf {
                 key: args.key()?,
                 value: args.bytes()?,
                 equal: true,
             },
-            "DELEX" => {
+            StrId::DelEx => {
                 let key = args.key()?;
                 match args.peek_upper().as_deref() {
                     None => StrCommand::Del { key },
@@ -196,53 +272,10 @@ impl StrCommand {
                     Some(_) => return Err(RespError::SYNTAX),
                 }
             }
-            "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" => {
-                let key = args.key()?;
-                let n = args.int()?;
-                // Negative is allowed (the key is deleted), as in Redis.
-                let ms = expire_ms(n, name.starts_with('E'), !name.ends_with("AT"), name)?;
-                let when = if name.ends_with("AT") {
-                    ExpirySpec::At(ms)
-                } else {
-                    ExpirySpec::In(ms)
-                };
-                let mut condition = ExpireCondition::Always;
-                while let Some(opt) = args.peek_upper() {
-                    args.next();
-                    let new = match opt.as_slice() {
-                        b"NX" => ExpireCondition::Nx,
-                        b"XX" => ExpireCondition::Xx,
-                        b"GT" => ExpireCondition::Gt,
-                        b"LT" => ExpireCondition::Lt,
-                        _ => {
-                            return Err(RespError::new(format!(
-                                "ERR Unsupported option {}",
-                                crate::error::printable(&opt, 64)
-                            )))
-                        }
-                    };
-                    if condition != ExpireCondition::Always && condition != new {
-                        let both_gt_lt = matches!(
-                            (condition, new),
-                            (ExpireCondition::Gt, ExpireCondition::Lt)
-                                | (ExpireCondition::Lt, ExpireCondition::Gt)
-                        );
-                        return Err(RespError::fixed(if both_gt_lt {
-                            "ERR GT and LT options at the same time are not compatible"
-                        } else {
-                            "ERR NX and XX, GT or LT options at the same time are not compatible"
-                        }));
-                    }
-                    condition = new;
-                }
-                StrCommand::Expire {
-                    key,
-                    when,
-                    condition,
-                }
+            StrId::Expire | StrId::PExpire | StrId::ExpireAt | StrId::PExpireAt => {
+                parse_expire(id, name, args)?
             }
-            "PERSIST" => StrCommand::Persist { key: args.key()? },
-            _ => return Err(RespError::SYNTAX),
+            StrId::Persist => StrCommand::Persist { key: args.key()? },
         };
         args.finish_ref()?;
         Ok(cmd)

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use mlua::{Lua, MultiValue, Table, Value};
 
 use crate::error::RespError;
-use crate::resp::reply::Reply;
+use crate::resp::reply::{format_double, Reply};
 
 /// How deeply nested a returned table may be before the reply carries
 /// `ERR reached lua stack limit` in its place (Redis's text; a self-referencing table must
@@ -136,17 +136,6 @@ fn sequence<'r>(
         table.raw_set(i + 1, reply_to_lua(lua, item, resp)?)?;
     }
     Ok(Value::Table(table))
-}
-
-/// The RESP2 text of a double, as `Reply::Double` encodes it.
-fn format_double(d: f64) -> String {
-    if d.is_infinite() {
-        if d > 0.0 { "inf" } else { "-inf" }.to_string()
-    } else if d.is_nan() {
-        "nan".to_string()
-    } else {
-        format!("{d}")
-    }
 }
 
 /// Converts a script's return value (or a nested element of it) into a reply.

@@ -30,9 +30,9 @@
 //! The shared cache still decides which shas exist (an evicted script answers `NOSCRIPT`
 //! on every thread), but an EVALSHA does not lock it: the engine counts removals (an
 //! epoch, bumped under the write lock by every eviction and flush), and a thread that has
-//! seen a sha in the shared cache at the current epoch knows it is still there. The two
-//! read locks per call this replaced were shared by all workers, so their lock word moved
-//! between the cores on every script.
+//! seen a sha in the shared cache at the current epoch knows it is still there. A read
+//! lock per call would be shared by all workers, so its lock word would move between the
+//! cores on every script.
 //!
 //! Cache bounds: scripts added by `SCRIPT LOAD` stay until `SCRIPT FLUSH`; scripts added only
 //! by `EVAL` are evictable, oldest first, beyond [`EngineConfig::max_eval_scripts`] (as
@@ -159,7 +159,7 @@ struct Compiled {
 }
 
 /// A script's sha1 as 40 lower-case hex digits, kept on the stack: EVALSHA looks it up in
-/// two caches per call, and a `String` per lookup was measurable.
+/// two caches per call, and a `String` per lookup would allocate on every call.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Sha([u8; 40]);
 

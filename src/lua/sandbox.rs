@@ -22,11 +22,11 @@
 //! so no Lua code can catch the kill. The VM is reusable afterwards.
 //!
 //! Cost: with a memory limit set, mlua guards every allocating API call with a `pcall` and
-//! two fresh C closures (Lua 5.1 has no light C functions), which made an EVALSHA's setup
-//! cost more than the script. So the Rust-side work of a run (building `KEYS`/`ARGV`,
+//! two fresh C closures (Lua 5.1 has no light C functions), which makes an EVALSHA's setup
+//! cost more than a short script. So the Rust-side work of a run (building `KEYS`/`ARGV`,
 //! clearing them, converting the result) runs with the limit lifted ([`Vm::unlimited`]):
 //! it allocates only what the request and the script's own result hold, and a run whose
-//! arguments leave the VM over the limit fails as it did before. A small scalar
+//! arguments leave the VM over the limit still fails. A small scalar
 //! `redis.call` reply also converts with the limit lifted, while the VM is under it (see
 //! `is_small`). Everything else the script does, larger replies included, runs under the
 //! limit.
@@ -153,7 +153,7 @@ type CallFn<'c> = dyn FnMut(Vec<Bytes>) -> Reply + 'c;
 ///
 /// The closure borrows the caller's lock-table section, so it lives for one [`Vm::run`]
 /// only, while the Lua functions live as long as the VM. Binding fresh functions per run
-/// (an mlua scope) is safe but cost a third of an EVALSHA; the slot instead holds a
+/// (an mlua scope) is safe but costs a large share of an EVALSHA; the slot instead holds a
 /// lifetime-erased pointer to the closure, and only [`lend`](Self::lend) and
 /// [`with`](Self::with) touch it. Why that is sound:
 /// - The slot is non-empty only inside `lend`, which stores a pointer made from the `&mut`
@@ -368,7 +368,7 @@ impl Vm {
         });
         self.unlimited(|| {
             // Small KEYS and ARGV stay until the next run replaces them (no script can see
-            // them in between): clearing them cost two table sets per run. Large ones are
+            // them in between): clearing them costs two table sets per run. Large ones are
             // let go at once, so a big request's strings do not outlive it.
             let bytes: usize = keys.iter().chain(argv).map(Bytes::len).sum();
             if bytes > KEPT_ARGS_BYTES || keys.len() + argv.len() > KEPT_ARGS {
@@ -389,7 +389,7 @@ impl Vm {
     /// `KEYS` or `ARGV`: a fresh table of the strings `items`.
     fn sequence(&self, items: &[Bytes]) -> mlua::Result<Table> {
         // mlua pushes a `&str` onto the Lua stack directly, but any other string through a
-        // handle in its reference thread, which cost more than the table; keys and tokens
+        // handle in its reference thread, which costs more than the table; keys and tokens
         // are nearly always UTF-8.
         let texts: Option<smallvec::SmallVec<[&str; 4]>> = items
             .iter()
@@ -489,7 +489,7 @@ const SMALL_REPLY_BYTES: usize = 4096;
 /// Whether `reply` is a scalar whose Lua form allocates at most one string of up to
 /// [`SMALL_REPLY_BYTES`] and one or two small tables (`{ok=...}`, RESP3's `{double=...}`).
 /// Such a reply (GET's, DEL's, SET's) converts with the limit lifted while the VM is under
-/// the limit: under it, the protected conversion cost more than the command. So the limit
+/// the limit: under it, the protected conversion costs more than the command. So the limit
 /// is overshot by one small reply at most (a script storing many replies cannot add up
 /// more: once over, the next reply converts under the limit and fails).
 fn is_small(reply: &Reply) -> bool {

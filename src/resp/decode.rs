@@ -29,6 +29,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::Request;
+pub use crate::config::DecodeLimits;
 use crate::error::ProtoError;
 
 /// Longest `*`/`$` header line without `\r\n` before it is an error (Redis's
@@ -40,27 +41,6 @@ const LONG_STR_SIZE: usize = 21;
 
 /// Largest `Decoder::ranges` capacity kept between requests (64 KiB of ranges).
 const RANGES_KEPT: usize = 4096;
-
-/// The protocol limits that decoding enforces (see docs/protocol.md "Errors").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeLimits {
-    /// Largest bulk string, in bytes (exactly this size is allowed). Default 8 MiB.
-    pub max_bulk_bytes: usize,
-    /// Most arguments in one command (name included). Default 1 048 576.
-    pub max_args: usize,
-    /// Longest inline command line, in bytes. Default 64 KiB.
-    pub max_inline_bytes: usize,
-}
-
-impl Default for DecodeLimits {
-    fn default() -> Self {
-        DecodeLimits {
-            max_bulk_bytes: 8 * 1024 * 1024,
-            max_args: 1024 * 1024,
-            max_inline_bytes: 64 * 1024,
-        }
-    }
-}
 
 /// Where the scan of the request at the front of the buffer stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -171,7 +171,9 @@ fn bulk(out: &mut BytesMut, tag: u8, bytes: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-fn format_double(d: f64) -> String {
+/// The text of a double as RESP2 and RESP3 send it (`inf`, `-inf`, `nan`, else Rust's
+/// shortest form), and as a script sees one in RESP2.
+pub fn format_double(d: f64) -> String {
     if d.is_infinite() {
         if d > 0.0 { "inf" } else { "-inf" }.to_string()
     } else if d.is_nan() {

@@ -40,8 +40,8 @@ pub struct ConnMemory {
     evicted: AtomicBool,
     notify: Notify,
     /// Whether a budget is set: without one, [`evicted`](Self::evicted) never resolves
-    /// and costs nothing (registering with the `Notify` on every read showed in the CPU
-    /// per request).
+    /// and costs nothing (registering with the `Notify` on every read would be work on every
+    /// request).
     watched: bool,
 }
 

@@ -4,10 +4,10 @@
 //!
 //! A round splits the shards into as many parts as the runtime has workers and expires
 //! them in parallel (one task per part, each shard locked on its own), at most
-//! [`ROUND_BUDGET`] leases per part; between rounds it yields. One task ending 1M leases
-//! due within one second fell 0.7-2.5 s behind (benches/scenarios.sh, scenario 6); in
-//! parallel, with the compact table, the last one ends within a few ms of its deadline.
-//! A smaller budget gives PING more turns; 256 kept PING p99 near 1 ms during that expiry.
+//! [`ROUND_BUDGET`] leases per part; between rounds it yields. One task alone falls seconds
+//! behind when a million leases fall due within a second; in parallel the last one ends
+//! within a few ms of its deadline (benches/scenarios.sh, scenario 6, shows both). A
+//! smaller budget gives PING more turns during such an expiry.
 
 use std::sync::Arc;
 use std::time::Instant;

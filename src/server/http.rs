@@ -253,7 +253,7 @@ fn publish(server: &Server) {
     if let Some(log) = &server.log {
         let last = log.stats().last_snapshot_unix_ms;
         if last > 0 {
-            let age_ms = crate::cmd::context::wall_ms().saturating_sub(last);
+            let age_ms = crate::clock::wall_ms().saturating_sub(last);
             metrics::gauge!(m::SNAPSHOT_AGE).set(age_ms as f64 / 1000.0);
         }
     }

@@ -13,7 +13,7 @@ pub mod tls;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -110,9 +110,7 @@ fn bind_port(config: &Config, port: u16) -> Result<TcpListener, StartupError> {
 
 /// The wall clock in µs since the epoch: the fencing counter's floor.
 fn wall_clock_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
+    i64::try_from(crate::clock::since_epoch().as_micros()).unwrap_or(i64::MAX)
 }
 
 /// The log as the table's record sink.

@@ -3,9 +3,9 @@
 //!
 //! Every connection polls its [`Shutdown`] next to each read, so listening must touch no
 //! state that other tasks write: each subscriber gets its own waker slot, and only
-//! [`ShutdownTrigger::shutdown`] walks the list of slots. (A `watch` channel took a shared
-//! read lock and a shared waiter-list mutex on every request, about 2% of the server's CPU
-//! under load.)
+//! [`ShutdownTrigger::shutdown`] walks the list of slots. (A `watch` channel would take a
+//! shared read lock and a shared waiter-list mutex on every request: lock words that every
+//! worker writes.)
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
