@@ -1,4 +1,4 @@
-//! ACL users as tenants: the user registry ([`Acl`], owned once by `cmd::Server`), one
+//! ACL users as tenants: the user registry ([`Acl`], owned once by `cmd::Shared`), one
 //! user's rules ([`rules`]), the command ids and categories they name ([`commands`]) and
 //! the `--aclfile` format ([`mod@file`]).
 //!

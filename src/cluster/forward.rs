@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::transport::STREAM_CLIENT;
-use crate::cmd::{self, Effect, Server, Session};
+use crate::cmd::{self, Effect, Session, Shared};
 use crate::resp::{Decoder, Protocol, Reply, Request};
 use crate::server::shutdown::Shutdown;
 
@@ -30,7 +30,7 @@ use crate::server::shutdown::Shutdown;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves a client connection of a cluster node until it closes.
-pub async fn serve(stream: TcpStream, server: Arc<Server>, mut shutdown: Shutdown) {
+pub async fn serve(stream: TcpStream, server: Arc<Shared>, mut shutdown: Shutdown) {
     let Some(cluster) = server.cluster.clone() else {
         return crate::server::conn::serve(stream, server, shutdown).await;
     };
@@ -130,7 +130,7 @@ struct LocalSession {
 }
 
 impl LocalSession {
-    fn new(server: &Server, stream: &TcpStream) -> Self {
+    fn new(server: &Shared, stream: &TcpStream) -> Self {
         let info = server.clients.register_stream(stream);
         LocalSession {
             session: Session::new(info, &server.acl),
@@ -138,7 +138,7 @@ impl LocalSession {
         }
     }
 
-    fn execute(&mut self, req: &Request, server: &Server, out: &mut BytesMut) {
+    fn execute(&mut self, req: &Request, server: &Shared, out: &mut BytesMut) {
         self.session.proto = self.proto;
         let reply = match cmd::execute(req, server, &mut self.session).effect {
             Effect::Reply(reply) | Effect::Close(reply) => reply,
@@ -153,7 +153,7 @@ impl LocalSession {
     /// Follows a forwarded HELLO's protocol version, so local replies match the leader's,
     /// and runs a forwarded AUTH or HELLO here too (reply dropped), so that the local INFO
     /// asks for the same password as the leader.
-    fn note_forwarded(&mut self, req: &Request, server: &Server) {
+    fn note_forwarded(&mut self, req: &Request, server: &Shared) {
         let is_hello = req
             .args
             .first()
@@ -175,7 +175,7 @@ impl LocalSession {
 
     /// The ACL's answer on this node, before forwarding: a command or key the connection's
     /// user may not use is refused here (the leader checks again under its own ACL).
-    fn acl_refusal(&mut self, req: &Request, server: &Server) -> Option<crate::error::RespError> {
+    fn acl_refusal(&mut self, req: &Request, server: &Shared) -> Option<crate::error::RespError> {
         if !self.session.authenticated {
             return None;
         }
@@ -183,7 +183,7 @@ impl LocalSession {
         cmd::acl_refusal(req, server, &self.session.user)
     }
 
-    fn close(&self, server: &Server) {
+    fn close(&self, server: &Shared) {
         server.clients.unregister(self.session.id);
     }
 }
@@ -198,14 +198,14 @@ enum Slot {
 
 /// A client relayed to the leader.
 struct Relay {
-    server: Arc<Server>,
+    server: Arc<Shared>,
     decoder: Decoder,
     local: LocalSession,
     slots: VecDeque<Slot>,
 }
 
 impl Relay {
-    fn new(server: &Arc<Server>, decoder: Decoder, local: LocalSession) -> Self {
+    fn new(server: &Arc<Shared>, decoder: Decoder, local: LocalSession) -> Self {
         Relay {
             server: server.clone(),
             decoder,

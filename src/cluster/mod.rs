@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::cmd::Server;
+use crate::cmd::Shared;
 use crate::config::Config;
 use crate::error::{RespError, StartupError};
 use crate::persist::{LogError, Record};
@@ -571,7 +571,7 @@ impl Cluster {
 /// # Errors
 /// [`StartupError`] when the Raft storage cannot be read or the peer port cannot be bound.
 pub async fn start(
-    server: &Arc<Server>,
+    server: &Arc<Shared>,
     cluster: &Arc<Cluster>,
     shutdown: crate::server::shutdown::Shutdown,
 ) -> Result<node::NodeHandle, StartupError> {

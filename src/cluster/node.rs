@@ -43,7 +43,7 @@ use tokio::sync::{mpsc as amp, oneshot};
 
 use super::storage::{DiskStorage, RaftStore};
 use super::{membership, transport, Cluster, MemberChange, Role, Status};
-use crate::cmd::Server;
+use crate::cmd::Shared;
 use crate::error::{RespError, StartupError};
 use crate::table::{LockTable, TableConfig};
 
@@ -99,7 +99,7 @@ const CHANGE_IN_PROGRESS: RespError =
     RespError::fixed("TRYAGAIN a membership change is in progress");
 
 pub(crate) fn spawn(
-    server: Arc<Server>,
+    server: Arc<Shared>,
     cluster: Arc<Cluster>,
     storage: DiskStorage,
     inbox_rx: mpsc::Receiver<Input>,
@@ -158,7 +158,7 @@ pub(crate) fn spawn(
 }
 
 struct Node {
-    server: Arc<Server>,
+    server: Arc<Shared>,
     cluster: Arc<Cluster>,
     raw: RawNode<RaftStore>,
     storage: DiskStorage,

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc as amp;
 
 use super::Input;
-use crate::cmd::Server;
+use crate::cmd::Shared;
 use crate::server::shutdown::Shutdown;
 
 /// First byte of a Raft message stream.
@@ -36,7 +36,7 @@ const RECONNECT: Duration = Duration::from_millis(50);
 /// Accepts peer connections until shutdown.
 pub(crate) async fn listen(
     listener: TcpListener,
-    server: Arc<Server>,
+    server: Arc<Shared>,
     inbox: mpsc::Sender<Input>,
     mut shutdown: Shutdown,
 ) {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::args::Args;
 use super::spec::{ArgDoc, Spec};
-use super::{Executed, Server, Session};
+use super::{Executed, Session, Shared};
 use crate::acl::commands;
 use crate::error::RespError;
 use crate::resp::Reply;
@@ -129,7 +129,7 @@ impl AclCommand {
     }
 
     /// Runs the subcommand.
-    pub fn apply(&self, server: &Server, session: &mut Session) -> Executed {
+    pub fn apply(&self, server: &Shared, session: &mut Session) -> Executed {
         let acl = &server.acl;
         let reply = match self {
             AclCommand::WhoAmI => Reply::bulk_string(session.user.name().to_string()),
@@ -206,7 +206,7 @@ impl AclCommand {
 
 /// Closes every connection authenticated as one of `names` (the caller's too: its reply
 /// goes out first).
-fn close_connections_of(server: &Server, names: &[String], _session: &Session) {
+fn close_connections_of(server: &Shared, names: &[String], _session: &Session) {
     if names.is_empty() {
         return;
     }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
-use super::{Effect, Executed, Pending, Server, Session};
+use super::{Effect, Executed, Pending, Session, Shared};
 use crate::error::RespError;
 use crate::resp::Reply;
 
@@ -70,7 +70,7 @@ pub fn password_matches(given: &[u8], want: &[u8]) -> bool {
 /// failures before this attempt). A disabled or unknown user is a WRONGPASS like a wrong
 /// password, and its password is compared all the same.
 pub fn check(
-    server: &Server,
+    server: &Shared,
     session: &mut Session,
     user: &[u8],
     pass: &[u8],
@@ -111,7 +111,7 @@ pub fn check(
 /// # Errors
 /// `-ERR max connections reached for user '<name>' (max N)`; the session is unchanged.
 fn admit(
-    server: &Server,
+    server: &Shared,
     session: &mut Session,
     user: std::sync::Arc<crate::acl::User>,
 ) -> Result<(), RespError> {

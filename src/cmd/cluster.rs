@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use super::args::Args;
-use super::{Effect, Executed, Pending, Server};
+use super::{Effect, Executed, Pending, Shared};
 use crate::cluster::MemberChange;
 use crate::error::RespError;
 use crate::resp::Reply;
@@ -80,7 +80,7 @@ impl ClusterCommand {
     }
 
     /// Runs the command: NODES at once, a change once it is committed.
-    pub fn apply(self, server: &Server) -> Executed {
+    pub fn apply(self, server: &Shared) -> Executed {
         let Some(cluster) = server.cluster.as_ref().map(Arc::clone) else {
             return Executed::reply(DISABLED.into());
         };

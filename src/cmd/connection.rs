@@ -19,7 +19,7 @@
 use bytes::Bytes;
 
 use super::args::{parse_int, Args};
-use super::{ClientInfo, Effect, Executed, Server, Session};
+use super::{ClientInfo, Effect, Executed, Session, Shared};
 use crate::error::RespError;
 use crate::resp::{Protocol, Reply, Request};
 
@@ -352,7 +352,7 @@ impl ConnCommand {
     }
 
     /// Applies the command to the session.
-    pub fn apply(&self, server: &Server, session: &mut Session) -> Executed {
+    pub fn apply(&self, server: &Shared, session: &mut Session) -> Executed {
         let reply = match self {
             ConnCommand::Ping(None) => Reply::simple("PONG"),
             ConnCommand::Ping(Some(msg)) | ConnCommand::Echo(msg) => Reply::Bulk(msg.clone()),
@@ -463,7 +463,7 @@ pub fn client_line(c: &ClientInfo) -> String {
     )
 }
 
-fn client(sub: &ClientSub, server: &Server, session: &mut Session) -> Reply {
+fn client(sub: &ClientSub, server: &Shared, session: &mut Session) -> Reply {
     match sub {
         ClientSub::SetName(name) => {
             session.info.lock().name = (!name.is_empty()).then(|| name.clone());

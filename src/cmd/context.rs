@@ -1,4 +1,4 @@
-//! What commands run against: [`Server`] (state shared by every connection, owned here
+//! What commands run against: [`Shared`] (state shared by every connection, owned here
 //! once) and [`Session`] (one connection's own state).
 
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
@@ -158,7 +158,7 @@ impl Clients {
 
 /// State shared by all connections.
 #[derive(Debug)]
-pub struct Server {
+pub struct Shared {
     /// The configuration.
     pub config: Arc<Config>,
     /// The lock table.
@@ -181,7 +181,7 @@ pub struct Server {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Counts and latency per command.
     pub commands: CommandStats,
-    /// Whether recovery is done and shutdown not started (see [`Server::ready`]).
+    /// Whether recovery is done and shutdown not started (see [`Shared::ready`]).
     pub readiness: Readiness,
     /// Connections accepted and refused.
     pub connections: ConnectionCounts,
@@ -192,7 +192,7 @@ pub struct Server {
 }
 
 /// Whether recovery is done and shutdown not started: the process-wide part of what
-/// `/ready` answers ([`Server::ready`] adds the restart delay and cluster mode's leader).
+/// `/ready` answers ([`Shared::ready`] adds the restart delay and cluster mode's leader).
 ///
 /// Not ready until recovery is done ([`Readiness::set_recovered`]: by `server::build` once
 /// the data directory is replayed; in cluster mode by `server::serve` once the node has
@@ -238,7 +238,7 @@ pub struct ConnectionCounts {
     pub auth_failures: AtomicU64,
 }
 
-impl Server {
+impl Shared {
     /// Shared state around `table`, with the users of `acl`.
     pub fn new(
         config: Arc<Config>,
@@ -258,7 +258,7 @@ impl Server {
             ..crate::lua::EngineConfig::default()
         });
         let budget = crate::server::budget::Budget::new(config.maxmemory_clients, config.maxmemory);
-        Server {
+        Shared {
             max_clients: AtomicUsize::new(config.max_clients),
             port: AtomicU16::new(config.port),
             config,

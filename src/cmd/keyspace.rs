@@ -10,7 +10,7 @@
 use bytes::Bytes;
 
 use super::args::{parse_int, Args};
-use super::{Executed, Server, Session, TxCommand};
+use super::{Executed, Session, Shared, TxCommand};
 use crate::error::RespError;
 use crate::resp::Reply;
 use crate::table::{Glob, Outcome, ShardKeys, Tx};
@@ -259,7 +259,7 @@ impl TableCommand {
     ///
     /// A user whose patterns do not cover every key sees only its keys: KEYS and SCAN skip
     /// the others, DBSIZE counts only its own (walking the keyspace on a script thread).
-    pub fn apply(&self, server: &Server, session: &mut Session) -> Executed {
+    pub fn apply(&self, server: &Shared, session: &mut Session) -> Executed {
         let table = &server.table;
         let user = (!session.user.all_keys()).then(|| session.user.clone());
         let reply = match self {
@@ -302,7 +302,7 @@ impl TableCommand {
 
     /// KEYS and SCAN: each shard's keys are copied out under its lock, then matched (and,
     /// for a restricted `user`, filtered by its patterns).
-    fn walk(&self, server: &Server, user: Option<&crate::acl::User>) -> Reply {
+    fn walk(&self, server: &Shared, user: Option<&crate::acl::User>) -> Reply {
         let mine = |key: &[u8]| user.is_none_or(|u| u.key_allowed(key));
         let table = &server.table;
         let mut shard_keys = ShardKeys::default();
@@ -362,7 +362,7 @@ impl TableCommand {
 
 /// How many keys `user`'s patterns cover (DBSIZE and INFO keyspace of a restricted user):
 /// each shard's keys are copied out under its lock, then matched.
-pub fn count_keys_of(server: &Server, user: &crate::acl::User) -> usize {
+pub fn count_keys_of(server: &Shared, user: &crate::acl::User) -> usize {
     let table = &server.table;
     let mut shard_keys = ShardKeys::default();
     let mut count = 0;

@@ -5,7 +5,7 @@
 //! `string.rs` (SET GET DELIFEQ DELEX EXPIRE... PERSIST), `keyspace.rs` (DEL EXISTS TYPE PTTL
 //! KEYS SCAN DBSIZE FLUSHALL), `connection.rs` (PING HELLO AUTH CLIENT SELECT QUIT RESET; the
 //! password checks in `auth.rs`),
-//! `server.rs` (INFO COMMAND CONFIG TIME), `script.rs` (EVAL EVALSHA SCRIPT), `cluster.rs`
+//! `admin.rs` (INFO COMMAND CONFIG TIME), `script.rs` (EVAL EVALSHA SCRIPT), `cluster.rs`
 //! (CLUSTER ADDNODE REMOVENODE NODES).
 //!
 //! Commands that touch keys implement [`TxCommand`]: they name their keys and apply inside
@@ -14,6 +14,7 @@
 //! is data in `spec.rs`.
 
 pub mod acl;
+pub mod admin;
 pub mod args;
 pub mod auth;
 pub mod cluster;
@@ -23,7 +24,6 @@ pub mod keyspace;
 pub mod lock;
 pub mod script;
 pub mod sem;
-pub mod server;
 pub mod spec;
 pub mod stats;
 pub mod string;
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-pub use context::{ClientInfo, Clients, KillSwitch, Server, Session};
+pub use context::{ClientInfo, Clients, KillSwitch, Session, Shared};
 
 use crate::error::RespError;
 use crate::resp::{Reply, Request};
@@ -88,8 +88,8 @@ pub enum Command {
     Table(keyspace::TableCommand),
     /// Connection commands.
     Conn(connection::ConnCommand),
-    /// Server commands.
-    Server(server::ServerCommand),
+    /// Admin commands: INFO, COMMAND, CONFIG, TIME.
+    Admin(admin::AdminCommand),
     /// Scripting commands.
     Script(script::ScriptCommand),
     /// Cluster administration.
@@ -176,7 +176,7 @@ impl Pending {
 /// Work that may take long (a script, a walk of the whole keyspace): it runs on a script
 /// thread (see [`crate::lua::pool`]) while the connection awaits it, so that the I/O
 /// workers keep serving every other connection.
-pub struct Offload(Box<dyn FnOnce(&Server) -> Executed + Send + 'static>);
+pub struct Offload(Box<dyn FnOnce(&Shared) -> Executed + Send + 'static>);
 
 impl std::fmt::Debug for Offload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,12 +186,12 @@ impl std::fmt::Debug for Offload {
 
 impl Offload {
     /// Work to run off the I/O workers.
-    pub fn new(work: impl FnOnce(&Server) -> Executed + Send + 'static) -> Self {
+    pub fn new(work: impl FnOnce(&Shared) -> Executed + Send + 'static) -> Self {
         Offload(Box::new(work))
     }
 
     /// Runs the work on a script thread and returns its outcome.
-    pub async fn run(self, server: std::sync::Arc<Server>) -> Executed {
+    pub async fn run(self, server: std::sync::Arc<Shared>) -> Executed {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let shared = server.clone();
         let work = self.0;
@@ -276,7 +276,7 @@ fn parse_with(
         CommandId::Key(id) => Command::Key(keyspace::KeyCommand::parse(id, &mut args)?),
         CommandId::Table(id) => Command::Table(keyspace::TableCommand::parse(id, &mut args)?),
         CommandId::Conn(id) => Command::Conn(connection::ConnCommand::parse(id, &mut args)?),
-        CommandId::Server(id) => Command::Server(server::ServerCommand::parse(id, &mut args)?),
+        CommandId::Admin(id) => Command::Admin(admin::AdminCommand::parse(id, &mut args)?),
         CommandId::Script(id) => Command::Script(script::ScriptCommand::parse(id, &mut args)?),
         CommandId::Acl => Command::Acl(acl::AclCommand::parse(&mut args)?),
         CommandId::Cluster => Command::Cluster(cluster::ClusterCommand::parse(&mut args)?),
@@ -289,7 +289,7 @@ fn parse_with(
 /// Every request is counted here, by command and result, with the time it took
 /// ([`stats::CommandStats`]): the dispatch point of INFO commandstats and
 /// `baton_commands_total`.
-pub fn execute(req: &Request, server: &Server, session: &mut Session) -> Executed {
+pub fn execute(req: &Request, server: &Shared, session: &mut Session) -> Executed {
     let started = stats::Started::now();
     // One lookup and one lock of the client's info per command (this runs for every
     // request): the spec found here serves the parse, the stats and CLIENT LIST.
@@ -395,7 +395,7 @@ pub(crate) fn permit_keys(user: &crate::acl::User, cmd: &mut Command) -> Result<
 
 /// Whether `user` may run `req` (command and keys), as `execute` checks it: None when it
 /// may or when the request does not parse (the node that runs it answers that).
-pub fn acl_refusal(req: &Request, server: &Server, user: &crate::acl::User) -> Option<RespError> {
+pub fn acl_refusal(req: &Request, server: &Shared, user: &crate::acl::User) -> Option<RespError> {
     if user.all_commands() && user.all_keys() {
         return None;
     }
@@ -420,7 +420,7 @@ pub fn acl_refusal(req: &Request, server: &Server, user: &crate::acl::User) -> O
 /// # Errors
 /// `-ERR max held keys reached for user '<name>' (max N)`.
 fn held_keys_gate<'s>(
-    server: &'s Server,
+    server: &'s Shared,
     user: &crate::acl::User,
     cmd: &Command,
 ) -> Result<Option<parking_lot::MutexGuard<'s, ()>>, RespError> {
@@ -474,7 +474,7 @@ fn held_keys_gate<'s>(
 /// `-ERR max waiters reached for user '<name>' (max N)` when all N are taken: the request
 /// is answered at once rather than queued.
 fn reserve_wait(
-    server: &Server,
+    server: &Shared,
     session: &Session,
     cmd: &Command,
 ) -> Result<Option<crate::acl::WaitSlot>, RespError> {
@@ -502,7 +502,7 @@ pub const RESTART_DELAY: RespError = RespError::fixed(
 /// Why `cmd` (described by `spec`) must not run now, from a client or a script: a write
 /// (or PING, as Redis) while the log cannot write answers `-MISCONF` without being
 /// applied; a grant during the restart delay answers `-TRYAGAIN`.
-pub(crate) fn refusal(spec: &spec::Spec, cmd: &Command, server: &Server) -> Option<RespError> {
+pub(crate) fn refusal(spec: &spec::Spec, cmd: &Command, server: &Shared) -> Option<RespError> {
     if spec.flags.contains(&"write") || spec.id == CommandId::Conn(connection::ConnId::Ping) {
         if let Some(err) = server.misconf() {
             return Some(err);
@@ -517,7 +517,7 @@ pub(crate) fn refusal(spec: &spec::Spec, cmd: &Command, server: &Server) -> Opti
 /// (elsewhere: `-TRYAGAIN no leader`), and one that changed nothing still waits for a
 /// read barrier: its reply goes out once every change it saw is committed and this node
 /// was still the leader (linearizable reads; see docs/replication.md).
-pub fn apply(cmd: Command, server: &Server, session: &mut Session) -> Executed {
+pub fn apply(cmd: Command, server: &Shared, session: &mut Session) -> Executed {
     if let Some(cluster) = &server.cluster {
         if cmd.as_tx().is_some() || matches!(cmd, Command::Table(_) | Command::Script(_)) {
             if !cluster.is_serving() {
@@ -533,7 +533,7 @@ pub fn apply(cmd: Command, server: &Server, session: &mut Session) -> Executed {
     apply_local(cmd, server, session)
 }
 
-fn apply_local(cmd: Command, server: &Server, session: &mut Session) -> Executed {
+fn apply_local(cmd: Command, server: &Shared, session: &mut Session) -> Executed {
     if let Some(txc) = cmd.as_tx() {
         if server.budget.over_maxmemory() && denied_when_full(&cmd) {
             return Executed::reply(Reply::Error(crate::server::budget::OOM));
@@ -564,7 +564,7 @@ fn apply_local(cmd: Command, server: &Server, session: &mut Session) -> Executed
     match cmd {
         Command::Table(c) => c.apply(server, session),
         Command::Conn(c) => c.apply(server, session),
-        Command::Server(c) => Executed::reply(c.apply(server, session)),
+        Command::Admin(c) => Executed::reply(c.apply(server, session)),
         Command::Script(c) => c.apply(server, session),
         Command::Cluster(c) => c.apply(server),
         Command::Acl(c) => c.apply(server, session),

@@ -15,7 +15,7 @@
 use bytes::Bytes;
 
 use super::args::Args;
-use super::{Command, Executed, Server, Session};
+use super::{Command, Executed, Session, Shared};
 use crate::error::RespError;
 use crate::lua::{split_keys, Script};
 use crate::resp::Reply;
@@ -120,7 +120,7 @@ impl ScriptCommand {
     }
 
     /// Runs the command.
-    pub fn apply(&self, server: &Server, session: &mut Session) -> Executed {
+    pub fn apply(&self, server: &Shared, session: &mut Session) -> Executed {
         let engine = &server.lua;
         match self {
             ScriptCommand::Load(source) => Executed::reply(match engine.load(source) {
@@ -156,7 +156,7 @@ impl ScriptCommand {
 
 /// Runs a script (on a script thread) holding the shards of its declared keys, and only
 /// those: a script without keys holds none.
-fn run_script(server: &Server, eval: &Eval, user: &crate::acl::User) -> Executed {
+fn run_script(server: &Shared, eval: &Eval, user: &crate::acl::User) -> Executed {
     let now = server.now();
     let (keys, argv) = (eval.keys(), eval.argv());
     let script = if eval.sha {
@@ -198,7 +198,7 @@ fn acl_failure(err: &RespError) -> RespError {
 /// One `redis.call` from a script: parse, check the user's permissions and that the keys
 /// are held, apply in the section.
 fn script_call(
-    server: &Server,
+    server: &Shared,
     tx: &mut Tx<'_>,
     declared: &[Bytes],
     args: Vec<Bytes>,
@@ -224,8 +224,8 @@ fn script_call(
     let Some(txc) = cmd.as_tx() else {
         return match cmd {
             Command::Conn(super::connection::ConnCommand::Ping(None)) => Reply::simple("PONG"),
-            Command::Server(super::server::ServerCommand::Time) => {
-                super::server::ServerCommand::Time.apply_static()
+            Command::Admin(super::admin::AdminCommand::Time) => {
+                super::admin::AdminCommand::Time.apply_static()
             }
             _ => Reply::Error(crate::lua::NOT_FROM_SCRIPT),
         };

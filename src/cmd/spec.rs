@@ -4,12 +4,12 @@
 //! family's id enum (the family's `parse` then fails to compile until it handles it) and an
 //! entry here.
 
+use super::admin::AdminId;
 use super::connection::ConnId;
 use super::keyspace::{KeyId, TableId};
 use super::lock::LockId;
 use super::script::ScriptId;
 use super::sem::SemId;
-use super::server::ServerId;
 use super::string::StrId;
 
 /// One argument's documentation, as COMMAND DOCS shows it.
@@ -46,8 +46,8 @@ pub enum CommandId {
     Table(TableId),
     /// `connection.rs`.
     Conn(ConnId),
-    /// `server.rs`.
-    Server(ServerId),
+    /// `admin.rs`.
+    Admin(AdminId),
     /// `script.rs`.
     Script(ScriptId),
     /// `cluster.rs` (CLUSTER, one command with subcommands).
@@ -860,7 +860,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "COMMAND",
-        id: CommandId::Server(ServerId::Command),
+        id: CommandId::Admin(AdminId::Command),
         arity: -1,
         flags: A,
         first_key: 0,
@@ -873,7 +873,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "INFO",
-        id: CommandId::Server(ServerId::Info),
+        id: CommandId::Admin(AdminId::Info),
         arity: -1,
         flags: A,
         first_key: 0,
@@ -885,7 +885,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "CONFIG",
-        id: CommandId::Server(ServerId::Config),
+        id: CommandId::Admin(AdminId::Config),
         arity: -2,
         flags: A,
         first_key: 0,
@@ -914,7 +914,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "TIME",
-        id: CommandId::Server(ServerId::Time),
+        id: CommandId::Admin(AdminId::Time),
         arity: 1,
         flags: C,
         first_key: 0,

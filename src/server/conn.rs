@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::budget::{self, ConnMemory};
 use super::shutdown::Shutdown;
-use crate::cmd::{self, ClientInfo, Effect, KillSwitch, Server, Session};
+use crate::cmd::{self, ClientInfo, Effect, KillSwitch, Session, Shared};
 use crate::error::{ProtoError, RespError};
 use crate::resp::{Decoder, Reply};
 use crate::table::{Blocked, WaitResult};
@@ -50,7 +50,7 @@ const PRE_AUTH_MAX_ARGS: usize = 10;
 const PRE_AUTH_MAX_BULK: usize = 16 * 1024;
 
 /// Serves one client until it closes, breaks the protocol or the server shuts down.
-pub async fn serve(stream: TcpStream, server: Arc<Server>, shutdown: Shutdown) {
+pub async fn serve(stream: TcpStream, server: Arc<Shared>, shutdown: Shutdown) {
     serve_buffered(stream, server, shutdown, BytesMut::new()).await;
 }
 
@@ -58,7 +58,7 @@ pub async fn serve(stream: TcpStream, server: Arc<Server>, shutdown: Shutdown) {
 /// that waited for a leader and found this node leading).
 pub async fn serve_buffered(
     stream: TcpStream,
-    server: Arc<Server>,
+    server: Arc<Shared>,
     shutdown: Shutdown,
     input: BytesMut,
 ) {
@@ -75,7 +75,7 @@ pub async fn serve_buffered(
 pub async fn serve_tls(
     stream: TcpStream,
     acceptor: TlsAcceptor,
-    server: Arc<Server>,
+    server: Arc<Shared>,
     mut shutdown: Shutdown,
 ) {
     let _ = stream.set_nodelay(true);
@@ -102,7 +102,7 @@ async fn serve_halves<R, W>(
     rd: R,
     wr: W,
     info: Arc<Mutex<ClientInfo>>,
-    server: Arc<Server>,
+    server: Arc<Shared>,
     mut shutdown: Shutdown,
     input: BytesMut,
 ) where
@@ -159,7 +159,7 @@ async fn idle_timeout(secs: u64) {
 }
 
 /// The decoder's limits: small before AUTH, the configured ones after.
-fn decode_limits(server: &Server, session: &Session) -> crate::resp::DecodeLimits {
+fn decode_limits(server: &Shared, session: &Session) -> crate::resp::DecodeLimits {
     let limits = server.config.decode_limits();
     if session.authenticated {
         return limits;
@@ -179,7 +179,7 @@ struct Conn<R, W> {
     read_chunk: usize,
     wbuf: BytesMut,
     decoder: Decoder,
-    server: Arc<Server>,
+    server: Arc<Shared>,
     /// This connection's share of `--maxmemory-clients`.
     mem: Arc<ConnMemory>,
     /// Set by CLIENT KILL.
@@ -481,7 +481,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     /// The connection is gone while waiting: the table withdraws the wait (and undoes a
     /// grant that can no longer be delivered).
     fn abandon(
-        server: &Server,
+        server: &Shared,
         waiter: &Arc<crate::table::Waiter>,
         rx: &mut tokio::sync::oneshot::Receiver<WaitResult>,
     ) {

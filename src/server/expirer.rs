@@ -15,7 +15,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::shutdown::Shutdown;
-use crate::cmd::Server;
+use crate::cmd::Shared;
 use crate::table::{LockTable, Now};
 
 /// Leases ended per part of the shards and round before yielding to other tasks: a few
@@ -23,7 +23,7 @@ use crate::table::{LockTable, Now};
 pub const ROUND_BUDGET: usize = 256;
 
 /// Runs until shutdown.
-pub async fn run(server: Arc<Server>, mut shutdown: Shutdown) {
+pub async fn run(server: Arc<Shared>, mut shutdown: Shutdown) {
     let table = server.table.clone();
     let parts = tokio::runtime::Handle::current()
         .metrics()

@@ -5,7 +5,7 @@
 //!   liveness probe must not restart a node that is replaying a long log.
 //! - `/ready`: 200 `ready` once recovery is done and commands are served; 503 with the
 //!   reason (`recovering`, `restart delay`, `shutting down`, and in cluster mode
-//!   `no leader`) otherwise: [`Server::ready`] of the shared server state. Before that
+//!   `no leader`) otherwise: [`Shared::ready`] of the shared server state. Before that
 //!   state exists (recovery runs while this listener is already up) it answers
 //!   `recovering`.
 //! - `/metrics`: publishes the counts kept in the server state (see `crate::metrics`) into
@@ -32,7 +32,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::cmd::Server;
+use crate::cmd::Shared;
 use crate::config::Config;
 use crate::error::StartupError;
 use crate::metrics as m;
@@ -46,7 +46,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 struct State {
     handle: PrometheusHandle,
     /// The server state, once recovery has built it.
-    server: OnceLock<Arc<Server>>,
+    server: OnceLock<Arc<Shared>>,
 }
 
 /// The running listener; dropping it stops it.
@@ -60,7 +60,7 @@ pub struct HttpListener {
 
 impl HttpListener {
     /// Hands the built server state to the handlers: `/ready` and `/metrics` read it.
-    pub fn attach(&self, server: Arc<Server>) {
+    pub fn attach(&self, server: Arc<Shared>) {
         let _ = self.state.server.set(server);
     }
 }
@@ -194,7 +194,7 @@ fn scrape(state: &State) -> String {
 }
 
 /// The counts kept in the server state, as counters (absolute: they only grow) and gauges.
-fn publish(server: &Server) {
+fn publish(server: &Shared) {
     for (spec, count) in server.commands.lifetime_counts() {
         if count.calls() + count.rejected == 0 {
             continue;

@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::cmd::Server;
+use crate::cmd::Shared;
 use crate::config::{AppendFsync, Config, Switch, YesNo};
 use crate::error::StartupError;
 use crate::persist::{Log, LogConfig, Record};
@@ -162,7 +162,7 @@ impl RecordSink for LateLog {
 ///
 /// # Errors
 /// [`StartupError`] when the data directory cannot be read, is locked or is damaged.
-pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
+pub async fn build(config: Arc<Config>) -> Result<Arc<Shared>, StartupError> {
     let acl = crate::acl::Acl::new(config.requirepass.as_deref(), config.aclfile.as_deref())
         .map_err(StartupError::Acl)?;
     if let Some(cluster) = crate::cluster::Cluster::from_config(&config)? {
@@ -182,7 +182,7 @@ pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
     ));
     let log = if persistent {
         let replay_into = table.clone();
-        let now = crate::cmd::Server::clock();
+        let now = crate::cmd::Shared::clock();
         let (log, recovered) = Log::open_with(LogConfig::from_config(&config), move |record| {
             replay_into.replay(&record, now)
         })
@@ -199,7 +199,7 @@ pub async fn build(config: Arc<Config>) -> Result<Arc<Server>, StartupError> {
     } else {
         None
     };
-    let server = Server::new(config, table, log, acl);
+    let server = Shared::new(config, table, log, acl);
     server.readiness.set_recovered();
     Ok(Arc::new(server))
 }
@@ -210,7 +210,7 @@ fn build_cluster_node(
     config: Arc<Config>,
     cluster: Arc<crate::cluster::Cluster>,
     acl: crate::acl::Acl,
-) -> Arc<Server> {
+) -> Arc<Shared> {
     let table = LockTable::new(
         TableConfig {
             shards: config.shard_count(),
@@ -222,7 +222,7 @@ fn build_cluster_node(
     );
     // Leases end only through committed log entries, never by a replaying node's clock.
     table.set_ends_by_log(true);
-    let mut server = Server::new(config, Arc::new(table), None, acl);
+    let mut server = Shared::new(config, Arc::new(table), None, acl);
     // Holds survive a restart in the replicated log: no restart delay.
     server.refuse_grants_until = None;
     server.cluster = Some(cluster);
@@ -230,7 +230,7 @@ fn build_cluster_node(
 }
 
 /// Writes a snapshot whenever the log has grown past its bound.
-async fn snapshotter(server: Arc<Server>, mut shutdown: shutdown::Shutdown) {
+async fn snapshotter(server: Arc<Shared>, mut shutdown: shutdown::Shutdown) {
     let Some(log) = server.log.clone() else {
         return;
     };
@@ -268,7 +268,7 @@ fn set_keepalive(stream: &tokio::net::TcpStream, secs: u64) {
 }
 
 /// Checks `--maxmemory` every 100 ms (only when it is set).
-async fn sample_memory(server: Arc<Server>, mut shutdown: shutdown::Shutdown) {
+async fn sample_memory(server: Arc<Shared>, mut shutdown: shutdown::Shutdown) {
     if !server.budget.limits_keyspace() {
         return;
     }
@@ -308,7 +308,7 @@ pub async fn run(
 /// A [`StartupError`] when the server cannot start.
 pub async fn serve(
     listener: TcpListener,
-    server: Arc<Server>,
+    server: Arc<Shared>,
     signal: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
     serve_all(Listeners::plain(listener), server, signal).await
@@ -331,7 +331,7 @@ async fn accept_on(
 /// A [`StartupError`] when the server cannot start.
 pub async fn serve_all(
     listeners: Listeners,
-    server: Arc<Server>,
+    server: Arc<Shared>,
     signal: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
     let Listeners { plain, tls } = listeners;
@@ -459,7 +459,7 @@ async fn refuse(mut stream: TcpStream, acceptor: Option<TlsAcceptor>, text: &'st
 /// then stops (fail-stop, as Redis exits on an AOF error under `always`), since the
 /// changes applied in memory were never persisted. Never resolves under `everysec` and
 /// `no`: there writes answer `-MISCONF` until the log writes again.
-async fn log_fail_stop(server: Arc<Server>) -> Arc<str> {
+async fn log_fail_stop(server: Arc<Shared>) -> Arc<str> {
     match &server.log {
         Some(log) if log.fsync() == AppendFsync::Always => {
             let cause = log.failed().await;
