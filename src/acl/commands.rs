@@ -146,9 +146,7 @@ pub struct Table {
 
 /// Every command spec: the command table plus ACL's own.
 pub fn specs() -> impl Iterator<Item = &'static Spec> {
-    COMMANDS
-        .iter()
-        .chain(std::iter::once(&crate::cmd::acl::SPEC))
+    crate::cmd::spec::all()
 }
 
 /// The position of `spec` in [`specs`].

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::args::Args;
-use super::spec::{lookup, ArgDoc, Spec, COMMANDS};
+use super::spec::{lookup, ArgDoc, Spec};
 use super::{Session, Shared};
 use crate::error::RespError;
 use crate::resp::Reply;
@@ -146,26 +146,28 @@ impl AdminCommand {
             }
             AdminCommand::Info(sections) => Reply::Verbatim(Bytes::from(info(server, sections))),
             AdminCommand::Time => self.apply_static(),
-            AdminCommand::CommandAll => Reply::Array(all_specs().map(command_info).collect()),
-            AdminCommand::CommandCount => Reply::Int(all_specs().count() as i64),
+            AdminCommand::CommandAll => {
+                Reply::Array(super::spec::all().map(command_info).collect())
+            }
+            AdminCommand::CommandCount => Reply::Int(super::spec::all().count() as i64),
             AdminCommand::CommandList => Reply::Array(
-                all_specs()
+                super::spec::all()
                     .map(|s| Reply::bulk_string(s.name.to_ascii_lowercase()))
                     .collect(),
             ),
             AdminCommand::CommandInfo(names) => Reply::Array(
                 names
                     .iter()
-                    .map(|n| find(&n.to_ascii_uppercase()).map_or(Reply::Nil, command_info))
+                    .map(|n| lookup(&n.to_ascii_uppercase()).map_or(Reply::Nil, command_info))
                     .collect(),
             ),
             AdminCommand::CommandDocs(names) => {
                 let specs: Vec<&Spec> = if names.is_empty() {
-                    all_specs().collect()
+                    super::spec::all().collect()
                 } else {
                     names
                         .iter()
-                        .filter_map(|n| find(&n.to_ascii_uppercase()))
+                        .filter_map(|n| lookup(&n.to_ascii_uppercase()))
                         .collect()
                 };
                 Reply::Map(
@@ -204,16 +206,6 @@ impl AdminCommand {
             }
         }
     }
-}
-
-/// The command table plus ACL's spec (kept in `cmd::acl`).
-fn all_specs() -> impl Iterator<Item = &'static Spec> {
-    COMMANDS.iter().chain(std::iter::once(&super::acl::SPEC))
-}
-
-/// The spec of an upper-case name, ACL's included.
-fn find(upper: &[u8]) -> Option<&'static Spec> {
-    lookup(upper).or_else(|| (upper == b"ACL").then_some(&super::acl::SPEC))
 }
 
 fn unknown_sub(sub: &[u8], cmd: &str) -> RespError {
@@ -506,11 +498,13 @@ pub fn info(server: &Shared, sections: &[String]) -> String {
         let grants: u64 = stats.grants.iter().sum();
         let _ = write!(
             out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nacl_access_denied_auth:{}\r\ngrants:{}\r\ngrants_exclusive:{}\r\ngrants_shared_write:{}\r\ngrants_read:{}\r\ngrants_permits:{}\r\nrefreshes:{}\r\nexpired_leases:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:0\r\ngrants:{}\r\ngrants_exclusive:{}\r\ngrants_shared_write:{}\r\ngrants_read:{}\r\ngrants_permits:{}\r\nrefreshes:{}\r\nexpired_leases:{}\r\n\r\n",
             server.connections.accepted.load(Ordering::Relaxed),
             server.commands_processed(),
             server.connections.rejected.load(Ordering::Relaxed),
             server.connections.auth_failures.load(Ordering::Relaxed),
+            server.connections.denied_commands.load(Ordering::Relaxed),
+            server.connections.denied_keys.load(Ordering::Relaxed),
             grants,
             stats.grants[0],
             stats.grants[1],

@@ -254,7 +254,7 @@ fn lookup(req: &Request) -> Result<&'static spec::Spec, RespError> {
     };
     let mut buf = [0u8; MAX_NAME];
     upper_name(name, &mut buf)
-        .and_then(|upper| spec::lookup(upper).or_else(|| (upper == b"ACL").then_some(&acl::SPEC)))
+        .and_then(spec::lookup)
         .ok_or_else(|| RespError::unknown_command(name, rest))
 }
 

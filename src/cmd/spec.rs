@@ -926,13 +926,19 @@ pub static COMMANDS: &[Spec] = &[
     },
 ];
 
+/// Every command's spec: the table above plus ACL's (kept in `cmd::acl` so the ACL is one
+/// module). COMMAND, the ACL categories and docs/commands.md's test list these.
+pub fn all() -> impl Iterator<Item = &'static Spec> {
+    COMMANDS.iter().chain(std::iter::once(&super::acl::SPEC))
+}
+
 /// The spec of `upper_name` (already upper-case): one hash lookup.
 pub fn lookup(upper_name: &[u8]) -> Option<&'static Spec> {
     type ByName =
         std::collections::HashMap<&'static [u8], &'static Spec, foldhash::fast::FixedState>;
     static BY_NAME: std::sync::OnceLock<ByName> = std::sync::OnceLock::new();
     BY_NAME
-        .get_or_init(|| COMMANDS.iter().map(|s| (s.name.as_bytes(), s)).collect())
+        .get_or_init(|| all().map(|s| (s.name.as_bytes(), s)).collect())
         .get(upper_name)
         .copied()
 }
