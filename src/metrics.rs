@@ -57,6 +57,9 @@ pub const CONNECTIONS: &str = "baton_connections_total";
 pub const CONNECTIONS_REJECTED: &str = "baton_connections_rejected_total";
 /// AUTH and `HELLO ... AUTH` answered WRONGPASS (counter; INFO's acl_access_denied_auth).
 pub const AUTH_FAILURES: &str = "baton_auth_failures_total";
+/// Commands refused by the ACL (counter; `reason` = `command` or `key`; INFO's
+/// acl_access_denied_cmd and acl_access_denied_key).
+pub const ACL_DENIED: &str = "baton_acl_denied_total";
 /// Client connections open now (gauge).
 pub const CONNECTED: &str = "baton_connected_clients";
 /// Resident memory of the process (gauge, bytes).
@@ -163,6 +166,10 @@ fn describe() {
     describe_counter!(
         AUTH_FAILURES,
         "AUTH and HELLO AUTH attempts answered WRONGPASS"
+    );
+    describe_counter!(
+        ACL_DENIED,
+        "Commands refused by the ACL, by reason (command rule or key pattern)"
     );
     describe_gauge!(CONNECTED, "Client connections open now");
     describe_gauge!(

@@ -204,6 +204,48 @@ fn admin_commands_need_admin() {
 }
 
 #[test]
+fn refusals_are_counted_in_info_by_command_and_by_key() {
+    let (_dir, path) = acl_file(USERS);
+    let baton = Baton::start(&["--aclfile", &path]);
+    let mut admin = Client::as_user(&baton, "default", "adminpw");
+    let counts = |admin: &mut Client| {
+        let info = admin.ask(&["INFO", "stats"]);
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .unwrap_or_else(|| panic!("INFO stats has no {name}: {info}"))
+                .to_string()
+        };
+        (
+            field("acl_access_denied_cmd"),
+            field("acl_access_denied_key"),
+        )
+    };
+    assert_eq!(counts(&mut admin), ("0".into(), "0".into()));
+    let mut alice = Client::as_user(&baton, "alice", "alicepw");
+    assert!(alice.ask(&["FLUSHALL"]).starts_with("-NOPERM User alice"));
+    assert!(alice
+        .ask(&["CONFIG", "SET", "max-clients", "5"])
+        .starts_with("-NOPERM User"));
+    assert!(alice
+        .ask(&["EVAL", "return redis.call('flushall')", "0"])
+        .starts_with("-ERR ACL failure in script: User alice"));
+    assert_eq!(
+        alice.ask(&["UNLOCK", "app:b:1", "x"]),
+        "-NOPERM No permissions to access a key"
+    );
+    // Allowed commands and other errors are not counted.
+    assert!(alice
+        .ask(&["LOCK", "app:a:1", "o", "1000"])
+        .parse::<i64>()
+        .is_ok());
+    assert!(alice
+        .ask(&["LOCK", "app:a:2"])
+        .starts_with("-ERR wrong number"));
+    assert_eq!(counts(&mut admin), ("3".into(), "1".into()));
+}
+
+#[test]
 fn deleting_a_held_key_needs_admin_but_a_string_stays_deletable() {
     let (_dir, path) = acl_file(USERS);
     let baton = Baton::start(&["--aclfile", &path]);

@@ -180,7 +180,11 @@ impl LocalSession {
             return None;
         }
         self.session.refresh_user(&server.acl);
-        cmd::acl_refusal(req, server, &self.session.user)
+        let refusal = cmd::acl_refusal(req, server, &self.session.user);
+        if let Some(err) = &refusal {
+            server.connections.count_denial(err);
+        }
+        refusal
     }
 
     fn close(&self, server: &Shared) {

@@ -227,7 +227,7 @@ impl Readiness {
     }
 }
 
-/// Connections counted by the accept loop, and their failed AUTHs.
+/// Connections counted by the accept loop, and what the ACL refused them.
 #[derive(Debug, Default)]
 pub struct ConnectionCounts {
     /// Accepted (Redis's total_connections_received).
@@ -236,6 +236,26 @@ pub struct ConnectionCounts {
     pub rejected: AtomicU64,
     /// AUTH and `HELLO ... AUTH` answered WRONGPASS (Redis's acl_access_denied_auth).
     pub auth_failures: AtomicU64,
+    /// Commands refused by the user's command rules (Redis's acl_access_denied_cmd).
+    pub denied_commands: AtomicU64,
+    /// Commands refused by the user's key patterns (Redis's acl_access_denied_key).
+    pub denied_keys: AtomicU64,
+}
+
+impl ConnectionCounts {
+    /// Counts `err` when it is an ACL refusal (`-NOPERM ...`): by key pattern or by
+    /// command rule, as Redis splits them.
+    pub fn count_denial(&self, err: &RespError) {
+        match err.text().strip_prefix("NOPERM ") {
+            Some(r) if r.starts_with("No permissions to access a key") => {
+                self.denied_keys.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(_) => {
+                self.denied_commands.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {}
+        }
+    }
 }
 
 impl Shared {

@@ -362,6 +362,9 @@ pub fn execute(req: &Request, server: &Shared, session: &mut Session) -> Execute
             Err(err) => (Executed::reply(err.into()), stats::CallResult::Rejected),
         }
     };
+    if let Effect::Reply(Reply::Error(err)) = &executed.effect {
+        server.connections.count_denial(err);
+    }
     server.commands.record(known, result, started.elapsed());
     executed
 }

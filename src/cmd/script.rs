@@ -186,8 +186,9 @@ const STRING_TOO_LONG: RespError =
     RespError::fixed("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
 
 /// A `redis.call` the script's user may not make: Redis 7's `ACL failure in script: `
-/// before the NOPERM text.
-fn acl_failure(err: &RespError) -> RespError {
+/// before the NOPERM text, counted as the refusal it is.
+fn acl_failure(server: &Shared, err: &RespError) -> RespError {
+    server.connections.count_denial(err);
     let text = err.text();
     RespError::new(format!(
         "ERR ACL failure in script: {}",
@@ -210,9 +211,9 @@ fn script_call(
     }
     let req = crate::resp::Request { args };
     let cmd = match super::lookup(&req).and_then(|spec| {
-        crate::acl::check_command(user, spec, &req.args).map_err(|e| acl_failure(&e))?;
+        crate::acl::check_command(user, spec, &req.args).map_err(|e| acl_failure(server, &e))?;
         let mut cmd = super::parse_with(spec, &req, server.arg_limits())?;
-        super::permit_keys(user, &mut cmd).map_err(|e| acl_failure(&e))?;
+        super::permit_keys(user, &mut cmd).map_err(|e| acl_failure(server, &e))?;
         Ok((spec, cmd))
     }) {
         Ok((spec, cmd)) => match super::refusal(spec, &cmd, server) {
@@ -253,7 +254,7 @@ fn script_call(
                 Reply::Nil
             }
         }
-        Err(err) if err.text().starts_with("NOPERM ") => Reply::Error(acl_failure(&err)),
+        Err(err) if err.text().starts_with("NOPERM ") => Reply::Error(acl_failure(server, &err)),
         Err(err) => Reply::Error(err),
     }
 }

@@ -234,6 +234,10 @@ fn publish(server: &Shared) {
         .absolute(server.connections.rejected.load(Ordering::Relaxed));
     metrics::counter!(m::AUTH_FAILURES)
         .absolute(server.connections.auth_failures.load(Ordering::Relaxed));
+    metrics::counter!(m::ACL_DENIED, "reason" => "command")
+        .absolute(server.connections.denied_commands.load(Ordering::Relaxed));
+    metrics::counter!(m::ACL_DENIED, "reason" => "key")
+        .absolute(server.connections.denied_keys.load(Ordering::Relaxed));
     metrics::gauge!(m::CONNECTED).set(server.clients.len() as f64);
     if let Some(cluster) = &server.cluster {
         // The fields of INFO replication.
