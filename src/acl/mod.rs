@@ -17,6 +17,7 @@
 
 pub mod commands;
 pub mod file;
+pub mod held;
 pub mod rules;
 
 use std::collections::BTreeMap;
@@ -57,8 +58,8 @@ pub struct Acl {
     /// Serializes the AUTHs of users with `max-connections`, so two cannot both take the
     /// last place.
     pub auth_gate: Mutex<()>,
-    /// Held while a grant of a user with `max-held-keys` is checked and applied.
-    pub held_gate: Mutex<()>,
+    /// The keys of users with `max-held-keys` that may be held (checked per grant).
+    pub held: held::HeldKeys,
     /// Requests waiting in queues, per user with `max-waiters` (touched only for them).
     waiting: Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>,
 }
@@ -87,7 +88,7 @@ impl Acl {
             file: file.map(Path::to_path_buf),
             auth_gate: Mutex::new(()),
             waiting: Mutex::new(std::collections::HashMap::new()),
-            held_gate: Mutex::new(()),
+            held: held::HeldKeys::default(),
         };
         let users = match file {
             Some(path) => acl.read_file(path)?,

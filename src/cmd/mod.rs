@@ -413,61 +413,30 @@ pub fn acl_refusal(req: &Request, server: &Shared, user: &crate::acl::User) -> O
 }
 
 /// For a user with `max-held-keys:N` and a command that takes holds (LOCK, WLOCK, RLOCK,
-/// MLOCK, SEM.ACQUIRE): checks that the keys held in the user's key space plus the keys
-/// the command would newly take stay within N, and returns a guard to keep while the
-/// command runs, so that two such grants are not checked at once. Held keys are counted
-/// from the table itself (keys matching the user's patterns that have a holder), so they
-/// follow releases, expiry, DEL and FLUSHALL exactly. A WAIT is checked when it is asked,
-/// not again when it is granted later.
+/// MLOCK, SEM.ACQUIRE): checks the user's held keys (`acl::held`) and returns the gate to
+/// keep while the command runs. A WAIT is checked when it is asked, not again when it is
+/// granted later.
 ///
 /// # Errors
 /// `-ERR max held keys reached for user '<name>' (max N)`.
 fn held_keys_gate<'s>(
     server: &'s Shared,
-    user: &crate::acl::User,
+    user: &std::sync::Arc<crate::acl::User>,
     cmd: &Command,
-) -> Result<Option<parking_lot::MutexGuard<'s, ()>>, RespError> {
-    let max = user.limits().max_held_keys;
+) -> Result<Option<crate::acl::held::HeldGate<'s>>, RespError> {
     let takes_holds = matches!(
         cmd,
         Command::Lock(lock::LockCommand::Acquire(_) | lock::LockCommand::MLock(_))
             | Command::Sem(sem::SemCommand::Acquire { .. })
     );
-    let Some(txc) = cmd.as_tx().filter(|_| max > 0 && takes_holds) else {
-        return Ok(None);
-    };
-    let gate = server.acl.held_gate.lock();
-    let table = &server.table;
-    let now = server.now();
-    let mut candidates = Vec::new();
-    let mut shard_keys = crate::table::ShardKeys::default();
-    for i in 0..table.shard_count() {
-        table.copy_keys(i, &mut shard_keys);
-        candidates.extend(
-            shard_keys
-                .iter()
-                .filter(|(key, kind)| *kind != "string" && user.key_allowed(key))
-                .map(|(key, _)| Bytes::copy_from_slice(key)),
-        );
+    match cmd.as_tx() {
+        Some(txc) if takes_holds && user.limits().max_held_keys > 0 => server
+            .acl
+            .held
+            .admit(&server.table, server.now(), user, &txc.keys())
+            .map(Some),
+        _ => Ok(None),
     }
-    let held: std::collections::HashSet<Bytes> = candidates
-        .into_iter()
-        .filter(|key| {
-            table
-                .run(&[key.as_ref()], now, |tx| {
-                    tx.entry(key).is_some_and(|e| e.holders().next().is_some())
-                })
-                .value
-        })
-        .collect();
-    let new = txc.keys().iter().filter(|k| !held.contains(**k)).count();
-    if (held.len() + new) as u64 > max {
-        return Err(RespError::new(format!(
-            "ERR max held keys reached for user '{}' (max {max})",
-            user.name()
-        )));
-    }
-    Ok(Some(gate))
 }
 
 /// For a user with `max-waiters:N`, a place among its waiting requests for `cmd` if it
