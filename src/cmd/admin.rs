@@ -18,7 +18,7 @@ use super::spec::{lookup, ArgDoc, Spec};
 use super::{Session, Shared};
 use crate::error::RespError;
 use crate::resp::Reply;
-use crate::table::glob_match;
+use crate::table::{glob_match, TableStats};
 
 /// The commands of this family, as the command table names them: [`AdminCommand::parse`]
 /// matches every one.
@@ -424,166 +424,231 @@ fn config_set(server: &Shared, pairs: &[(Bytes, Bytes)]) -> Result<(), RespError
     Ok(())
 }
 
+/// One INFO section: its name, whether the default set (`INFO`, `INFO default`) has it,
+/// and what writes it.
+struct Section {
+    name: &'static str,
+    default: bool,
+    write: fn(&Shared, &TableStats, &mut String),
+}
+
+/// INFO's sections, in Redis's order.
+const SECTIONS: &[Section] = &[
+    Section {
+        name: "server",
+        default: true,
+        write: info_server,
+    },
+    Section {
+        name: "clients",
+        default: true,
+        write: info_clients,
+    },
+    Section {
+        name: "memory",
+        default: true,
+        write: info_memory,
+    },
+    Section {
+        name: "persistence",
+        default: true,
+        write: info_persistence,
+    },
+    Section {
+        name: "stats",
+        default: true,
+        write: info_stats,
+    },
+    // Not in the default set, as in Redis: only for `commandstats`, `all`, `everything`.
+    Section {
+        name: "commandstats",
+        default: false,
+        write: info_commandstats,
+    },
+    Section {
+        name: "replication",
+        default: true,
+        write: info_replication,
+    },
+    Section {
+        name: "locks",
+        default: true,
+        write: info_locks,
+    },
+    Section {
+        name: "keyspace",
+        default: true,
+        write: info_keyspace,
+    },
+];
+
 /// The INFO text for `sections` (empty: the default set).
 pub fn info(server: &Shared, sections: &[String]) -> String {
-    let all = sections.is_empty()
-        || sections
-            .iter()
-            .any(|s| s == "all" || s == "everything" || s == "default");
-    let want = |name: &str| all || sections.iter().any(|s| s == name);
+    let asked = |name: &str| sections.iter().any(|s| s == name);
+    let every = asked("all") || asked("everything");
+    let default = sections.is_empty() || asked("default");
     let stats = server.table.stats();
     let mut out = String::new();
-    let uptime = server.started.elapsed().as_secs();
-    if want("server") {
-        let _ = write!(
-            out,
-            "# Server\r\nredis_version:7.2.0\r\nbaton_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nexecutable:baton\r\n\r\n",
-            crate::VERSION,
-            std::env::consts::OS,
-            std::env::consts::ARCH,
-            std::process::id(),
-            server.port.load(std::sync::atomic::Ordering::Relaxed),
-            uptime,
-            uptime / 86_400,
-        );
-    }
-    if want("clients") {
-        let _ = write!(
-            out,
-            "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\nmaxclients:{}\r\n\r\n",
-            server.clients.len(),
-            stats.waiters,
-            server.max_clients.load(Ordering::Relaxed),
-        );
-    }
-    if want("memory") {
-        let rss = crate::metrics::rss_bytes();
-        let _ = write!(
-            out,
-            "# Memory\r\nused_memory:{rss}\r\nused_memory_rss:{rss}\r\nmaxmemory:{}\r\n\r\n",
-            server.config.maxmemory,
-        );
-    }
-    if want("persistence") {
-        if let Some(cluster) = &server.cluster {
-            out.push_str(&cluster.persistence_info());
+    for section in SECTIONS {
+        if every || asked(section.name) || (default && section.default) {
+            (section.write)(server, &stats, &mut out);
         }
-    }
-    if want("persistence") && server.cluster.is_none() {
-        let _ = write!(out, "# Persistence\r\nloading:0\r\n");
-        match &server.log {
-            Some(log) => {
-                let st = log.stats();
-                let _ = write!(
-                    out,
-                    "aof_enabled:1\r\nappendfsync:{}\r\nlog_bytes:{}\r\nlog_generation:{}\r\nlog_appended_lsn:{}\r\nlog_durable_lsn:{}\r\nlog_writes:{}\r\nlog_syncs:{}\r\nlast_sync_unix_ms:{}\r\nlast_snapshot_unix_ms:{}\r\nsnapshots:{}\r\nrecords_replayed:{}\r\naof_last_write_status:{}\r\n\r\n",
-                    format!("{:?}", st.fsync).to_ascii_lowercase(),
-                    st.log_bytes,
-                    st.generation,
-                    st.appended_lsn,
-                    st.durable_lsn,
-                    st.writes,
-                    st.syncs,
-                    st.last_sync_unix_ms,
-                    st.last_snapshot_unix_ms,
-                    st.snapshots,
-                    st.records_replayed,
-                    if st.failed.is_some() { "err" } else { "ok" },
-                );
-            }
-            None => out.push_str("aof_enabled:0\r\npersistence:off\r\n\r\n"),
-        }
-    }
-    if want("stats") {
-        let grants: u64 = stats.grants.iter().sum();
-        let _ = write!(
-            out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:0\r\ngrants:{}\r\ngrants_exclusive:{}\r\ngrants_shared_write:{}\r\ngrants_read:{}\r\ngrants_permits:{}\r\nrefreshes:{}\r\nexpired_leases:{}\r\n\r\n",
-            server.connections.accepted.load(Ordering::Relaxed),
-            server.commands_processed(),
-            server.connections.rejected.load(Ordering::Relaxed),
-            server.connections.auth_failures.load(Ordering::Relaxed),
-            server.connections.denied_commands.load(Ordering::Relaxed),
-            server.connections.denied_keys.load(Ordering::Relaxed),
-            grants,
-            stats.grants[0],
-            stats.grants[1],
-            stats.grants[2],
-            stats.grants[3],
-            stats.refreshes,
-            stats.expired,
-        );
-    }
-    // Not in the default set, as in Redis: only for `commandstats`, `all`, `everything`.
-    if sections
-        .iter()
-        .any(|s| s == "commandstats" || s == "all" || s == "everything")
-    {
-        out.push_str("# Commandstats\r\n");
-        for (spec, count) in server.commands.counts() {
-            if count.calls() + count.rejected == 0 {
-                continue;
-            }
-            let calls = count.calls();
-            let per_call = if calls == 0 {
-                0.0
-            } else {
-                count.usec as f64 / calls as f64
-            };
-            let _ = write!(
-                out,
-                "cmdstat_{}:calls={},usec={},usec_per_call={:.2},rejected_calls={},failed_calls={}\r\n",
-                spec.name.to_ascii_lowercase(),
-                calls,
-                count.usec,
-                per_call,
-                count.rejected,
-                count.failed,
-            );
-        }
-        out.push_str("\r\n");
-    }
-    if want("replication") {
-        match &server.cluster {
-            Some(cluster) => out.push_str(&cluster.info()),
-            None => out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n"),
-        }
-    }
-    if want("locks") {
-        let _ = write!(
-            out,
-            "# Locks\r\nlocks:{}\r\nsemaphores:{}\r\nstrings:{}\r\nholders:{}\r\nheld_exclusive:{}\r\nheld_shared_write:{}\r\nheld_read:{}\r\nheld_permits:{}\r\nwaiters:{}\r\nmax_waiters:{}\r\nleases:{}\r\nlast_token:{}\r\nshards:{}\r\n\r\n",
-            stats.locks,
-            stats.semaphores,
-            stats.strings,
-            stats.holders,
-            stats.held[0],
-            stats.held[1],
-            stats.held[2],
-            stats.held[3],
-            stats.waiters,
-            server.table.max_waiters(),
-            stats.timers,
-            stats.last_token,
-            server.table.shard_count(),
-        );
-    }
-    if want("keyspace") {
-        out.push_str("# Keyspace\r\n");
-        if stats.keys() > 0 {
-            let ttl = server.table.ttl_stats(server.now());
-            let _ = write!(
-                out,
-                "db0:keys={},expires={},avg_ttl={}\r\n",
-                stats.keys(),
-                ttl.expires,
-                ttl.avg_ttl_ms
-            );
-        }
-        out.push_str("\r\n");
     }
     if out.ends_with("\r\n\r\n") {
         out.truncate(out.len() - 2);
     }
     out
+}
+
+fn info_server(server: &Shared, _: &TableStats, out: &mut String) {
+    let uptime = server.started.elapsed().as_secs();
+    let _ = write!(
+        out,
+        "# Server\r\nredis_version:7.2.0\r\nbaton_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nexecutable:baton\r\n\r\n",
+        crate::VERSION,
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        std::process::id(),
+        server.port.load(Ordering::Relaxed),
+        uptime,
+        uptime / 86_400,
+    );
+}
+
+fn info_clients(server: &Shared, stats: &TableStats, out: &mut String) {
+    let _ = write!(
+        out,
+        "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\nmaxclients:{}\r\n\r\n",
+        server.clients.len(),
+        stats.waiters,
+        server.max_clients.load(Ordering::Relaxed),
+    );
+}
+
+fn info_memory(server: &Shared, _: &TableStats, out: &mut String) {
+    let rss = crate::metrics::rss_bytes();
+    let _ = write!(
+        out,
+        "# Memory\r\nused_memory:{rss}\r\nused_memory_rss:{rss}\r\nmaxmemory:{}\r\n\r\n",
+        server.config.maxmemory,
+    );
+}
+
+/// The log's figures; in cluster mode the Raft storage's (`cluster::persistence_info`).
+fn info_persistence(server: &Shared, _: &TableStats, out: &mut String) {
+    if let Some(cluster) = &server.cluster {
+        out.push_str(&cluster.persistence_info());
+        return;
+    }
+    out.push_str("# Persistence\r\nloading:0\r\n");
+    let Some(log) = &server.log else {
+        out.push_str("aof_enabled:0\r\npersistence:off\r\n\r\n");
+        return;
+    };
+    let st = log.stats();
+    let _ = write!(
+        out,
+        "aof_enabled:1\r\nappendfsync:{}\r\nlog_bytes:{}\r\nlog_generation:{}\r\nlog_appended_lsn:{}\r\nlog_durable_lsn:{}\r\nlog_writes:{}\r\nlog_syncs:{}\r\nlast_sync_unix_ms:{}\r\nlast_snapshot_unix_ms:{}\r\nsnapshots:{}\r\nrecords_replayed:{}\r\naof_last_write_status:{}\r\n\r\n",
+        format!("{:?}", st.fsync).to_ascii_lowercase(),
+        st.log_bytes,
+        st.generation,
+        st.appended_lsn,
+        st.durable_lsn,
+        st.writes,
+        st.syncs,
+        st.last_sync_unix_ms,
+        st.last_snapshot_unix_ms,
+        st.snapshots,
+        st.records_replayed,
+        if st.failed.is_some() { "err" } else { "ok" },
+    );
+}
+
+fn info_stats(server: &Shared, stats: &TableStats, out: &mut String) {
+    let grants: u64 = stats.grants.iter().sum();
+    let _ = write!(
+        out,
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:0\r\ngrants:{}\r\ngrants_exclusive:{}\r\ngrants_shared_write:{}\r\ngrants_read:{}\r\ngrants_permits:{}\r\nrefreshes:{}\r\nexpired_leases:{}\r\n\r\n",
+        server.connections.accepted.load(Ordering::Relaxed),
+        server.commands_processed(),
+        server.connections.rejected.load(Ordering::Relaxed),
+        server.connections.auth_failures.load(Ordering::Relaxed),
+        server.connections.denied_commands.load(Ordering::Relaxed),
+        server.connections.denied_keys.load(Ordering::Relaxed),
+        grants,
+        stats.grants[0],
+        stats.grants[1],
+        stats.grants[2],
+        stats.grants[3],
+        stats.refreshes,
+        stats.expired,
+    );
+}
+
+fn info_commandstats(server: &Shared, _: &TableStats, out: &mut String) {
+    out.push_str("# Commandstats\r\n");
+    for (spec, count) in server.commands.counts() {
+        let calls = count.calls();
+        if calls + count.rejected == 0 {
+            continue;
+        }
+        let per_call = if calls == 0 {
+            0.0
+        } else {
+            count.usec as f64 / calls as f64
+        };
+        let _ = write!(
+            out,
+            "cmdstat_{}:calls={},usec={},usec_per_call={:.2},rejected_calls={},failed_calls={}\r\n",
+            spec.name.to_ascii_lowercase(),
+            calls,
+            count.usec,
+            per_call,
+            count.rejected,
+            count.failed,
+        );
+    }
+    out.push_str("\r\n");
+}
+
+fn info_replication(server: &Shared, _: &TableStats, out: &mut String) {
+    match &server.cluster {
+        Some(cluster) => out.push_str(&cluster.info()),
+        None => out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n"),
+    }
+}
+
+fn info_locks(server: &Shared, stats: &TableStats, out: &mut String) {
+    let _ = write!(
+        out,
+        "# Locks\r\nlocks:{}\r\nsemaphores:{}\r\nstrings:{}\r\nholders:{}\r\nheld_exclusive:{}\r\nheld_shared_write:{}\r\nheld_read:{}\r\nheld_permits:{}\r\nwaiters:{}\r\nmax_waiters:{}\r\nleases:{}\r\nlast_token:{}\r\nshards:{}\r\n\r\n",
+        stats.locks,
+        stats.semaphores,
+        stats.strings,
+        stats.holders,
+        stats.held[0],
+        stats.held[1],
+        stats.held[2],
+        stats.held[3],
+        stats.waiters,
+        server.table.max_waiters(),
+        stats.timers,
+        stats.last_token,
+        server.table.shard_count(),
+    );
+}
+
+fn info_keyspace(server: &Shared, stats: &TableStats, out: &mut String) {
+    out.push_str("# Keyspace\r\n");
+    if stats.keys() > 0 {
+        let ttl = server.table.ttl_stats(server.now());
+        let _ = write!(
+            out,
+            "db0:keys={},expires={},avg_ttl={}\r\n",
+            stats.keys(),
+            ttl.expires,
+            ttl.avg_ttl_ms
+        );
+    }
+    out.push_str("\r\n");
 }
