@@ -318,46 +318,20 @@ pub fn execute(req: &Request, server: &Shared, session: &mut Session) -> Execute
             // its -MISCONF and -OOM refusals in rejected_calls.
             Ok((spec, cmd)) => match refusal(spec, &cmd, server) {
                 Some(err) => (Executed::reply(err.into()), stats::CallResult::Rejected),
-                None => {
-                    let slot = match reserve_wait(server, session, &cmd) {
-                        Ok(slot) => slot,
-                        Err(err) => {
-                            let executed = Executed::reply(err.into());
-                            server.commands.record(
-                                known,
-                                stats::CallResult::Failed,
-                                started.elapsed(),
-                            );
-                            return executed;
-                        }
-                    };
-                    let held_gate = match held_keys_gate(server, &session.user, &cmd) {
-                        Ok(gate) => gate,
-                        Err(err) => {
-                            let executed = Executed::reply(err.into());
-                            server.commands.record(
-                                known,
-                                stats::CallResult::Failed,
-                                started.elapsed(),
-                            );
-                            return executed;
-                        }
-                    };
-                    let executed = apply(cmd, server, session);
-                    drop(held_gate);
-                    if matches!(executed.effect, Effect::Blocked { .. }) {
-                        // Held until the wait ends (`Session::end_wait`) or the connection
-                        // goes; any other outcome gives the place back at once.
-                        session.wait_slot = slot;
+                None => match admit_and_apply(cmd, server, session) {
+                    Ok(executed) => {
+                        let result = match &executed.effect {
+                            Effect::Reply(Reply::Error(_)) => stats::CallResult::Failed,
+                            Effect::Await(pending) if pending.is_error() => {
+                                stats::CallResult::Failed
+                            }
+                            Effect::Blocked { .. } => stats::CallResult::Blocked,
+                            _ => stats::CallResult::Ok,
+                        };
+                        (executed, result)
                     }
-                    let result = match &executed.effect {
-                        Effect::Reply(Reply::Error(_)) => stats::CallResult::Failed,
-                        Effect::Await(pending) if pending.is_error() => stats::CallResult::Failed,
-                        Effect::Blocked { .. } => stats::CallResult::Blocked,
-                        _ => stats::CallResult::Ok,
-                    };
-                    (executed, result)
-                }
+                    Err(err) => (Executed::reply(err.into()), stats::CallResult::Failed),
+                },
             },
             Err(err) => (Executed::reply(err.into()), stats::CallResult::Rejected),
         }
@@ -367,6 +341,28 @@ pub fn execute(req: &Request, server: &Shared, session: &mut Session) -> Execute
     }
     server.commands.record(known, result, started.elapsed());
     executed
+}
+
+/// Applies `cmd` once the user's limits admit it: a place among its waiting requests
+/// (`max-waiters`) and its held keys (`max-held-keys`).
+///
+/// # Errors
+/// A limit's `-ERR max ... reached` text; nothing is applied then.
+fn admit_and_apply(
+    cmd: Command,
+    server: &Shared,
+    session: &mut Session,
+) -> Result<Executed, RespError> {
+    let slot = reserve_wait(server, session, &cmd)?;
+    let held_gate = held_keys_gate(server, &session.user, &cmd)?;
+    let executed = apply(cmd, server, session);
+    drop(held_gate);
+    if matches!(executed.effect, Effect::Blocked { .. }) {
+        // Held until the wait ends (`Session::end_wait`) or the connection goes; any
+        // other outcome gives the place back at once.
+        session.wait_slot = slot;
+    }
+    Ok(executed)
 }
 
 /// Checks the keys of `cmd` (a key-taking command's, EVAL's declared ones) against
