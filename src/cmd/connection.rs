@@ -234,119 +234,8 @@ impl ConnCommand {
                 },
                 _ => return Err(RespError::SYNTAX),
             },
-            ConnId::Hello => {
-                let mut proto = None;
-                let mut auth = None;
-                let mut name = None;
-                if let Some(v) = args.next() {
-                    let v = parse_int(v).map_err(|_| {
-                        RespError::fixed("ERR Protocol version is not an integer or out of range")
-                    })?;
-                    proto = Some(match v {
-                        2 => Protocol::Resp2,
-                        3 => Protocol::Resp3,
-                        _ => return Err(RespError::fixed("NOPROTO unsupported protocol version")),
-                    });
-                    while let Some(opt) = args.peek_upper() {
-                        args.next();
-                        match opt.as_slice() {
-                            b"AUTH" if args.remaining() >= 2 => {
-                                auth = Some((args.bytes()?, args.bytes()?));
-                            }
-                            b"SETNAME" if args.remaining() >= 1 => {
-                                let n = args.bytes()?;
-                                valid_client_name(&n)?;
-                                name = Some(n);
-                            }
-                            _ => {
-                                return Err(RespError::new(format!(
-                                    "ERR Syntax error in HELLO option '{}'",
-                                    crate::error::printable(&opt, 64).to_ascii_lowercase()
-                                )))
-                            }
-                        }
-                    }
-                }
-                ConnCommand::Hello { proto, auth, name }
-            }
-            ConnId::Client => {
-                let raw_sub = args.bytes()?;
-                let sub = raw_sub.to_ascii_uppercase();
-                let arity = |n: usize, args: &Args<'_>| {
-                    if args.remaining() == n {
-                        Ok(())
-                    } else {
-                        Err(RespError::new(format!(
-                            "ERR wrong number of arguments for 'client|{}' command",
-                            String::from_utf8_lossy(&sub).to_ascii_lowercase()
-                        )))
-                    }
-                };
-                let sub = match sub.as_slice() {
-                    b"SETNAME" => {
-                        arity(1, args)?;
-                        let n = args.bytes()?;
-                        valid_client_name(&n)?;
-                        ClientSub::SetName(n)
-                    }
-                    b"GETNAME" => {
-                        arity(0, args)?;
-                        ClientSub::GetName
-                    }
-                    b"ID" => {
-                        arity(0, args)?;
-                        ClientSub::Id
-                    }
-                    b"INFO" => {
-                        arity(0, args)?;
-                        ClientSub::Info
-                    }
-                    b"LIST" => {
-                        while args.next().is_some() {}
-                        ClientSub::List
-                    }
-                    b"SETINFO" => {
-                        arity(2, args)?;
-                        let attr = args.bytes()?.to_ascii_uppercase();
-                        let value = args.bytes()?;
-                        let lib_name = match attr.as_slice() {
-                            b"LIB-NAME" => true,
-                            b"LIB-VER" => false,
-                            _ => {
-                                return Err(RespError::new(format!(
-                                    "ERR Unrecognized option '{}'",
-                                    crate::error::printable(&attr, 64)
-                                )))
-                            }
-                        };
-                        if value.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
-                            return Err(RespError::fixed(
-                                "ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.",
-                            ));
-                        }
-                        ClientSub::SetInfo { lib_name, value }
-                    }
-                    b"KILL" => match args.remaining() {
-                        0 => arity(1, args).map(|()| ClientSub::Ok)?,
-                        1 => ClientSub::KillAddr(
-                            String::from_utf8_lossy(args.bytes()?.as_ref()).into_owned(),
-                        ),
-                        _ => ClientSub::Kill(KillFilter::parse(args)?),
-                    },
-                    b"NO-EVICT" | b"NO-TOUCH" => {
-                        arity(1, args)?;
-                        args.next();
-                        ClientSub::Ok
-                    }
-                    _ => {
-                        return Err(RespError::new(format!(
-                            "ERR unknown subcommand '{}'. Try CLIENT HELP.",
-                            crate::error::printable(&raw_sub, 64)
-                        )))
-                    }
-                };
-                ConnCommand::Client(sub)
-            }
+            ConnId::Hello => parse_hello(args)?,
+            ConnId::Client => ConnCommand::Client(ClientSub::parse(args)?),
         };
         Ok(cmd)
     }
@@ -512,5 +401,123 @@ fn client(sub: &ClientSub, server: &Shared, session: &mut Session) -> Reply {
             Reply::Int(server.clients.kill_where(|c| filter.matches(c, me)) as i64)
         }
         ClientSub::Ok => Reply::ok(),
+    }
+}
+
+/// `HELLO [protover [AUTH username password] [SETNAME name]]`.
+fn parse_hello(args: &mut Args<'_>) -> Result<ConnCommand, RespError> {
+    let mut proto = None;
+    let mut auth = None;
+    let mut name = None;
+    if let Some(v) = args.next() {
+        let v = parse_int(v).map_err(|_| {
+            RespError::fixed("ERR Protocol version is not an integer or out of range")
+        })?;
+        proto = Some(match v {
+            2 => Protocol::Resp2,
+            3 => Protocol::Resp3,
+            _ => return Err(RespError::fixed("NOPROTO unsupported protocol version")),
+        });
+        while let Some(opt) = args.peek_upper() {
+            args.next();
+            match opt.as_slice() {
+                b"AUTH" if args.remaining() >= 2 => {
+                    auth = Some((args.bytes()?, args.bytes()?));
+                }
+                b"SETNAME" if args.remaining() >= 1 => {
+                    let n = args.bytes()?;
+                    valid_client_name(&n)?;
+                    name = Some(n);
+                }
+                _ => {
+                    return Err(RespError::new(format!(
+                        "ERR Syntax error in HELLO option '{}'",
+                        crate::error::printable(&opt, 64).to_ascii_lowercase()
+                    )))
+                }
+            }
+        }
+    }
+    Ok(ConnCommand::Hello { proto, auth, name })
+}
+
+impl ClientSub {
+    /// `CLIENT subcommand ...`: Redis's arity and error texts per subcommand.
+    fn parse(args: &mut Args<'_>) -> Result<ClientSub, RespError> {
+        let raw_sub = args.bytes()?;
+        let sub = raw_sub.to_ascii_uppercase();
+        let arity = |n: usize, args: &Args<'_>| {
+            if args.remaining() == n {
+                Ok(())
+            } else {
+                Err(RespError::new(format!(
+                    "ERR wrong number of arguments for 'client|{}' command",
+                    String::from_utf8_lossy(&sub).to_ascii_lowercase()
+                )))
+            }
+        };
+        Ok(match sub.as_slice() {
+            b"SETNAME" => {
+                arity(1, args)?;
+                let n = args.bytes()?;
+                valid_client_name(&n)?;
+                ClientSub::SetName(n)
+            }
+            b"GETNAME" => {
+                arity(0, args)?;
+                ClientSub::GetName
+            }
+            b"ID" => {
+                arity(0, args)?;
+                ClientSub::Id
+            }
+            b"INFO" => {
+                arity(0, args)?;
+                ClientSub::Info
+            }
+            b"LIST" => {
+                while args.next().is_some() {}
+                ClientSub::List
+            }
+            b"SETINFO" => {
+                arity(2, args)?;
+                let attr = args.bytes()?.to_ascii_uppercase();
+                let value = args.bytes()?;
+                let lib_name = match attr.as_slice() {
+                    b"LIB-NAME" => true,
+                    b"LIB-VER" => false,
+                    _ => {
+                        return Err(RespError::new(format!(
+                            "ERR Unrecognized option '{}'",
+                            crate::error::printable(&attr, 64)
+                        )))
+                    }
+                };
+                if value.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+                    return Err(RespError::fixed(
+                        "ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.",
+                    ));
+                }
+                ClientSub::SetInfo { lib_name, value }
+            }
+            b"KILL" => match args.remaining() {
+                0 => arity(1, args).map(|()| ClientSub::Ok)?,
+                1 => ClientSub::KillAddr(
+                    String::from_utf8_lossy(args.bytes()?.as_ref()).into_owned(),
+                ),
+                _ => ClientSub::Kill(KillFilter::parse(args)?),
+            },
+            b"NO-EVICT" | b"NO-TOUCH" => {
+                arity(1, args)?;
+                args.next();
+                ClientSub::Ok
+            }
+            _ => {
+                return Err(RespError::new(format!(
+                    "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                    crate::error::printable(&raw_sub, 64)
+                )))
+            }
+        })
     }
 }
