@@ -787,3 +787,70 @@ fn one_membership_change_at_a_time() {
     let mut con = cluster.conn(leader);
     lock(&mut con, "after", "alice", 60_000).expect("granted");
 }
+
+#[test]
+fn tenants_stay_apart_through_a_follower_and_the_follower_counts_its_refusals() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("users.acl");
+    std::fs::write(
+        &path,
+        "user default on nopass ~* +@all\n\
+         user alice on >alicepw ~app:a:* +@all -@admin\n\
+         user bob on >bobpw ~app:b:* +@all -@admin\n",
+    )
+    .expect("write acl file");
+    let path = path.to_string_lossy().into_owned();
+    let cluster = Cluster::start_with(3, &["--aclfile", &path]);
+    let leader = cluster.leader(&[1, 2, 3]);
+    let follower = others(leader, 3)[0];
+    let as_user = |id: u64, user: &str, pass: &str| {
+        let port = cluster.node(id).port;
+        let client = redis::Client::open(format!("redis://{user}:{pass}@127.0.0.1:{port}/"))
+            .expect("client");
+        let con = client.get_connection().expect("AUTH as a tenant");
+        con.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        con
+    };
+    let mut alice = as_user(follower, "alice", "alicepw");
+    let mut bob = as_user(follower, "bob", "bobpw");
+    lock(&mut alice, "app:a:1", "alice-1", 60_000).expect("alice's grant, forwarded");
+    lock(&mut bob, "app:b:1", "bob-1", 60_000).expect("bob's grant, forwarded");
+
+    // Refused on the follower, before forwarding.
+    let err = redis::cmd("UNLOCK")
+        .arg("app:b:1")
+        .arg("bob-1")
+        .query::<i64>(&mut alice)
+        .expect_err("another tenant's key");
+    assert!(
+        err.to_string().contains("No permissions to access a key"),
+        "{err}"
+    );
+    let err = redis::cmd("FLUSHALL")
+        .query::<String>(&mut alice)
+        .expect_err("FLUSHALL needs @admin");
+    assert!(
+        err.to_string()
+            .contains("User alice has no permissions to run the 'flushall' command"),
+        "{err}"
+    );
+    // Forwarded, and filtered by the leader for the connection's user.
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut alice).expect("KEYS");
+    assert_eq!(keys, vec!["app:a:1".to_string()]);
+    let n: i64 = redis::cmd("DBSIZE").query(&mut alice).expect("DBSIZE");
+    assert_eq!(n, 1);
+
+    // Bob's hold is untouched on the leader; the admin sees both keys.
+    let mut admin = cluster.conn(leader);
+    let n: i64 = redis::cmd("DBSIZE").query(&mut admin).expect("DBSIZE");
+    assert_eq!(n, 2);
+    assert_eq!(lock(&mut admin, "app:b:1", "someone", 60_000), None);
+    let stats: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut cluster.conn(follower))
+        .expect("INFO stats");
+    let stats = fields(&stats);
+    assert_eq!(stats["acl_access_denied_key"], "1");
+    assert_eq!(stats["acl_access_denied_cmd"], "1");
+}
