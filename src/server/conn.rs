@@ -472,7 +472,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
             }
         };
         match outcome {
-            Some(WaitResult::Granted { reply, lsn }) => WaitEnd::Reply(reply, lsn),
+            Some(WaitResult::Granted { reply, lsn, .. }) => WaitEnd::Reply(reply, lsn),
             Some(WaitResult::Failed(err)) => WaitEnd::Reply(Reply::Error(err), 0),
             None => WaitEnd::Reply(nil, 0),
         }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::entry::{Entry, Holds};
-use super::waiters::{WaitResult, Waiter};
+use super::waiters::{Made, WaitResult, Waiter};
 use super::HoldKind;
 use super::{Blocked, LockTable, Now, Outcome, Ran, Tx};
 use crate::error::RespError;
@@ -24,8 +24,9 @@ impl LockTable {
     }
 
     /// The connection that awaits `rx` for `waiter` is gone: takes the waiter out of its
-    /// queues or, when it was granted meanwhile, releases the holds on its keys (the grant
-    /// can no longer be delivered) and serves their queues. A failed wait leaves nothing.
+    /// queues or, when it was granted meanwhile, releases the holds the grant made (it can
+    /// no longer be delivered; see [`Made`]) and serves their queues. A failed wait leaves
+    /// nothing.
     /// One section over the waiter's keys, so nobody sees half of it.
     pub fn withdraw(&self, waiter: &Arc<Waiter>, rx: &mut oneshot::Receiver<WaitResult>, now: Now) {
         let keys: Vec<&[u8]> = waiter.keys.iter().map(|k| k.as_ref()).collect();
@@ -33,12 +34,22 @@ impl LockTable {
             if tx.cancel_waiter(waiter) {
                 return;
             }
-            if let Ok(WaitResult::Granted { .. }) = rx.try_recv() {
-                for key in &waiter.keys {
-                    if tx.release_hold(key, &waiter.owner).is_some() {
-                        tx.pump(key);
-                    }
-                }
+            let Ok(WaitResult::Granted { made, .. }) = rx.try_recv() else {
+                return;
+            };
+            let (keys, until) = match &made {
+                Made::Nothing => return,
+                Made::EveryKey { until } => (waiter.keys.as_slice(), *until),
+                Made::Keys { keys, until } => (keys.as_slice(), *until),
+            };
+            // All are released before any queue is served, so that no waiter sees half of
+            // the undone grant.
+            let released: Vec<&Bytes> = keys
+                .iter()
+                .filter(|key| tx.release_unrenewed(key, &waiter.owner, until).is_some())
+                .collect();
+            for key in released {
+                tx.pump(key);
             }
         });
     }
@@ -126,6 +137,7 @@ impl Tx<'_> {
                     .map(|token| WaitResult::Granted {
                         reply: Reply::Int(token),
                         lsn: 0,
+                        made: Made::Nothing,
                     })
             }
             Some(HoldKind::Permits(_)) => Some(WaitResult::Failed(RespError::OTHER_PERMITS)),
@@ -135,6 +147,9 @@ impl Tx<'_> {
                 if w.deliver(WaitResult::Granted {
                     reply: Reply::Int(token),
                     lsn: self.lsn,
+                    made: Made::EveryKey {
+                        until: self.now.deadline(w.ttl_ms).0,
+                    },
                 }) {
                     crate::metrics::handoff_wait(self.now.mono.saturating_duration_since(w.queued));
                     return;
@@ -206,9 +221,21 @@ impl Tx<'_> {
             tokens.push(Reply::Int(token));
         }
         self.waiter_left();
+        let until = self.now.deadline(w.ttl_ms).0;
+        let made = if fresh.is_empty() {
+            Made::Nothing
+        } else if fresh.len() == w.keys.len() {
+            Made::EveryKey { until }
+        } else {
+            Made::Keys {
+                keys: fresh.clone(),
+                until,
+            }
+        };
         let delivered = w.deliver(WaitResult::Granted {
             reply: Reply::Array(tokens),
             lsn: self.lsn,
+            made,
         });
         if delivered {
             crate::metrics::handoff_wait(self.now.mono.saturating_duration_since(w.queued));

@@ -80,7 +80,7 @@ pub use sems::SemAcquire;
 pub(crate) use shard::Shard;
 pub use strings::{ExpireCondition, SetCondition, SetExpiry, SetOptions};
 pub(crate) use token::{TokenCounter, TOKEN_BLOCK};
-pub use waiters::{WaitResult, Waiter};
+pub use waiters::{Made, WaitResult, Waiter};
 
 use crate::error::RespError;
 use crate::persist::Record;

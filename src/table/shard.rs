@@ -332,8 +332,32 @@ impl Tx<'_> {
     /// Ends the hold of `owner` on `key` (without serving the queue: call [`pump`]).
     /// Returns its lease.
     pub(crate) fn release_hold(&mut self, key: &Bytes, owner: &[u8]) -> Option<Lease> {
+        self.release_where(key, owner, |_| true)
+    }
+
+    /// Ends the hold of `owner` on `key`, as [`release_hold`] does, only if its lease still
+    /// ends at `until`: the hold a grant made and nobody renewed since.
+    ///
+    /// [`release_hold`]: Tx::release_hold
+    pub(crate) fn release_unrenewed(
+        &mut self,
+        key: &Bytes,
+        owner: &[u8],
+        until: Instant,
+    ) -> Option<Lease> {
+        let at = Deadline::new(self.origin(), until);
+        self.release_where(key, owner, |lease| lease.deadline == at)
+    }
+
+    /// Ends the hold of `owner` on `key` if `which` accepts its lease.
+    fn release_where(
+        &mut self,
+        key: &Bytes,
+        owner: &[u8],
+        which: impl Fn(&Lease) -> bool,
+    ) -> Option<Lease> {
         let shard = self.shard(key)?;
-        let lease = shard.take_holder(key, |h| h.owner == owner)?;
+        let lease = shard.take_holder(key, |h| h.owner == owner && which(&h.lease))?;
         shard.wheel.cancel(lease.timer);
         if self.logging() {
             self.emit(Record::Release {

@@ -711,6 +711,72 @@ fn withdraw_of_a_grant_nobody_receives_releases_it_and_serves_the_next() {
     assert!(token(lock_k(&t, now, "d", false)).is_some());
 }
 
+/// A client whose blocked LOCK's reply is lost repeats it on a new connection and gets the
+/// same token (docs/protocol.md): the old connection's withdraw must not end that hold.
+#[test]
+fn withdraw_leaves_a_grant_its_owner_renewed_on_another_connection() {
+    let mut clock = Clock::new();
+    let t = table(&clock);
+    let now = clock.now();
+    token(lock_k(&t, now, "a", false)).unwrap();
+    let mut lost = blocked(lock_k(&t, now, "b", true));
+    unlock(&t, now, "k", "a");
+    clock.ms = 5;
+    let retried = token(lock_k(&t, clock.now(), "b", false)).unwrap();
+    let mut next = blocked(lock_k(&t, clock.now(), "c", true));
+    t.withdraw(&lost.waiter, &mut lost.rx, clock.now());
+    assert_eq!(granted(&mut next), None, "b still holds k: c waits");
+    assert_eq!(token(lock_k(&t, clock.now(), "b", false)), Some(retried));
+}
+
+/// A second shared waiter of the same owner is granted by renewing the hold its first
+/// waiter got: withdrawing the second leaves the first's hold.
+#[test]
+fn withdraw_of_a_renewing_grant_leaves_the_owners_hold() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let now = clock.now();
+    let read = |owner: &str| acquire(&t, now, "k", owner, HoldKind::Read, 10_000, true);
+    token(lock_k(&t, now, "a", false)).unwrap();
+    let mut first = blocked(read("b"));
+    let mut second = blocked(read("b"));
+    let mut writer = blocked(lock_k(&t, now, "c", true));
+    unlock(&t, now, "k", "a");
+    let held = granted(&mut first).unwrap();
+    t.withdraw(&second.waiter, &mut second.rx, now);
+    assert_eq!(granted(&mut writer), None, "b still reads k: c waits");
+    assert_eq!(token(read("b")), Some(held));
+}
+
+/// An MLOCK that counted its owner's held key as granted: withdrawing it releases only the
+/// key the grant made.
+#[test]
+fn withdraw_of_an_mlock_grant_releases_only_the_keys_it_made() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let now = clock.now();
+    let (k0, k1, a) = (b("k0"), b("k1"), b("a"));
+    let held = token(acquire(&t, now, "k0", "a", HoldKind::Exclusive, 100, false)).unwrap();
+    token(acquire(&t, now, "k1", "x", HoldKind::Exclusive, 100, false)).unwrap();
+    let mut w = blocked(
+        t.run(&[&k0, &k1], now, |tx| {
+            tx.mlock(&[k0.clone(), k1.clone()], &a, 100, true)
+        })
+        .value,
+    );
+    unlock(&t, now, "k1", "x");
+    t.withdraw(&w.waiter, &mut w.rx, now);
+    assert_eq!(
+        token(acquire(&t, now, "k0", "a", HoldKind::Exclusive, 100, false)),
+        Some(held),
+        "a's LOCK on k0 stands"
+    );
+    assert!(
+        token(acquire(&t, now, "k1", "y", HoldKind::Exclusive, 100, false)).is_some(),
+        "k1, made by the undone grant, is free"
+    );
+}
+
 #[test]
 fn withdraw_of_a_pending_wait_leaves_the_queue() {
     let clock = Clock::new();

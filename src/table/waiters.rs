@@ -25,9 +25,36 @@ pub enum WaitResult {
         reply: Reply,
         /// Log sequence number of the grant's records (0: none).
         lsn: u64,
+        /// The holds the grant created, which [`LockTable::withdraw`] undoes when the
+        /// reply can no longer be delivered.
+        ///
+        /// [`LockTable::withdraw`]: super::LockTable::withdraw
+        made: Made,
     },
     /// The wait ended with an error (semaphore deleted, keyspace flushed, capacity shrunk).
     Failed(RespError),
+}
+
+/// The holds a grant created, and the lease end it gave them. Only these are the grant's
+/// to undo: a hold the owner already had came with an earlier reply, and a hold whose lease
+/// changed since the grant (the owner repeated its request on another connection after a
+/// lost reply, and got the same token) is known to the owner.
+#[derive(Debug, Clone)]
+pub enum Made {
+    /// No hold: the grant renewed one the owner already had.
+    Nothing,
+    /// A hold on every key of the waiter, each lease ending at `until`.
+    EveryKey {
+        /// The lease end the grant set.
+        until: std::time::Instant,
+    },
+    /// Holds on these keys of an MLOCK only (it counted the owner's other keys as granted).
+    Keys {
+        /// The keys whose hold the grant created.
+        keys: Vec<Bytes>,
+        /// The lease end the grant set.
+        until: std::time::Instant,
+    },
 }
 
 /// A queued request.
