@@ -277,8 +277,29 @@ fn pending_input_costs_its_limit_and_is_given_back() {
         .arg("held")
         .arg("holder")
         .query::<i64>(&mut holder);
-    // The freed buffers go back to the OS once the connections' tasks have ended, which
-    // takes longer on a loaded machine: poll for it (up to 10 s) rather than sleep once.
+    // The four connections end first (INFO clients shows them gone), then their freed
+    // buffers go back to the OS; both take longer on a loaded machine: poll for each (up to
+    // 10 s) rather than sleep once.
+    let mut clients = |field: &str| -> i64 {
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query(&mut holder)
+            .expect("INFO");
+        info.lines()
+            .find_map(|l| {
+                l.strip_prefix(field)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(-1)
+    };
+    let settled = std::time::Instant::now() + Duration::from_secs(10);
+    while clients("blocked_clients") != 0 && std::time::Instant::now() < settled {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let blocked = clients("blocked_clients");
     let settled = std::time::Instant::now() + Duration::from_secs(10);
     while baton.rss() > before + 16 * MIB && std::time::Instant::now() < settled {
         std::thread::sleep(Duration::from_millis(100));
@@ -286,7 +307,11 @@ fn pending_input_costs_its_limit_and_is_given_back() {
     let peak = peak.finish();
     let after = baton.rss();
     report("4 x 16 MiB pending input behind WAIT", before, peak, after);
-    println!("  during: {:.1} MiB", mib(during));
+    println!(
+        "  during: {:.1} MiB; then blocked_clients {blocked}, connected_clients {}",
+        mib(during),
+        clients("connected_clients")
+    );
     bystander.finish("pending input");
     // The limit per connection plus 8 MiB of slack each at most.
     assert!(
@@ -294,6 +319,7 @@ fn pending_input_costs_its_limit_and_is_given_back() {
         "grew {:.1} MiB",
         mib(peak - before)
     );
+    assert_eq!(blocked, 0, "the closed waiters left their queue");
     assert!(
         after <= before + 16 * MIB,
         "kept {:.1} MiB",
