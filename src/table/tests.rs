@@ -711,6 +711,18 @@ fn withdraw_of_a_grant_nobody_receives_releases_it_and_serves_the_next() {
     assert!(token(lock_k(&t, now, "d", false)).is_some());
 }
 
+#[test]
+fn withdraw_of_the_only_waiters_grant_frees_the_key() {
+    let clock = Clock::new();
+    let t = table(&clock);
+    let now = clock.now();
+    token(lock_k(&t, now, "a", false)).unwrap();
+    let mut only = blocked(lock_k(&t, now, "b", true));
+    unlock(&t, now, "k", "a");
+    t.withdraw(&only.waiter, &mut only.rx, now);
+    assert!(token(lock_k(&t, now, "d", false)).is_some(), "k is free");
+}
+
 /// A client whose blocked LOCK's reply is lost repeats it on a new connection and gets the
 /// same token (docs/protocol.md): the old connection's withdraw must not end that hold.
 #[test]
