@@ -5,12 +5,12 @@
 //! every request takes, before and after authentication). The first byte picks the
 //! command name and its case; the rest is split on `0x00` into at most 8 arguments.
 //!
-//! Checks: no panic; both commands stay allowed before AUTH whatever their arguments; an
-//! error is one line of bounded length that starts with an upper-case code (an error
-//! text that echoed a CR or LF from a client's argument would let that client write its
-//! own replies into the stream).
+//! Checks: no panic; both commands are allowed before AUTH in any case of their name (the
+//! check reads the command's spec, never its arguments); an error is one line of bounded
+//! length that starts with an upper-case code (an error text that echoed a CR or LF from a
+//! client's argument would let that client write its own replies into the stream).
 
-use baton::cmd::{self, args::ArgLimits, connection::allowed_before_auth};
+use baton::cmd::{self, args::ArgLimits, connection::allowed_before_auth, spec};
 use baton::resp::Request;
 use bytes::Bytes;
 
@@ -29,8 +29,9 @@ pub fn run(data: &[u8]) {
     if !rest.is_empty() {
         args.extend(rest.split(|b| *b == 0).take(8).map(Bytes::copy_from_slice));
     }
+    let spec = spec::lookup(&name.to_ascii_uppercase()).expect("AUTH and HELLO have specs");
+    assert!(allowed_before_auth(spec), "{name:?} refused before AUTH");
     let req = Request { args };
-    assert!(allowed_before_auth(&req), "{req:?} refused before AUTH");
     let limits = ArgLimits {
         max_key_bytes: 64,
         max_ttl_ms: 10_000,

@@ -19,9 +19,10 @@
 use bytes::Bytes;
 
 use super::args::{parse_int, Args};
+use super::spec::{CommandId, Spec};
 use super::{ClientInfo, Effect, Executed, Session, Shared};
 use crate::error::RespError;
-use crate::resp::{Protocol, Reply, Request};
+use crate::resp::{Protocol, Reply};
 
 /// The commands of this family, as the command table names them: [`ConnCommand::parse`]
 /// matches every one.
@@ -181,13 +182,13 @@ impl KillFilter {
     }
 }
 
-/// Commands a connection may send before AUTH when a password is set.
-pub fn allowed_before_auth(req: &Request) -> bool {
-    req.args.first().is_some_and(|name| {
-        [&b"AUTH"[..], b"HELLO", b"QUIT", b"RESET"]
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n))
-    })
+/// Commands a connection may send before AUTH when a password is set, and that the ACL
+/// never refuses (Redis's no-auth commands).
+pub fn allowed_before_auth(spec: &Spec) -> bool {
+    matches!(
+        spec.id,
+        CommandId::Conn(ConnId::Auth | ConnId::Hello | ConnId::Quit | ConnId::Reset)
+    )
 }
 
 fn valid_client_name(name: &[u8]) -> Result<(), RespError> {
