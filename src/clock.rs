@@ -1,5 +1,6 @@
-//! The wall clock: the one function that reads `SystemTime` for the command layer, the
-//! server and the metrics (fencing-token floors, expiry in Unix time, TIME, ages).
+//! The wall clock: the one function that reads `SystemTime`, for the command layer, the
+//! server, the log and the metrics (fencing-token floors, expiry in Unix time, TIME, ages,
+//! the last sync and snapshot times in INFO persistence).
 //! Monotonic time (`Instant`) is read where a deadline is set and handed to the table as
 //! `now`.
 

@@ -42,7 +42,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::{oneshot, watch};
@@ -282,12 +282,6 @@ impl Pending {
             || !self.sync_requests.is_empty()
             || self.stop
     }
-}
-
-pub(super) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Log {
@@ -822,7 +816,9 @@ impl Writer {
         self.last_sync_took = self.last_sync - started;
         crate::metrics::log_fsync(self.last_sync_took);
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-        self.shared.last_sync_ms.store(unix_ms(), Ordering::Relaxed);
+        self.shared
+            .last_sync_ms
+            .store(crate::clock::wall_ms(), Ordering::Relaxed);
         Ok(())
     }
 

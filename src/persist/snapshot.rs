@@ -32,7 +32,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use super::files::{self, DataFile, FileKind};
-use super::log::{unix_ms, Log, LogError, Rotation};
+use super::log::{Log, LogError, Rotation};
 use super::record::Record;
 
 impl Log {
@@ -111,7 +111,9 @@ impl Log {
         tokio::task::spawn_blocking(move || write_snapshot(&dir, generation, &body))
             .await
             .map_err(io::Error::other)??;
-        shared.last_snapshot_ms.store(unix_ms(), Ordering::Relaxed);
+        shared
+            .last_snapshot_ms
+            .store(crate::clock::wall_ms(), Ordering::Relaxed);
         shared.snapshots.fetch_add(1, Ordering::Relaxed);
         tracing::info!(generation, records = count, "snapshot written");
         Ok(())
