@@ -43,6 +43,12 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     if config.threads > 0 {
         runtime.worker_threads(config.threads);
     }
+    // Memory freed on one worker but allocated on another goes back to the OS only when
+    // the allocating worker collects: each does at its next park or unpark after a large
+    // connection closed (server::budget).
+    runtime
+        .on_thread_park(baton::server::budget::collect_if_asked)
+        .on_thread_unpark(baton::server::budget::collect_if_asked);
     let runtime = runtime.enable_all().build()?;
     runtime.block_on(async move {
         let config = Arc::new(config);

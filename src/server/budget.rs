@@ -15,10 +15,13 @@
 //!
 //! Giving memory back: [`give_back`] asks mimalloc to return freed pages to the OS; a
 //! connection that had large buffers calls it when it closes (mimalloc otherwise purges
-//! only when the thread allocates again, so an idle server kept hundreds of MB).
+//! only when the thread allocates again, so an idle server kept hundreds of MB), and every
+//! worker thread collects its own heap at its next park or unpark ([`collect_if_asked`]),
+//! since a block freed by one thread goes back only through the thread that allocated it.
 
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -169,29 +172,42 @@ impl Budget {
         if self.maxmemory == 0 {
             return;
         }
-        let used = resident_bytes().saturating_sub(self.clients_bytes());
+        let resident = usize::try_from(crate::metrics::rss_bytes()).unwrap_or(usize::MAX);
+        let used = resident.saturating_sub(self.clients_bytes());
         self.over.store(used > self.maxmemory, Ordering::Relaxed);
     }
 }
 
-/// The process's resident memory in bytes (0 where /proc is missing).
-pub fn resident_bytes() -> usize {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
-        return 0;
-    };
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
+/// Counts [`give_back`] calls: each worker thread compares it with the count it last
+/// collected at when it parks or unparks ([`collect_if_asked`]).
+static GIVE_BACK_ROUND: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The [`GIVE_BACK_ROUND`] this thread last collected at.
+    static COLLECTED_ROUND: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Returns freed memory to the OS now (mimalloc's `mi_collect`).
+/// Returns freed memory to the OS: now on this thread, and on every other worker thread at
+/// its next park or unpark. mimalloc gives back a block freed by another thread only when
+/// the thread that allocated it collects, and a connection's task may have grown its
+/// buffers on one worker and closed on the other.
 pub fn give_back() {
-    // SAFETY: `mi_collect` takes no pointers and only walks mimalloc's own structures for
-    // the calling thread and abandoned segments, under mimalloc's locking; it is safe to
-    // call from any thread at any time, also when mimalloc is not the global allocator
-    // (then it has nothing to free).
-    unsafe { libmimalloc_sys::mi_collect(true) };
+    GIVE_BACK_ROUND.fetch_add(1, Ordering::Relaxed);
+    collect_if_asked();
+}
+
+/// For the runtime's `on_thread_park` and `on_thread_unpark`: collects this thread's heap
+/// if [`give_back`] was called since it last did (one atomic load otherwise).
+pub fn collect_if_asked() {
+    let round = GIVE_BACK_ROUND.load(Ordering::Relaxed);
+    COLLECTED_ROUND.with(|seen| {
+        if seen.get() != round {
+            seen.set(round);
+            // SAFETY: `mi_collect` takes no pointers and only walks mimalloc's own
+            // structures for the calling thread and abandoned segments, under mimalloc's
+            // locking; it is safe to call from any thread at any time, also when mimalloc
+            // is not the global allocator (then it has nothing to free).
+            unsafe { libmimalloc_sys::mi_collect(true) };
+        }
+    });
 }
