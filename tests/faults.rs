@@ -91,12 +91,8 @@ fn settled_rss(pid: u32, bound: u64, within: Duration) -> u64 {
 }
 
 /// `connected_clients` of INFO clients.
-fn connected_clients(con: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("clients").query(con).expect("INFO");
-    info.lines()
-        .find_map(|l| l.strip_prefix("connected_clients:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("connected_clients")
+fn connected_clients(con: &mut redis::Connection) -> i64 {
+    common::info_int(con, "clients", "connected_clients")
 }
 
 /// The campaign: the checker's clients (tests/cluster_support/workload.rs: short leases,
@@ -436,7 +432,7 @@ fn ten_thousand_idle_connections_leave_room_for_work() {
     common::eventually(
         "the server accepted every idle connection",
         Duration::from_secs(30),
-        || connected_clients(&mut con) > IDLE as u64,
+        || connected_clients(&mut con) > IDLE as i64,
     );
     let opened = started.elapsed();
     let pong: String = redis::cmd("PING").query(&mut con).expect("PING");

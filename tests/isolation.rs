@@ -280,21 +280,7 @@ fn pending_input_costs_its_limit_and_is_given_back() {
     // The four connections end first (INFO clients shows them gone), then their freed
     // buffers go back to the OS; both take longer on a loaded machine: poll for each (up to
     // 10 s) rather than sleep once.
-    let mut clients = |field: &str| -> i64 {
-        let info: String = redis::cmd("INFO")
-            .arg("clients")
-            .query(&mut holder)
-            .expect("INFO");
-        info.lines()
-            .find_map(|l| {
-                l.strip_prefix(field)?
-                    .strip_prefix(':')?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(-1)
-    };
+    let mut clients = |field: &str| common::info_int(&mut holder, "clients", field);
     let settled = std::time::Instant::now() + Duration::from_secs(10);
     while clients("blocked_clients") != 0 && std::time::Instant::now() < settled {
         std::thread::sleep(Duration::from_millis(100));

@@ -450,11 +450,7 @@ fn flushall_fails_every_waiter_and_empties_the_keyspace() {
 
 /// One line of `INFO locks`.
 fn info_locks_field(con: &mut redis::Connection, field: &str) -> String {
-    let info: String = redis::cmd("INFO").arg("locks").query(con).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("{field} in {info}"))
-        .to_string()
+    common::info_value(con, "locks", field)
 }
 
 #[test]

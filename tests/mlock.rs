@@ -473,11 +473,7 @@ fn opposite_orders_never_deadlock_or_overlap() {
 
 /// `waiters` of `INFO locks`: the server-wide count of blocked requests.
 fn info_waiters(con: &mut redis::Connection) -> i64 {
-    let info: String = redis::cmd("INFO").arg("locks").query(con).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("waiters:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("waiters in {info}"))
+    common::info_int(con, "locks", "waiters")
 }
 
 #[test]

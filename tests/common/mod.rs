@@ -154,6 +154,24 @@ pub fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool)
     panic!("timed out waiting for: {what}");
 }
 
+/// The value of `field` in INFO `section` (`blocked_clients` of `clients`, say); panics
+/// with the section's text when the field is missing.
+pub fn info_value(con: &mut redis::Connection, section: &str, field: &str) -> String {
+    let info: String = redis::cmd("INFO").arg(section).query(con).expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("{field} in INFO {section}: {info}"))
+}
+
+/// [`info_value`] of a numeric field.
+pub fn info_int(con: &mut redis::Connection, section: &str, field: &str) -> i64 {
+    let value = info_value(con, section, field);
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("{field} is not a number: {value}"))
+}
+
 /// The `waiters` count of LOCK.INFO (RESP2 flat array), 0 when the key is free.
 pub fn waiters(con: &mut redis::Connection, key: &str) -> i64 {
     info_field(con, "LOCK.INFO", key, "waiters")
