@@ -296,47 +296,48 @@ pub fn execute(req: &Request, server: &Shared, session: &mut Session) -> Execute
     let spec = lookup(req);
     let known = spec.as_ref().ok().copied();
     session.info.lock().last_cmd = known.map(|spec| spec.name);
-    let (executed, result) =
-        if !session.authenticated && !known.is_some_and(connection::allowed_before_auth) {
-            (
-                Executed::reply(RespError::NOAUTH.into()),
-                stats::CallResult::Rejected,
-            )
-        } else {
-            session.refresh_user(&server.acl);
-            let user = &session.user;
-            let permitted = |spec: &'static spec::Spec| {
-                // AUTH, HELLO, QUIT and RESET run whoever the user is (Redis's no-auth commands).
-                if !user.all_commands() && !connection::allowed_before_auth(spec) {
-                    crate::acl::check_command(user, spec, &req.args)?;
-                }
-                let mut cmd = parse_with(spec, req, server.arg_limits())?;
-                permit_keys(user, &mut cmd)?;
-                Ok((spec, cmd))
-            };
-            match spec.and_then(permitted) {
-                // -MISCONF and -TRYAGAIN refusals are not executed: rejected, as Redis counts
-                // its -MISCONF and -OOM refusals in rejected_calls.
-                Ok((spec, cmd)) => match refusal(spec, &cmd, server) {
-                    Some(err) => (Executed::reply(err.into()), stats::CallResult::Rejected),
-                    None => match admit_and_apply(cmd, server, session) {
-                        Ok(executed) => {
-                            let result = match &executed.effect {
-                                Effect::Reply(Reply::Error(_)) => stats::CallResult::Failed,
-                                Effect::Await(pending) if pending.is_error() => {
-                                    stats::CallResult::Failed
-                                }
-                                Effect::Blocked { .. } => stats::CallResult::Blocked,
-                                _ => stats::CallResult::Ok,
-                            };
-                            (executed, result)
-                        }
-                        Err(err) => (Executed::reply(err.into()), stats::CallResult::Failed),
-                    },
-                },
-                Err(err) => (Executed::reply(err.into()), stats::CallResult::Rejected),
+    // AUTH, HELLO, QUIT and RESET run before AUTH and whoever the user is (Redis's no-auth
+    // commands).
+    let no_auth = known.is_some_and(connection::allowed_before_auth);
+    let (executed, result) = if !session.authenticated && !no_auth {
+        (
+            Executed::reply(RespError::NOAUTH.into()),
+            stats::CallResult::Rejected,
+        )
+    } else {
+        session.refresh_user(&server.acl);
+        let user = &session.user;
+        let permitted = |spec: &'static spec::Spec| {
+            if !user.all_commands() && !no_auth {
+                crate::acl::check_command(user, spec, &req.args)?;
             }
+            let mut cmd = parse_with(spec, req, server.arg_limits())?;
+            permit_keys(user, &mut cmd)?;
+            Ok((spec, cmd))
         };
+        match spec.and_then(permitted) {
+            // -MISCONF and -TRYAGAIN refusals are not executed: rejected, as Redis counts
+            // its -MISCONF and -OOM refusals in rejected_calls.
+            Ok((spec, cmd)) => match refusal(spec, &cmd, server) {
+                Some(err) => (Executed::reply(err.into()), stats::CallResult::Rejected),
+                None => match admit_and_apply(cmd, server, session) {
+                    Ok(executed) => {
+                        let result = match &executed.effect {
+                            Effect::Reply(Reply::Error(_)) => stats::CallResult::Failed,
+                            Effect::Await(pending) if pending.is_error() => {
+                                stats::CallResult::Failed
+                            }
+                            Effect::Blocked { .. } => stats::CallResult::Blocked,
+                            _ => stats::CallResult::Ok,
+                        };
+                        (executed, result)
+                    }
+                    Err(err) => (Executed::reply(err.into()), stats::CallResult::Failed),
+                },
+            },
+            Err(err) => (Executed::reply(err.into()), stats::CallResult::Rejected),
+        }
+    };
     if let Effect::Reply(Reply::Error(err)) = &executed.effect {
         server.connections.count_denial(err);
     }
